@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""Shared error type, time and duration helpers for lifeboat.backup."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+__all__ = [
+    "LifeboatError",
+    "parse_duration",
+    "utcnow",
+    "format_ts",
+    "parse_ts",
+]
+
+
+class LifeboatError(Exception):
+    """An expected failure. Its message is one sentence meant for the operator."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value, option="duration"):
+    """Return seconds (float) for 90, '90s', '15m', '12h', '7d', '2w' or a sum like '1d12h'."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise LifeboatError("%s must be a duration like 30m, 12h or 7d, not %r." % (option, value))
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise LifeboatError("%s must not be negative (got %r)." % (option, value))
+        return float(value)
+    text = str(value).strip().lower()
+    parts = re.findall(r"\d+(?:\.\d+)?\s*[smhdw]?", text)
+    if not parts or "".join(p.replace(" ", "") for p in parts) != text.replace(" ", ""):
+        raise LifeboatError("%s must be a duration like 30m, 12h, 7d or 1d12h, not %r." % (option, value))
+    total = 0.0
+    for part in parts:
+        match = _DURATION_RE.match(part)
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return total
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_ts(when):
+    """ISO 8601 UTC with a Z suffix and microseconds dropped to milliseconds."""
+    when = when.astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (when.microsecond // 1000)
+
+
+def parse_ts(text):
+    """Parse the timestamps format_ts writes (and plain ISO 8601 with an offset)."""
+    if not isinstance(text, str):
+        raise ValueError("timestamp must be a string")
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    when = datetime.datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise ValueError("timestamp %r has no time zone" % text)
+    return when.astimezone(datetime.timezone.utc)

@@ -1,0 +1,272 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""Streaming pipelines: producer | compressor | encryptor -> store, and back.
+
+This is the one place in the collection that starts more than one process at
+a time. Every stage is an argv list (never a shell string); processes are
+joined by OS pipes; the bytes that reach the store pass through this process
+once, in bounded chunks, so that their SHA-256 is computed in the same pass
+and memory stays flat. Every stage's exit status is checked: a producer that
+fails behind a compressor fails the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+
+CHUNK = 1024 * 1024
+STDERR_TAIL = 4000
+
+COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+ENCRYPTION_SUFFIX = ".age"
+
+
+class PipelineError(LifeboatError):
+    """A stage failed. ``stage`` names it, ``stderr`` holds the end of its error output."""
+
+    def __init__(self, message, stage=None, returncode=None, stderr=""):
+        super(PipelineError, self).__init__(message)
+        self.stage = stage
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class SinkError(LifeboatError):
+    """Writing the pipeline's output failed (for instance, the store is full)."""
+
+    def __init__(self, message, os_error=None):
+        super(SinkError, self).__init__(message)
+        self.os_error = os_error
+
+
+class Stage(object):
+    """One process of a pipeline."""
+
+    def __init__(self, name, argv, env=None, cwd=None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.env = env
+        self.cwd = cwd
+
+    def __repr__(self):
+        return "Stage(%r, %r)" % (self.name, self.argv)
+
+
+def payload_suffix(compression, encrypted):
+    return COMPRESSION_SUFFIX[compression] + (ENCRYPTION_SUFFIX if encrypted else "")
+
+
+def compress_stages(algorithm, binary, level=None, threads=0):
+    """Stages that compress stdin to stdout (none for ``none``)."""
+    if algorithm == "none":
+        return []
+    if algorithm == "zstd":
+        argv = [binary, "-q", "-c", "-T%d" % int(threads)]
+        if level is not None:
+            argv.append("-%d" % int(level))
+            if int(level) > 19:
+                argv.insert(1, "--ultra")
+        return [Stage("zstd", argv)]
+    if algorithm == "gzip":
+        argv = [binary, "-c"]
+        if os.path.basename(binary) == "pigz" and threads:
+            argv += ["-p", str(int(threads))]
+        if level is not None:
+            argv.append("-%d" % int(level))
+        return [Stage(os.path.basename(binary), argv)]
+    raise LifeboatError("Unknown compression %r; use zstd, gzip or none." % algorithm)
+
+
+def decompress_stages(algorithm, binary):
+    if algorithm == "none":
+        return []
+    if algorithm == "zstd":
+        return [Stage("zstd", [binary, "-q", "-d", "-c"])]
+    if algorithm == "gzip":
+        return [Stage(os.path.basename(binary), [binary, "-d", "-c"])]
+    raise LifeboatError("Unknown compression %r; use zstd, gzip or none." % algorithm)
+
+
+def encrypt_stages(binary, recipients):
+    if not recipients:
+        return []
+    argv = [binary, "--encrypt"]
+    for recipient in recipients:
+        argv += ["-r", recipient]
+    return [Stage("age", argv)]
+
+
+def decrypt_stages(binary, identity_file):
+    """Decryption reads the identity from a 0600 file: the key never enters argv."""
+    if not identity_file:
+        return []
+    return [Stage("age", [binary, "--decrypt", "-i", identity_file])]
+
+
+def _tail(handle):
+    handle.flush()
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - STDERR_TAIL))
+    return handle.read().decode("utf-8", "replace").strip()
+
+
+def _is_sigpipe(returncode):
+    return returncode in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
+
+
+class _Running(object):
+    """Started processes of one pipeline, with their stderr captured to temp files."""
+
+    def __init__(self, stages, stdin, env):
+        self.stages = stages
+        self.procs = []
+        self.errs = []
+        self.stderr = None
+        previous = stdin
+        try:
+            for index, stage in enumerate(stages):
+                err = tempfile.TemporaryFile()
+                self.errs.append(err)
+                stage_env = dict(env or os.environ)
+                stage_env.update(stage.env or {})
+                proc = subprocess.Popen(
+                    stage.argv,
+                    stdin=previous if previous is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=stage_env,
+                    cwd=stage.cwd,
+                    close_fds=True,
+                )
+                if index > 0:
+                    # The previous stage now writes only to this one: drop our copy of
+                    # the pipe so that it sees SIGPIPE if this stage dies.
+                    self.procs[-1].stdout.close()
+                self.procs.append(proc)
+                previous = proc.stdout
+        except OSError as exc:
+            self.kill()
+            raise PipelineError(
+                "Cannot start %s (%s): %s." % (stage.name, stage.argv[0], exc.strerror or exc),
+                stage=stage.name,
+            )
+
+    @property
+    def stdout(self):
+        return self.procs[-1].stdout
+
+    def kill(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
+        self.wait()
+
+    def wait(self):
+        for proc in self.procs:
+            if proc.stdout is not None and not proc.stdout.closed:
+                proc.stdout.close()
+            proc.wait()
+
+    def check(self):
+        """Collect each stage's stderr; raise PipelineError for the root-cause failure."""
+        if self.stderr is None:
+            self.stderr = [_tail(err) for err in self.errs]
+            for err in self.errs:
+                err.close()
+        failed = [index for index, proc in enumerate(self.procs) if proc.returncode != 0]
+        if not failed:
+            return
+        # A stage killed by SIGPIPE only lost its reader: blame the first other failure.
+        real = [index for index in failed if not _is_sigpipe(self.procs[index].returncode)] or failed
+        index = real[0]
+        stage, stderr = self.stages[index], self.stderr[index]
+        raise PipelineError(
+            "%s failed (exit status %s)%s" % (
+                stage.name, self.procs[index].returncode, (": " + stderr.splitlines()[-1]) if stderr else "."),
+            stage=stage.name,
+            returncode=self.procs[index].returncode,
+            stderr=stderr,
+        )
+
+
+def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK):
+    """Run ``stages`` and write the last stage's stdout to ``sink`` (a binary file).
+
+    Returns ``(size, sha256_hex)`` of the bytes written. Raises PipelineError if
+    any stage fails, SinkError if writing fails; in both cases all processes
+    are stopped before it returns.
+    """
+    if not stages:
+        raise LifeboatError("A pipeline needs at least one stage.")
+    running = _Running(stages, stdin, env)
+    digest = hashlib.sha256()
+    size = 0
+    fd = running.stdout.fileno()
+    try:
+        while True:
+            block = os.read(fd, chunk)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+            sink.write(block)
+        sink.flush()
+        os.fsync(sink.fileno())
+    except OSError as exc:
+        running.kill()
+        try:
+            running.check()
+        except PipelineError:
+            pass
+        raise SinkError(str(exc), os_error=exc)
+    running.wait()
+    running.check()
+    return size, digest.hexdigest()
+
+
+def run_from_source(stages, source, env=None):
+    """Feed the open file ``source`` into ``stages``.
+
+    Returns ``(stdout, stderr)`` of the last stage as text. That output is
+    expected to be small (a restore tool's messages); it is kept in a temp
+    file and only its tail is returned.
+    """
+    if not stages:
+        raise LifeboatError("A pipeline needs at least one stage.")
+    running = _Running(stages, source, env)
+    out = tempfile.TemporaryFile()
+    try:
+        fd = running.stdout.fileno()
+        while True:
+            block = os.read(fd, CHUNK)
+            if not block:
+                break
+            out.write(block)
+        running.wait()
+        running.check()
+        return _tail(out), running.stderr[-1]
+    except BaseException:
+        running.kill()
+        raise
+    finally:
+        out.close()
+
+
+def describe(stages):
+    """The argv lists of a pipeline, for results (they never hold secrets)."""
+    return [list(stage.argv) for stage in stages]
