@@ -235,6 +235,8 @@ def describe_problems(problems):
             parts.append("%s: SHA-256 mismatch" % problem["name"])
         elif problem["problem"] == "size":
             parts.append("%s: size %s, expected %s" % (problem["name"], problem["actual"], problem["expected"]))
+        elif problem.get("detail"):
+            parts.append("%s: %s (%s)" % (problem["name"], problem["problem"], problem["detail"]))
         else:
             parts.append("%s: %s" % (problem["name"], problem["problem"]))
     return "; ".join(parts)
