@@ -103,6 +103,17 @@ class Codec(object):
         return (_pipeline.compress_stages(self.compression, self.compress_bin, self.level, self.threads)
                 + _pipeline.encrypt_stages(self.age_bin, self.recipients))
 
+    def versions(self, module):
+        """Versions of the codec tools, for the manifest."""
+        found = {}
+        for name, binary in (("compressor", self.compress_bin), ("age", self.age_bin)):
+            if binary:
+                rc, out, err = module.run_command([binary, "--version"], environ_update={"LANG": "C", "LC_ALL": "C"})
+                text = (out or err).strip().splitlines()
+                if rc == 0 and text:
+                    found[os.path.basename(binary) if name == "compressor" else name] = text[0].strip()
+        return found
+
     def record(self, manifest):
         manifest["compression"] = {"algorithm": self.compression, "level": self.level}
         if self.recipients:

@@ -323,6 +323,7 @@ def main():
                                  store=plan["store"].describe(), cmd=cmd, position=probe,
                                  skipped_reason=None)
             versions = {plan["method"]: tool_version(module, plan["dump_bin"]), "server": probe["server_version"]}
+            versions.update(plan["codec"].versions(module))
             manifest, extras = job.run(produce(module, plan, creds, probe, versions))
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=cmd)
