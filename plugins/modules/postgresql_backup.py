@@ -312,6 +312,9 @@ def main():
     try:
         plan = build_plan(module)
         cmd = _pipeline.describe(dump_stages(module, plan, {}))
+        if plan["format"] == "directory" and plan["method"] == "pg_dump":
+            cmd.insert(0, _postgres.pg_dump_argv(plan["dump_bin"], module.params["db"], "directory",
+                                                 module.params["jobs"], "<staging>/dump"))
         job = plan["job"]
         with _postgres.Credentials(module.params, tmpdir=module.tmpdir) as creds:
             decision = job.plan()
