@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Throwaway PostgreSQL 15 clusters for the lifeboat.backup demo, tests and benchmark.
 
 Python 3 standard library only.  Must run as root (PostgreSQL programs are then
@@ -116,8 +116,8 @@ def run(argv, cwd="/", input=None, check=True, capture=True, stdin=None, env=Non
         what=None):
     """Run a command as the postgres user; return CompletedProcess."""
     try:
-        proc = subprocess.run(
-            as_pg(argv), cwd=cwd, input=input, stdin=stdin, env=env or child_env(),
+        proc = subprocess.run(  # the exit status is checked below
+            as_pg(argv), cwd=cwd, input=input, stdin=stdin, env=env or child_env(), check=False,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
         )
@@ -528,7 +528,7 @@ def start_server(cl):
     if (proc.returncode != 0
             and "shared memory block is still in use" in tail_error(cl.log, offset)):
         # the children of a kill -9'ed postmaster take a moment to notice and exit
-        for _ in range(20):
+        for dummy in range(20):
             time.sleep(0.5)
             proc = run(argv, cwd=cl.dir, check=False)
             if proc.returncode == 0:
@@ -876,7 +876,7 @@ def cmd_checksum(args):
     tables = []
     for line in listing.splitlines():
         if line:
-            schema, _, name = line.partition("|")
+            schema, dummy, name = line.partition("|")
             tables.append((schema, name))
     total = hashlib.md5()
     counts = {}
@@ -886,7 +886,7 @@ def cmd_checksum(args):
             "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h COLLATE \"C\")), '') "
             "FROM (SELECT md5(t::text) AS h FROM %s t) s;\n" % rel)
         out = cl.query(args.db, sql, what="checksumming %s" % rel).strip().splitlines()[-1]
-        count, _, digest = out.partition("|")
+        count, dummy, digest = out.partition("|")
         label = name if schema == "public" else "%s.%s" % (schema, name)
         counts[label] = int(count)
         total.update(("%s\t%s\t%s\n" % (label, count, digest)).encode("utf-8"))

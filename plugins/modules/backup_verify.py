@@ -17,16 +17,19 @@ description:
   - Works for every engine; reads each file once, in bounded memory.
   - Read-only; safe in check mode.
 author:
-  - lifeboat.backup maintainers
+  - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._store
 attributes:
   check_mode:
     support: full
+    description: Read-only; check mode gives the same answer.
   diff_mode:
     support: none
+    description: Nothing to diff; the result describes the sets.
   idempotent:
     support: full
+    description: Never changes anything.
 options:
   host:
     description:

@@ -21,7 +21,7 @@ description:
   - One writer per source and store, guarded by a lock; a stale lock left by a dead run is reported
     in RV(stale_lock) and taken over, and that run's leftover C(.partial) directory is removed.
 author:
-  - lifeboat.backup maintainers
+  - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._postgres
   - lifeboat.backup._store
@@ -32,6 +32,7 @@ attributes:
     description: Connects to read the server version and position, reports the set it would write, writes nothing.
   diff_mode:
     support: none
+    description: Nothing to diff; the result describes the sets.
   idempotent:
     support: partial
     description: With O(max_age) a rerun skips while a complete set younger than that exists.
@@ -74,7 +75,7 @@ options:
     type: str
   max_age:
     description:
-      - Skip the backup (RV(changed=false)) when a complete set of this source younger than this
+      - Skip the backup (C(changed=false)) when a complete set of this source younger than this
         exists, for example V(20h) or V(7d). A rerun of a half-failed fleet job then redoes only the
         hosts that failed.
     type: str
@@ -178,7 +179,7 @@ cmd:
   type: list
   elements: list
 skipped_reason:
-  description: Why no backup ran, when RV(changed=false).
+  description: Why no backup ran, when C(changed=false).
   returned: always
   type: str
 removed_partials:

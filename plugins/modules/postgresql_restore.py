@@ -24,7 +24,7 @@ description:
     A whole-cluster set (made without C(globals_only)) is restored only into a cluster that holds no
     database but C(postgres) and the templates.
 author:
-  - lifeboat.backup maintainers
+  - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._postgres
   - lifeboat.backup._store
@@ -34,6 +34,7 @@ attributes:
     description: Verifies the set and checks the target, changes nothing.
   diff_mode:
     support: none
+    description: Nothing to diff; the result describes the sets.
   idempotent:
     support: none
     description: Every run restores again; an existing O(target_db) makes it fail unless O(clean=true).
