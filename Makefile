@@ -14,6 +14,8 @@ VENV     := $(ROOT)/.venv
 PY       := $(VENV)/bin/python
 ANSIBLE_TEST := $(ROOT)/scripts/ansible_test.sh
 PYVER    := 3.11
+# Throwaway servers of the integration run (see tests/integration/targets/setup_*).
+IT_ROOT  := /tmp/lifeboat-it
 # Extra ansible-test arguments, e.g. `make integration ANSIBLE_TEST_ARGS="--allow-destructive backup_postgresql"`
 # or `make units ANSIBLE_TEST_ARGS="tests/unit/plugins/module_utils/test_manifest.py"`.
 ANSIBLE_TEST_ARGS ?=
@@ -63,7 +65,11 @@ integration: setup
 	@if [[ -z "$(strip $(call git_files,tests/integration/targets))" ]]; then \
 	    echo "integration: no targets in tests/integration/targets/; skipping"; \
 	else \
-	    $(ANSIBLE_TEST) integration --local --python $(PYVER) -v $(ANSIBLE_TEST_ARGS); \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
+	    rm -rf $(IT_ROOT); \
+	    rc=0; $(ANSIBLE_TEST) integration --local --python $(PYVER) -v $(ANSIBLE_TEST_ARGS) || rc=$$?; \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
+	    exit $$rc; \
 	fi
 
 # ansible-lint must resolve lifeboat.backup.* (modules, roles) from this work
