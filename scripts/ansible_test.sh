@@ -20,7 +20,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-TREE="$ROOT/build/ansible_collections/lifeboat/backup"
+# LIFEBOAT_BUILD_DIR lets two runs (say, two integration targets) proceed side by side.
+BUILD="${LIFEBOAT_BUILD_DIR:-$ROOT/build}"
+TREE="$BUILD/ansible_collections/lifeboat/backup"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -85,7 +87,7 @@ EOF
 
 # ------------------------------------------------------------ real tree copy
 sync_tree() {
-    local keep="$ROOT/build/.delegation-keep"
+    local keep="$BUILD/.delegation-keep"
     rm -rf "$keep"
     if [[ -d "$TREE/tests/output/.tmp/delegation" ]]; then
         mkdir -p "$keep"

@@ -10,7 +10,7 @@
 A backup module supplies a ``produce(writer, manifest)`` callable that writes
 payload files; this code handles the store options, ``max_age`` skips, the
 lock, crashed-run leftovers, codecs (compression and age encryption), the
-manifest and the atomic commit. A restore module uses ``load_verified`` and
+manifest and the atomic commit. A restore module uses ``load_set``, ``verify_chain`` and
 ``decode_stages`` to get a verified set and the stages that undo the codec.
 """
 
@@ -220,22 +220,32 @@ def backup_result(store, manifest, cmd, extras):
     return result
 
 
-def load_verified(store, host, source, set_id=None):
-    """Select a set (newest unless ``set_id``) and re-hash it; refuse a corrupt or incomplete one."""
+def load_set(store, host, source, set_id=None):
+    """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone."""
     sets, invalid, dummy = _catalog.scan(store, host, source)
     if set_id:
         for bad in invalid:
             if bad["set_id"] == set_id:
                 raise _manifest.ManifestError(bad["error"])
     manifest = _catalog.select_set(sets, set_id=set_id)
-    chain = _catalog.restore_chain(sets, manifest)
+    return manifest, _catalog.restore_chain(sets, manifest)
+
+
+def verify_chain(store, chain):
+    """Re-hash every set of a restore chain; refuse a corrupt or incomplete one."""
     for member in chain:
         problems = store.verify_set(member)
         if problems:
             raise LifeboatError(
                 "Set %s/%s/%s failed verification (%s); refusing to restore from it."
-                % (host, source, member["set_id"], describe_problems(problems))
+                % (member["host"], member["source"], member["set_id"], describe_problems(problems))
             )
+
+
+def load_verified(store, host, source, set_id=None):
+    """load_set, then verify_chain: a set that is safe to restore from."""
+    manifest, chain = load_set(store, host, source, set_id)
+    verify_chain(store, chain)
     return manifest, chain
 
 

@@ -34,7 +34,7 @@ DUMPALL_NAME = "dumpall.sql"
 
 # Queried before a dump: server version, recovery state, WAL position, timeline.
 PROBE_SQL = (
-    "SELECT current_setting('server_version'), pg_is_in_recovery(), "
+    "SELECT split_part(current_setting('server_version'), ' ', 1), pg_is_in_recovery(), "
     "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
     "CASE WHEN pg_is_in_recovery() THEN NULL "
     "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END"
@@ -267,10 +267,22 @@ _ERROR_PATTERNS = [
 ]
 
 
+_RESTORE_PATTERNS = [
+    (re.compile(r'role "([^"]*)" does not exist'),
+     'The set refers to role "{0}", which does not exist on PostgreSQL at {where}; create that role first '
+     'or restore with no_owner: true.'),
+]
+
+
 def explain_error(stderr, params, tool):
     """One sentence for a failed PostgreSQL tool, from its stderr."""
     text = stderr or ""
     context = where(params)
+    if tool in ("pg_restore", "psql") and "could not connect" not in text and "connection to server" not in text:
+        for pattern, template in _RESTORE_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                return template.format(*match.groups(), where=context)
     for pattern, template in _ERROR_PATTERNS:
         match = pattern.search(text)
         if match:

@@ -317,7 +317,7 @@ def main():
             raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
         store = _stores.open_store(params["store"])
         host = _jobs.default_host(params)
-        manifest, dummy = _jobs.load_verified(store, host, params["source"], params["set_id"])
+        manifest, chain = _jobs.load_set(store, host, params["source"], params["set_id"])
         result.update(set_id=manifest["set_id"], bytes=manifest["bytes"], verified_files=len(manifest["files"]),
                       path=store.set_path(host, params["source"], manifest["set_id"]))
         if manifest["engine"] != "postgresql":
@@ -340,6 +340,8 @@ def main():
                                         % params["target_db"])
             else:
                 restore.check_empty_cluster()
+            # Cheap checks above; now re-hash the whole chain before anything touches the server.
+            _jobs.verify_chain(store, chain)
             if module.check_mode:
                 result.update(changed=True, replaced=exists, duration_s=round(time.monotonic() - started, 3))
                 module.exit_json(**result)
