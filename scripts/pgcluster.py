@@ -7,7 +7,7 @@ owns the cluster.
 
 Commands::
 
-  pgcluster.py start    --dir DIR [--port N] [--user NAME] [--password-env VAR]
+  pgcluster.py start    --dir DIR [--port N] [--user NAME] [--password-env VAR | --password-file F]
   pgcluster.py stop     --dir DIR [--remove]
   pgcluster.py status   --dir DIR                  # exit 0 running, 3 not running
   pgcluster.py sql      --dir DIR [--db NAME] [-f FILE]   # else SQL on stdin
@@ -420,7 +420,15 @@ def cmd_start(args):
     cl = Cluster(args.dir, args.bin_dir)
     password = None
     SECRET_ENV.add(args.password_env)
-    if args.user:
+    if args.user and args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                password = handle.read().rstrip("\n")
+        except OSError as exc:
+            raise Fail("cannot read --password-file %s: %s" % (args.password_file, exc.strerror))
+        if not password:
+            raise Fail("--password-file %s is empty" % args.password_file)
+    elif args.user:
         password = os.environ.get(args.password_env)
         if not password:
             raise Fail("--user %s needs a password in the environment variable %s"
@@ -915,6 +923,8 @@ def build_parser():
     p.add_argument("--password-env", default=DEFAULT_PASSWORD_ENV, metavar="VAR",
                    help="environment variable holding the --user password (default %s)"
                    % DEFAULT_PASSWORD_ENV)
+    p.add_argument("--password-file", default=None, metavar="FILE",
+                   help="file holding the --user password (instead of --password-env)")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("stop", parents=[common], help="stop a cluster (fast shutdown)")

@@ -43,6 +43,8 @@ def parse_duration(value, option="duration"):
     parts = re.findall(r"\d+(?:\.\d+)?\s*[smhdw]?", text)
     if not parts or "".join(p.replace(" ", "") for p in parts) != text.replace(" ", ""):
         raise LifeboatError("%s must be a duration like 30m, 12h, 7d or 1d12h, not %r." % (option, value))
+    if len(parts) > 1 and not all(p.strip()[-1].isalpha() for p in parts):
+        raise LifeboatError("%s must give a unit for every part, like 1d12h, not %r." % (option, value))
     total = 0.0
     for part in parts:
         match = _DURATION_RE.match(part)

@@ -184,7 +184,7 @@ class BackupJob(object):
             plan = self.plan()  # re-plan under the lock: another run may have finished meanwhile
             if plan["action"] == "skip":
                 return plan["manifest"], dict(extras, skipped=True)
-            lock.set_id = plan["set_id"]
+            lock.update(plan["set_id"])
             started = self.now()
             manifest = _manifest.new_manifest(plan["set_id"], self.host, self.source, self.engine, self.method,
                                               self.set_type, self.parent_set_id)

@@ -13,6 +13,7 @@ written last into a set's directory; its presence marks the set complete.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
@@ -28,10 +29,11 @@ MANIFEST_NAME = "manifest.json"
 TYPES = ("full", "incremental", "differential")
 COMPRESSIONS = ("zstd", "gzip", "none")
 
-SET_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-(full|incremental|differential)(?:-(\d+))?$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
-FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# \Z, not $: "$" would also accept a trailing newline.
+SET_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-(full|incremental|differential)(?:-(\d+))?\Z")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}\Z")
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ManifestError(LifeboatError):
@@ -42,7 +44,7 @@ def make_set_id(started, set_type, taken=()):
     """Sortable set id for a start time; a numeric suffix avoids a clash with ids in ``taken``."""
     if set_type not in TYPES:
         raise ManifestError("Backup type must be one of %s, not %r." % (", ".join(TYPES), set_type))
-    base = "%s-%s" % (started.strftime("%Y%m%dT%H%M%SZ"), set_type)
+    base = "%s-%s" % (started.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"), set_type)
     candidate = base
     counter = 1
     taken = set(taken)
@@ -143,10 +145,13 @@ def validate(data, where="manifest"):
     if set_type != "full" and (parent is None or not SET_ID_RE.match(parent)):
         raise ManifestError("%s: a %s set needs a valid parent_set_id." % (where, set_type))
     for key in ("started_at", "ended_at"):
+        value = _require(data, key, str, where)
         try:
-            parse_ts(_require(data, key, str, where))
+            parse_ts(value)
         except ValueError:
-            raise ManifestError("%s field %r is not an ISO 8601 UTC time." % (where, key))
+            value = ""
+        if not value.endswith("Z"):
+            raise ManifestError("%s field %r is not an ISO 8601 UTC time ending in Z." % (where, key))
     _require(data, "duration_s", (int, float), where)
     total = _require(data, "bytes", int, where)
     files = _require(data, "files", list, where)

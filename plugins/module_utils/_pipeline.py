@@ -182,12 +182,16 @@ class _Running(object):
                 proc.stdout.close()
             proc.wait()
 
-    def check(self):
-        """Collect each stage's stderr; raise PipelineError for the root-cause failure."""
+    def close(self):
+        """Keep the end of each stage's stderr and drop the temp files."""
         if self.stderr is None:
             self.stderr = [_tail(err) for err in self.errs]
             for err in self.errs:
                 err.close()
+
+    def check(self):
+        """Collect each stage's stderr; raise PipelineError for the root-cause failure."""
+        self.close()
         failed = [index for index, proc in enumerate(self.procs) if proc.returncode != 0]
         if not failed:
             return
@@ -219,21 +223,29 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK):
     fd = running.stdout.fileno()
     try:
         while True:
-            block = os.read(fd, chunk)
+            try:
+                block = os.read(fd, chunk)
+            except OSError as exc:
+                raise PipelineError("Reading the output of %s failed: %s." % (stages[-1].name, exc.strerror or exc),
+                                    stage=stages[-1].name)
             if not block:
                 break
             digest.update(block)
             size += len(block)
-            sink.write(block)
-        sink.flush()
-        os.fsync(sink.fileno())
-    except OSError as exc:
-        running.kill()
+            try:
+                sink.write(block)
+            except OSError as exc:
+                raise SinkError(str(exc), os_error=exc)
         try:
-            running.check()
-        except PipelineError:
-            pass
-        raise SinkError(str(exc), os_error=exc)
+            sink.flush()
+            os.fsync(sink.fileno())
+        except OSError as exc:
+            raise SinkError(str(exc), os_error=exc)
+    except BaseException:
+        # Whatever stopped the copy (a full disk, an interrupt), no stage may outlive it.
+        running.kill()
+        running.close()
+        raise
     running.wait()
     running.check()
     return size, digest.hexdigest()

@@ -262,7 +262,7 @@ _ERROR_PATTERNS = [
      "Connecting to PostgreSQL at {where} timed out; check the host, port and firewall."),
     (re.compile(r"permission denied for (?:table|relation|schema|sequence|database) (\S+)"),
      "User lacks the privilege to read {0} on PostgreSQL at {where}; grant it or use another login_user."),
-    (re.compile(r"server version: ([\d.]+); (pg_dump|pg_dumpall) version: ([\d.]+)"),
+    (re.compile(r"server version: ([\d.]+)[^;]*; (pg_dump|pg_dumpall) version: ([\d.]+)"),
      "The server runs PostgreSQL {0} but {1} is {2}; use a {1} at least as new as the server (pg_bin_dir)."),
 ]
 

@@ -67,6 +67,23 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def makedirs_private(path):
+    """Create ``path`` and any missing parents with mode 0700 (os.makedirs applies it to the leaf only)."""
+    missing = []
+    current = path
+    while current and not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            pass
+
+
 def hash_file(fileobj, chunk=CHUNK):
     """Return (size, sha256 hex) of an open binary file, read in bounded chunks."""
     digest = hashlib.sha256()
@@ -147,22 +164,43 @@ class SourceLock:
             "set_id": self.set_id,
         }
 
+    def _write_temp(self):
+        """The lock's contents in a private temp file, complete before it is linked into place."""
+        tmp = "%s.%d.tmp" % (self.path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self._info(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp
+
     def acquire(self):
         for dummy in range(20):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                tmp = self._write_temp()
+                try:
+                    # link() fails if the lock exists: creation and contents are one atomic step,
+                    # so no contender ever sees an empty lock file.
+                    os.link(tmp, self.path)
+                finally:
+                    os.unlink(tmp)
             except FileExistsError:
                 self._handle_existing()
                 continue
             except OSError as exc:
                 raise StoreError(describe_os_error(exc, "the lock file %s" % self.path))
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self._info(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
             self.held = True
             return self
         raise LockedError("Could not take the lock %s: it keeps changing hands." % self.path)
+
+    def update(self, set_id):
+        """Record the set being written in the held lock (replaced atomically)."""
+        self.set_id = set_id
+        if self.held:
+            try:
+                os.rename(self._write_temp(), self.path)
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, "the lock file %s" % self.path))
 
     def _handle_existing(self):
         try:
@@ -171,6 +209,8 @@ class SourceLock:
         except FileNotFoundError:
             return
         except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict):
             info = {}
         state = lock_holder_state(info, socket.gethostname(), self.now())
         if state == "live":
@@ -183,6 +223,19 @@ class SourceLock:
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:
+            return
+        try:
+            with open(aside, "r") as handle:
+                moved = json.load(handle)
+        except (OSError, ValueError):
+            moved = {}
+        if moved != info and isinstance(moved, dict) and moved:
+            # A contender replaced the stale lock meanwhile: put its lock back.
+            try:
+                os.link(aside, self.path)
+            except OSError:
+                pass
+            os.unlink(aside)
             return
         try:
             os.unlink(aside)
@@ -227,7 +280,7 @@ class SetWriter:
 
     def create(self):
         try:
-            os.makedirs(os.path.dirname(self.path), mode=DIR_MODE, exist_ok=True)
+            makedirs_private(os.path.dirname(self.path))
             os.mkdir(self.path, DIR_MODE)
         except OSError as exc:
             raise StoreError(describe_os_error(exc, self.path))
@@ -374,7 +427,7 @@ class DirStore:
     def lock(self, host, source, set_id=None, ttl=86400.0):
         base = self.source_path(host, source)
         try:
-            os.makedirs(base, mode=DIR_MODE, exist_ok=True)
+            makedirs_private(base)
         except OSError as exc:
             raise StoreError(describe_os_error(exc, base))
         return SourceLock(os.path.join(base, LOCK_NAME), set_id=set_id, ttl=ttl)

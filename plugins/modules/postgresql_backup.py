@@ -214,6 +214,8 @@ def build_plan(module):
         raise LifeboatError("globals_only applies to method pg_dumpall only.")
     if params["jobs"] < 1:
         raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
+    if method == "pg_dump" and params["jobs"] > 1 and params["format"] != "directory":
+        raise LifeboatError("jobs > 1 needs format: directory (pg_dump dumps in parallel only then).")
     fmt = params["format"] if method == "pg_dump" else "plain"
     default_source = params["db"] if method == "pg_dump" else ("globals" if params["globals_only"] else "cluster")
     store = _stores.open_store(params["store"])

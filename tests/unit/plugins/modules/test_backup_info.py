@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
+from ansible_collections.lifeboat.backup.plugins.modules import backup_info
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import at, make_set, run_module
+
+NOW = at("20261110T000000Z")
+DAY = 86400.0
+
+
+def set_id_ago(seconds, set_type="full", now=None):
+    when = (now or NOW) - datetime.timedelta(seconds=seconds)
+    return when.strftime("%Y%m%dT%H%M%SZ") + "-" + set_type
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = _stores.DirStore(str(tmp_path / "store"))
+    make_set(store, "db1", "app", set_id_ago(3 * DAY), duration=0)
+    make_set(store, "db1", "app", set_id_ago(3600, "incremental"), parent=set_id_ago(3 * DAY), duration=0)
+    make_set(store, "db2", "app", set_id_ago(3 * DAY), duration=0)
+    writer = store.begin("db2", "app", set_id_ago(60))
+    with writer.open("dump.pgc") as handle:
+        handle.write(b"half")
+    make_set(store, "db2", "crm", set_id_ago(2 * DAY), duration=0)
+    with open(os.path.join(store.set_path("db2", "crm", set_id_ago(2 * DAY)), "manifest.json"), "w") as handle:
+        handle.write("[]")
+    return store
+
+
+@pytest.mark.parametrize(
+    "host, source, rpo, expected",
+    [
+        (None, None, DAY, {"db1/app": ("ok", 3600.0), "db2/app": ("violated", 3 * DAY)}),
+        (None, None, None, {"db1/app": ("unknown", 3600.0), "db2/app": ("unknown", 3 * DAY)}),
+        ("db1", None, 3599.0, {"db1/app": ("violated", 3600.0)}),
+        ("db1", "app", 3600.0, {"db1/app": ("ok", 3600.0)}),
+        ("db1", "crm", DAY, {"db1/crm": ("missing", None)}),
+        ("db2", "crm", DAY, {"db2/crm": ("missing", None)}),   # its only set is invalid
+        (None, "app", 4 * DAY, {"db1/app": ("ok", 3600.0), "db2/app": ("ok", 3 * DAY)}),
+    ],
+)
+def test_report_rpo(store, host, source, rpo, expected):
+    result = backup_info.report(store, host, source, rpo, NOW)
+    assert dict((k, (v["status"], v["age_s"])) for k, v in result["rpo_status"].items()) == expected
+    for value in result["rpo_status"].values():
+        assert value["rpo_s"] == rpo
+
+
+def test_report_contents(store):
+    result = backup_info.report(store, None, None, DAY, NOW)
+    assert [(s["host"], s["source"], s["set_id"]) for s in result["sets"]] == [
+        ("db1", "app", set_id_ago(3 * DAY)),
+        ("db1", "app", set_id_ago(3600, "incremental")),
+        ("db2", "app", set_id_ago(3 * DAY)),
+    ]
+    assert result["latest"]["db1/app"]["set_id"] == set_id_ago(3600, "incremental")
+    assert result["latest"]["db1/app"]["age_s"] == 3600.0
+    assert result["latest"]["db1/app"]["parent_set_id"] == set_id_ago(3 * DAY)
+    assert result["partials"] == [{"host": "db2", "source": "app", "name": set_id_ago(60) + ".partial"}]
+    assert [(i["host"], i["source"], i["set_id"]) for i in result["invalid"]] == [("db2", "crm", set_id_ago(2 * DAY))]
+    assert "is not a JSON object" in result["invalid"][0]["error"]
+
+
+def test_main_lists_and_reports(monkeypatch, tmp_path):
+    store = _stores.DirStore(str(tmp_path / "store"))
+    now = utcnow()
+    make_set(store, "db1", "app", set_id_ago(3 * DAY, now=now), duration=0)
+    make_set(store, "db2", "app", set_id_ago(600, now=now), duration=0)
+    args = dict(store=dict(kind="dir", path=store.root), rpo="1d")
+    outcome = run_module(monkeypatch, tmp_path, backup_info, args, check_mode=True)
+    assert not outcome.failed, outcome.result
+    result = outcome.result
+    assert result["changed"] is False
+    assert result["store"] == {"kind": "dir", "path": store.root}
+    assert len(result["sets"]) == 2
+    assert result["rpo_status"]["db1/app"]["status"] == "violated"
+    assert result["rpo_status"]["db2/app"]["status"] == "ok"
+
+    failing = run_module(monkeypatch, tmp_path, backup_info, dict(args, fail_on_rpo_violation=True))
+    assert failing.failed
+    assert failing.result["msg"] == "RPO 1d is not met by db1/app."
+    assert failing.result["rpo_status"]["db1/app"]["status"] == "violated"
+
+    missing = run_module(monkeypatch, tmp_path, backup_info,
+                         dict(args, host="db3", source="app", fail_on_rpo_violation=True))
+    assert missing.failed
+    assert missing.result["msg"] == "RPO 1d is not met by db3/app."
+    assert missing.result["rpo_status"] == {"db3/app": {"status": "missing", "age_s": None, "rpo_s": DAY}}
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (dict(store=dict(kind="dir", path="/nonexistent/lifeboat-store")),
+         "The store /nonexistent/lifeboat-store does not exist."),
+        (dict(store=dict(kind="dir", path="STORE"), rpo="a while"),
+         "rpo must be a duration like 30m, 12h, 7d or 1d12h, not 'a while'."),
+        (dict(store=dict(kind="dir", path="relative")), "The dir store path must be an absolute path, not 'relative'."),
+    ],
+)
+def test_main_errors(monkeypatch, tmp_path, args, msg):
+    os.makedirs(str(tmp_path / "store"))
+    if args["store"]["path"] == "STORE":
+        args = dict(args, store=dict(kind="dir", path=str(tmp_path / "store")))
+    outcome = run_module(monkeypatch, tmp_path, backup_info, args)
+    assert outcome.failed
+    assert outcome.result["msg"] == msg
