@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
+import tempfile
 
 __all__ = [
     "LifeboatError",
@@ -18,6 +20,8 @@ __all__ = [
     "utcnow",
     "format_ts",
     "parse_ts",
+    "write_secret_file",
+    "remove_file",
 ]
 
 
@@ -73,3 +77,21 @@ def parse_ts(text):
     if when.tzinfo is None:
         raise ValueError("timestamp %r has no time zone" % text)
     return when.astimezone(datetime.timezone.utc)
+
+
+def write_secret_file(content, prefix, tmpdir=None):
+    """Write ``content`` to a new 0600 temp file and return its path: secrets go to tools by file, never argv."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=tmpdir)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return path
+
+
+def remove_file(path):
+    """Remove ``path`` if it exists; never raises."""
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

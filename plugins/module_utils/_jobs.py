@@ -20,12 +20,13 @@ import hashlib
 import os
 import re
 import socket
-import tempfile
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
     parse_duration,
+    remove_file,
     utcnow,
+    write_secret_file,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
@@ -279,19 +280,13 @@ class Identity(object):
                 raise LifeboatError("age_identity_file %s does not exist." % self.key_file)
             self.path = self.key_file
         elif self.key:
-            fd, self.path = tempfile.mkstemp(prefix="lifeboat-age-", dir=self.tmpdir)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.key.strip() + "\n")
+            self.path = write_secret_file(self.key.strip() + "\n", "lifeboat-age-", self.tmpdir)
             self._owned = True
         return self
 
     def __exit__(self, *exc_info):
-        if self._owned and self.path:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        if self._owned:
+            remove_file(self.path)
         return False
 
 

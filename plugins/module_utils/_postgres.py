@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
+    LifeboatError,
+    remove_file,
+    write_secret_file,
+)
 
 PG_BIN_DIRS = ["/usr/lib/postgresql/%d/bin" % v for v in range(18, 11, -1)] + ["/usr/pgsql-16/bin", "/usr/pgsql-15/bin"]
 
@@ -80,19 +83,13 @@ class Credentials(object):
         if password:
             if "\n" in password or "\r" in password:
                 raise PostgresError("login_password must not contain a line break.")
-            fd, self.passfile = tempfile.mkstemp(prefix="lifeboat-pgpass-", dir=self.tmpdir)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write("*:*:*:*:%s\n" % _escape_passfile(password))
+            self.passfile = write_secret_file("*:*:*:*:%s\n" % _escape_passfile(password),
+                                              "lifeboat-pgpass-", self.tmpdir)
         return self
 
     def __exit__(self, *exc_info):
-        if self.passfile:
-            try:
-                os.unlink(self.passfile)
-            except OSError:
-                pass
-            self.passfile = None
+        remove_file(self.passfile)
+        self.passfile = None
         return False
 
     def env(self, dbname=None):
