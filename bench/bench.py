@@ -210,9 +210,43 @@ class ProcSampler(threading.Thread):
         return round(span[1] - span[0], 3) if span else None
 
 
-def _children_cpu():
+def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+MODULE_PATH = "ansible_collections.lifeboat.backup.plugins.modules.postgresql_%s"
+
+
+def run_module_direct(b, kind, args):
+    """Run postgresql_<kind> directly (python -m, no ansible); the args file holds the password, 0600, removed after."""
+    path = os.path.join(b.dir, "direct-args.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"ANSIBLE_MODULE_ARGS": dict(b.conn_args(), login_password=b.password, **args)}, fh)
+    env = b.ansible_env()
+    env["PYTHONPATH"] = b.coll
+    try:
+        proc = subprocess.run([sys.executable, "-m", MODULE_PATH % kind, path], env=env, cwd=b.dir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    finally:
+        os.unlink(path)
+    out = proc.stdout.decode()
+    result = json.loads(out[out.index("{"):])
+    if result.get("failed"):
+        raise BenchError("%s module failed: %s" % (kind, result.get("msg")))
+    return result
+
+
+def start_ablation(keep):
+    """A Bench with its cluster started, for the ablation scripts (relay_check, restore_check)."""
+    ns = argparse.Namespace(keep=keep, clean=False, reps=2, restore_reps=2, mb=500, small_mb=5,
+                            min_mb=500, profile=False)
+    b = Bench(ns)
+    b.prepare_dir()
+    b.load_password()
+    b.start_cluster()
+    return b
 
 
 def timed(argv, env, cwd, stdout=subprocess.PIPE):
@@ -222,14 +256,14 @@ def timed(argv, env, cwd, stdout=subprocess.PIPE):
     waited for by its parent, so RUSAGE_CHILDREN covers them all); the PostgreSQL
     server's own backend is not part of it.
     """
-    cpu0 = _children_cpu()
+    cpu0 = children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
     sampler = ProcSampler(proc.pid)
     sampler.start()
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
-    proc.tree_cpu = round(_children_cpu() - cpu0, 2)
+    proc.tree_cpu = round(children_cpu() - cpu0, 2)
     sampler.stop()
     proc.module_lifetime = sampler.lifetime("module")
     proc.module_cpu = sampler.cpu("module")

@@ -35,7 +35,6 @@ import fcntl
 import hashlib
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -88,32 +87,6 @@ def child(variant, path, env_json):
     print(json.dumps({"reads": reads}))
 
 
-def run_backup_module(b):
-    """The backup module run directly (python -m); the args file holds the password (0600, removed after)."""
-    path = os.path.join(b.dir, "relay-args.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"ANSIBLE_MODULE_ARGS": dict(b.conn_args(), login_password=b.password, db=bench.DB,
-                                               format="custom", compression="zstd")}, fh)
-    env = b.ansible_env()
-    env["PYTHONPATH"] = b.coll
-    try:
-        proc = subprocess.run([sys.executable, "-m", "ansible_collections.lifeboat.backup.plugins.modules.postgresql_backup",
-                               path], env=env, cwd=b.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    finally:
-        os.unlink(path)
-    out = proc.stdout.decode()
-    result = json.loads(out[out.index("{"):])
-    if result.get("failed"):
-        raise bench.BenchError("backup module failed: %s" % result.get("msg"))
-    return result
-
-
-def cpu_children():
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], sys.argv[4])
@@ -124,12 +97,7 @@ def main():
     p.add_argument("--compare", metavar="REV", help="also time run_to_sink as of git revision REV")
     args = p.parse_args()
 
-    ns = argparse.Namespace(keep=args.keep, clean=False, reps=2, restore_reps=2, mb=500, small_mb=5,
-                            min_mb=500, profile=False)
-    b = bench.Bench(ns)
-    b.prepare_dir()
-    b.load_password()
-    b.start_cluster()
+    b = bench.start_ablation(args.keep)
     results = {}
     try:
         state = b.db_state(bench.DB)
@@ -158,11 +126,11 @@ def main():
                 if v == "module-direct":
                     b.reset_source(bench.DB)
                     b.settle()
-                    c0 = cpu_children()
+                    c0 = bench.children_cpu()
                     t0 = time.perf_counter()
-                    res = run_backup_module(b)
+                    res = bench.run_module_direct(b, "backup", {"db": bench.DB, "format": "custom", "compression": "zstd"})
                     wall = time.perf_counter() - t0
-                    cpu = cpu_children() - c0
+                    cpu = bench.children_cpu() - c0
                     results.setdefault(v, []).append((wall, cpu, res["bytes"]))
                     durations.append(res["duration_s"])
                     bench.log("relay-check %-17s wall %.2f s, CPU %.2f s (duration_s %.2f)" % (v, wall, cpu, res["duration_s"]))
@@ -175,11 +143,11 @@ def main():
                 else:
                     argv = [sys.executable, os.path.abspath(__file__), "--child", v, out, json.dumps(env)]
                 b.settle()
-                c0 = cpu_children()
+                c0 = bench.children_cpu()
                 t0 = time.perf_counter()
                 proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, check=False)
                 wall = time.perf_counter() - t0
-                cpu = cpu_children() - c0
+                cpu = bench.children_cpu() - c0
                 if proc.returncode != 0:
                     raise bench.BenchError("variant %s failed" % v)
                 results.setdefault(v, []).append((wall, cpu, os.path.getsize(out)))

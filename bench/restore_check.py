@@ -18,7 +18,6 @@ from $LIFEBOAT_BENCH_DIR):
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -27,8 +26,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (same directory)
-
-MODULE = "ansible_collections.lifeboat.backup.plugins.modules.postgresql_%s"
 
 
 def module_env(b):
@@ -48,31 +45,6 @@ def child_pipeline(path, db, env_json):
         _pipeline.run_from_source(stages, source, env=dict(os.environ, **env))
 
 
-def run_module(b, kind, args):
-    """Run a module directly (python -m); the args file holds the password, 0600, removed after."""
-    path = os.path.join(b.dir, "check-args.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"ANSIBLE_MODULE_ARGS": dict(b.conn_args(), login_password=b.password, **args)}, fh)
-    env = b.ansible_env()
-    env["PYTHONPATH"] = b.coll
-    try:
-        proc = subprocess.run([sys.executable, "-m", MODULE % kind, path], env=env, cwd=b.dir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    finally:
-        os.unlink(path)
-    out = proc.stdout.decode()
-    result = json.loads(out[out.index("{"):])
-    if result.get("failed"):
-        raise bench.BenchError("%s failed: %s" % (kind, result.get("msg")))
-    return result
-
-
-def cpu_children():
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child_pipeline(sys.argv[2], sys.argv[3], sys.argv[4])
@@ -82,12 +54,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="leave the cluster running")
     args = p.parse_args()
 
-    ns = argparse.Namespace(keep=args.keep, clean=False, reps=2, restore_reps=2, mb=500, small_mb=5,
-                            min_mb=500, profile=False)
-    b = bench.Bench(ns)
-    b.prepare_dir()
-    b.load_password()
-    b.start_cluster()
+    b = bench.start_ablation(args.keep)
     sys.path.insert(0, b.coll)
     results = {}
     try:
@@ -95,7 +62,7 @@ def main():
         if not state or not state["complete"]:
             raise bench.BenchError("database %s is missing: run bench/run.sh first" % bench.DB)
         b.reset_source(bench.DB)
-        backup = run_module(b, "backup", {"db": bench.DB, "format": "custom", "compression": "zstd"})
+        backup = bench.run_module_direct(b, "backup", {"db": bench.DB, "format": "custom", "compression": "zstd"})
         payload = os.path.join(backup["path"], backup["files"][0]["name"])
         bench.log("restore-check: set %s, payload %s" % (backup["set_id"], payload))
         menv = module_env(b)
@@ -112,7 +79,7 @@ def main():
                 else:
                     b.fresh_db(db)
                 b.settle()
-                c0 = cpu_children()
+                c0 = bench.children_cpu()
                 t0 = time.perf_counter()
                 extra = ""
                 if v == "raw":
@@ -127,11 +94,11 @@ def main():
                     rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--child", payload, db,
                                           json.dumps(menv)], env=env)
                 else:
-                    res = run_module(b, "restore", {"source": bench.DB, "target_db": db, "clean": True})
+                    res = bench.run_module_direct(b, "restore", {"source": bench.DB, "target_db": db, "clean": True})
                     extra = " (duration_s %.2f)" % res["duration_s"]
                     rc = 0
                 wall = time.perf_counter() - t0
-                cpu = cpu_children() - c0
+                cpu = bench.children_cpu() - c0
                 if rc != 0:
                     raise bench.BenchError("variant %s failed" % v)
                 results.setdefault(v, []).append((wall, cpu))
