@@ -20,16 +20,7 @@ author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._store
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; check mode gives the same answer.
-  diff_mode:
-    support: none
-    description: Nothing to diff; the result describes the sets.
-  idempotent:
-    support: full
-    description: Never changes anything.
+  - lifeboat.backup._readonly
 options:
   host:
     description:
