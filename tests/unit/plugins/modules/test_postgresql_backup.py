@@ -19,22 +19,12 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
-from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FAKE_DUMP, FakePostgres, run_module
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FAKE_DUMP, run_module
 
 PASSWORD = "s3cr:et\\pw"
 SOCKET = "/nonexistent/lifeboat-socket-dir"
 ZSTD = shutil.which("zstd")
 needs_zstd = pytest.mark.skipif(not ZSTD, reason="zstd is not installed")
-
-
-@pytest.fixture
-def pg(tmp_path):
-    return FakePostgres(tmp_path)
-
-
-@pytest.fixture
-def store_path(tmp_path):
-    return str(tmp_path / "store")
 
 
 def args_for(pg, store_path, **extra):

@@ -18,7 +18,6 @@ from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backu
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import (
     FAKE_DUMP,
-    FakePostgres,
     make_set,
     run_module,
 )
@@ -26,16 +25,6 @@ from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import (
 PASSWORD = "rest0re:pw"
 SOCKET = "/nonexistent/lifeboat-socket-dir"
 needs_zstd = pytest.mark.skipif(not shutil.which("zstd"), reason="zstd is not installed")
-
-
-@pytest.fixture
-def pg(tmp_path):
-    return FakePostgres(tmp_path)
-
-
-@pytest.fixture
-def store_path(tmp_path):
-    return str(tmp_path / "store")
 
 
 def common(pg, store_path):
