@@ -105,14 +105,14 @@ class Codec(object):
                 + _pipeline.encrypt_stages(self.age_bin, self.recipients))
 
     def versions(self, module):
-        """Versions of the codec tools, for the manifest."""
+        """Versions of the codec tools, for the manifest (a tool that cannot tell is left out)."""
         found = {}
         for name, binary in (("compressor", self.compress_bin), ("age", self.age_bin)):
             if binary:
-                rc, out, err = module.run_command([binary, "--version"], environ_update={"LANG": "C", "LC_ALL": "C"})
-                text = (out or err).strip().splitlines()
-                if rc == 0 and text:
-                    found[os.path.basename(binary) if name == "compressor" else name] = text[0].strip()
+                try:
+                    found[os.path.basename(binary) if name == "compressor" else name] = version_line(module, binary)
+                except LifeboatError:
+                    pass
         return found
 
     def record(self, manifest):
@@ -122,6 +122,15 @@ class Codec(object):
                 "method": "age",
                 "recipients": [recipient_fingerprint(r) for r in self.recipients],
             }
+
+
+def version_line(module, binary):
+    """The first line ``binary --version`` prints, in the C locale."""
+    rc, out, err = module.run_command([binary, "--version"], environ_update={"LANG": "C", "LC_ALL": "C"})
+    lines = (out or err).strip().splitlines()
+    if rc != 0 or not lines:
+        raise LifeboatError("%s --version failed: %s" % (binary, (err or out).strip() or "no output"))
+    return lines[0].strip()
 
 
 def need_binary(module, name, package):

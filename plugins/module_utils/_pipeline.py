@@ -163,6 +163,7 @@ class _Running(object):
                 previous = proc.stdout
         except OSError as exc:
             self.kill()
+            self.close()
             raise PipelineError(
                 "Cannot start %s (%s): %s." % (stage.name, stage.argv[0], exc.strerror or exc),
                 stage=stage.name,
@@ -253,12 +254,13 @@ def _write_all(sink, view):
         view = view[written:]
 
 
-def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLUSH_EVERY):
+def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLUSH_EVERY, durable=True):
     """Run ``stages`` and write the last stage's stdout to ``sink`` (a binary file object).
 
-    Returns ``(size, sha256_hex)`` of the bytes written. A sink with a real
-    file descriptor is written back to disk in a helper thread as the copy goes
-    on and fsynced at the end. Raises PipelineError if any stage fails,
+    Returns ``(size, sha256_hex)`` of the bytes written. With ``durable`` (a
+    store's payload), a sink with a real file descriptor is written back to
+    disk in a helper thread as the copy goes on and fsynced at the end; a
+    scratch file passes ``durable=False`` and skips both. Raises PipelineError if any stage fails,
     SinkError if writing fails; in both cases all processes are stopped before
     it returns. One preallocated buffer carries every block: memory stays flat
     whatever the size.
@@ -292,7 +294,7 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLU
             size += count
             try:
                 _write_all(sink, block)
-                if size - kicked >= flush_every:
+                if durable and size - kicked >= flush_every:
                     kicked = size
                     if flusher is None:
                         sink.flush()
@@ -307,7 +309,8 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLU
             sink.flush()
             if flusher is not None:
                 flusher.finish()
-            os.fsync(sink.fileno())
+            if durable:
+                os.fsync(sink.fileno())
         except OSError as exc:
             raise SinkError(str(exc), os_error=exc)
     except BaseException:

@@ -285,13 +285,6 @@ def produce(module, plan, creds, position, versions):
     return _produce
 
 
-def tool_version(module, binary):
-    rc, out, err = module.run_command([binary, "--version"], environ_update={"LANG": "C", "LC_ALL": "C"})
-    if rc != 0:
-        raise LifeboatError("%s --version failed: %s" % (binary, (err or out).strip()))
-    return _postgres.parse_tool_version(out)
-
-
 def main():
     argument_spec = _postgres.connection_argument_spec()
     argument_spec.update(_jobs.store_argument_spec())
@@ -328,7 +321,8 @@ def main():
                 module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"],
                                  store=plan["store"].describe(), cmd=cmd, position=probe,
                                  skipped_reason=None)
-            versions = {plan["method"]: tool_version(module, plan["dump_bin"]), "server": probe["server_version"]}
+            versions = {plan["method"]: _postgres.parse_tool_version(_jobs.version_line(module, plan["dump_bin"])),
+                        "server": probe["server_version"]}
             versions.update(plan["codec"].versions(module))
             manifest, extras = job.run(produce(module, plan, creds, probe, versions))
     except LifeboatError as exc:

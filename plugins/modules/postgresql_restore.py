@@ -205,12 +205,15 @@ class Restore(object):
     def payload(self):
         return self.manifest["files"][0]["name"]
 
+    def open_payload(self):
+        m = self.manifest
+        return self.store.open_file(m["host"], m["source"], m["set_id"], self.payload())
+
     def stream(self, identity, consumer):
         """Run decode stages + ``consumer`` with the payload on stdin."""
         stages = _jobs.decode_stages(self.module, self.manifest, identity) + consumer
         self.cmd.append(_pipeline.describe(stages))
-        m = self.manifest
-        with self.store.open_file(m["host"], m["source"], m["set_id"], self.payload()) as handle:
+        with self.open_payload() as handle:
             try:
                 return _pipeline.run_from_source(stages, handle, env=dict(os.environ, **self.env()))
             except _pipeline.PipelineError as exc:
@@ -238,10 +241,12 @@ class Restore(object):
             return os.path.join(self.store.set_path(m["host"], m["source"], m["set_id"]), self.payload())
         target = os.path.join(work, "dump.pgc")
         self.cmd.append(_pipeline.describe(decode))
-        with self.store.open_file(m["host"], m["source"], m["set_id"], self.payload()) as handle:
+        with self.open_payload() as handle:
             with open(target, "wb") as sink:
                 try:
-                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=dict(os.environ, **self.env()))
+                    # A scratch copy for pg_restore -j: no write-back, no fsync.
+                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=dict(os.environ, **self.env()),
+                                          durable=False)
                 except _pipeline.PipelineError as exc:
                     raise LifeboatError(self.explain(exc))
                 except _pipeline.SinkError as exc:
