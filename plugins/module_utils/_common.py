@@ -22,6 +22,7 @@ __all__ = [
     "parse_ts",
     "write_secret_file",
     "remove_file",
+    "SecretFile",
 ]
 
 
@@ -83,8 +84,8 @@ def write_secret_file(content, prefix, tmpdir=None):
     """Write ``content`` to a new 0600 temp file and return its path: secrets go to tools by file, never argv."""
     fd, path = tempfile.mkstemp(prefix=prefix, dir=tmpdir)
     os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content.encode("utf-8") if isinstance(content, str) else content)
     return path
 
 
@@ -95,3 +96,73 @@ def remove_file(path):
             os.unlink(path)
         except OSError:
             pass
+
+
+class SecretFile(object):
+    """A secret handed to a child process by name, never by value.
+
+    Where the kernel has ``memfd_create`` the secret lives in an anonymous
+    in-memory file (a regular file, mode 0600) that the child opens as
+    ``/dev/fd/N``: no file ever exists on disk, and it vanishes with this
+    process, even after ``kill -9``. Elsewhere it is a 0600 temporary file in
+    ``tmpdir`` that is removed on exit. Children must inherit ``pass_fds``::
+
+        with SecretFile(password_line, "lifeboat-pgpass-") as secret:
+            runner.run(argv, env={"PGPASSFILE": secret.path}, pass_fds=secret.pass_fds)
+    """
+
+    def __init__(self, content, prefix="lifeboat-secret-", tmpdir=None, use_memfd=True):
+        self.content = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        self.prefix = prefix
+        self.tmpdir = tmpdir
+        self.use_memfd = use_memfd and hasattr(os, "memfd_create")
+        self.fd = None
+        self.path = None
+        self._file = None
+
+    @property
+    def pass_fds(self):
+        return (self.fd,) if self.fd is not None else ()
+
+    def open(self):
+        if self.use_memfd:
+            try:
+                fd = os.memfd_create(self.prefix.rstrip("-") or "lifeboat-secret", 0)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    os.fchmod(fd, 0o600)
+                    view = memoryview(self.content)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.set_inheritable(fd, True)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self.fd = fd
+                self.path = "/dev/fd/%d" % fd
+                return self
+        self._file = write_secret_file(self.content, self.prefix, self.tmpdir)
+        self.path = self._file
+        return self
+
+    def close(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if self._file:
+            remove_file(self._file)
+            self._file = None
+        self.path = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False

@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import datetime
+import os
+import stat
+import subprocess
 
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
+    SecretFile,
     format_ts,
     parse_duration,
     parse_ts,
@@ -135,3 +139,25 @@ def test_utcnow_is_aware_utc():
 def test_lifeboat_error_is_an_exception():
     assert issubclass(LifeboatError, Exception)
     assert str(LifeboatError("One sentence.")) == "One sentence."
+
+
+def test_secret_file_memfd_is_private_and_vanishes():
+    with SecretFile("s3cr3t\n", "lifeboat-test-") as secret:
+        assert secret.path.startswith("/dev/fd/")
+        assert secret.pass_fds and os.get_inheritable(secret.pass_fds[0])
+        assert stat.S_IMODE(os.stat(secret.path).st_mode) == 0o600
+        assert stat.S_ISREG(os.stat(secret.path).st_mode)
+        out = subprocess.run(["cat", secret.path], pass_fds=secret.pass_fds, capture_output=True, check=True)
+        assert out.stdout == b"s3cr3t\n"
+        fd = secret.fd
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_secret_file_fallback_is_0600_and_removed(tmp_path):
+    with SecretFile(b"key", "lifeboat-test-", tmpdir=str(tmp_path), use_memfd=False) as secret:
+        assert secret.pass_fds == ()
+        assert stat.S_IMODE(os.stat(secret.path).st_mode) == 0o600
+        with open(secret.path, "rb") as handle:
+            assert handle.read() == b"key"
+    assert os.listdir(str(tmp_path)) == []
