@@ -26,6 +26,7 @@ import tempfile
 import threading
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import CommandError, Runner
 
 CHUNK = 1024 * 1024
 # While copying, ask the kernel to write back every FLUSH_EVERY bytes (in a thread).
@@ -58,11 +59,12 @@ class SinkError(LifeboatError):
 class Stage(object):
     """One process of a pipeline."""
 
-    def __init__(self, name, argv, env=None, cwd=None):
+    def __init__(self, name, argv, env=None, cwd=None, pass_fds=()):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.env = env
         self.cwd = cwd
+        self.pass_fds = tuple(pass_fds or ())
 
     def __repr__(self):
         return "Stage(%r, %r)" % (self.name, self.argv)
@@ -134,7 +136,8 @@ def _is_sigpipe(returncode):
 class _Running(object):
     """Started processes of one pipeline, with their stderr captured to temp files."""
 
-    def __init__(self, stages, stdin, env):
+    def __init__(self, stages, stdin, env, runner=None):
+        runner = runner or Runner()
         self.stages = stages
         self.procs = []
         self.errs = []
@@ -146,14 +149,14 @@ class _Running(object):
                 self.errs.append(err)
                 stage_env = dict(env or os.environ)
                 stage_env.update(stage.env or {})
-                proc = subprocess.Popen(
+                proc = runner.popen(
                     stage.argv,
-                    stdin=previous if previous is not None else subprocess.DEVNULL,
+                    stdin=previous,
                     stdout=subprocess.PIPE,
                     stderr=err,
                     env=stage_env,
                     cwd=stage.cwd,
-                    close_fds=True,
+                    pass_fds=stage.pass_fds,
                 )
                 if index > 0:
                     # The previous stage now writes only to this one: drop our copy of
@@ -161,11 +164,11 @@ class _Running(object):
                     self.procs[-1].stdout.close()
                 self.procs.append(proc)
                 previous = proc.stdout
-        except OSError as exc:
+        except (OSError, CommandError) as exc:
             self.kill()
             self.close()
             raise PipelineError(
-                "Cannot start %s (%s): %s." % (stage.name, stage.argv[0], exc.strerror or exc),
+                "Cannot start %s (%s): %s." % (stage.name, stage.argv[0], getattr(exc, "strerror", None) or exc),
                 stage=stage.name,
             )
 
