@@ -23,15 +23,15 @@ import socket
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
+    SecretFile,
     parse_duration,
-    remove_file,
     utcnow,
-    write_secret_file,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 AGE_RECIPIENT_RE = re.compile(r"^(age1[0-9a-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$")
 
@@ -126,7 +126,7 @@ class Codec(object):
 
 def version_line(module, binary):
     """The first line ``binary --version`` prints, in the C locale."""
-    rc, out, err = module.run_command([binary, "--version"], environ_update={"LANG": "C", "LC_ALL": "C"})
+    rc, out, err = runner_for(module).run([binary, "--version"], env={"LANG": "C", "LC_ALL": "C"})
     lines = (out or err).strip().splitlines()
     if rc != 0 or not lines:
         raise LifeboatError("%s --version failed: %s" % (binary, (err or out).strip() or "no output"))
@@ -141,16 +141,34 @@ def need_binary(module, name, package):
 
 
 def write_stream(writer, manifest, name, stages, stdin=None, env=None):
-    """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256."""
+    """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256.
+
+    A full disk fails with one sentence however it shows: while copying, at
+    the final flush, or when closing the file flushes what was still buffered.
+    """
     handle = writer.open(name)
     try:
         size, digest = _pipeline.run_to_sink(stages, handle, stdin=stdin, env=env)
     except _pipeline.SinkError as exc:
+        _close_quietly(handle)
         raise _stores.StoreError(_stores.describe_os_error(exc.os_error, writer.file_path(name)))
-    finally:
+    except BaseException:
+        _close_quietly(handle)
+        raise
+    try:
         handle.close()
+    except OSError as exc:
+        raise _stores.StoreError(_stores.describe_os_error(exc, writer.file_path(name)))
     _manifest.add_file(manifest, name, size, digest)
     return size, digest
+
+
+def _close_quietly(handle):
+    """Close a file whose write already failed: closing flushes the buffer again, and that error adds nothing."""
+    try:
+        handle.close()
+    except OSError:
+        pass
 
 
 class BackupJob(object):
@@ -274,14 +292,23 @@ def describe_problems(problems):
 
 
 class Identity(object):
-    """An age identity (private key) as a 0600 temp file for ``age -i``; removed on exit."""
+    """An age identity (private key) for ``age -i``.
+
+    A key given as text becomes a SecretFile: an in-memory file that ``age``
+    opens as ``/dev/fd/N`` (it must inherit ``pass_fds``), so that no copy of
+    the key is ever on disk, even after a ``kill -9``. A key file is used where it is.
+    """
 
     def __init__(self, key=None, key_file=None, tmpdir=None):
         self.key = key
         self.key_file = key_file
         self.tmpdir = tmpdir
         self.path = None
-        self._owned = False
+        self._secret = None
+
+    @property
+    def pass_fds(self):
+        return self._secret.pass_fds if self._secret is not None else ()
 
     def __enter__(self):
         if self.key_file:
@@ -289,26 +316,34 @@ class Identity(object):
                 raise LifeboatError("age_identity_file %s does not exist." % self.key_file)
             self.path = self.key_file
         elif self.key:
-            self.path = write_secret_file(self.key.strip() + "\n", "lifeboat-age-", self.tmpdir)
-            self._owned = True
+            self._secret = SecretFile(self.key.strip() + "\n", "lifeboat-age-", self.tmpdir).open()
+            self.path = self._secret.path
         return self
 
     def __exit__(self, *exc_info):
-        if self._owned:
-            remove_file(self.path)
+        if self._secret is not None:
+            self._secret.close()
+            self._secret = None
+        self.path = None
         return False
 
 
-def decode_stages(module, manifest, identity_path):
-    """Stages that turn a stored payload back into the engine's own bytes."""
+def decode_stages(module, manifest, identity):
+    """Stages that turn a stored payload back into the engine's own bytes.
+
+    ``identity`` is an entered Identity (its descriptor goes to ``age`` only),
+    or the path of an identity file, or None for a set that is not encrypted.
+    """
     stages = []
     if manifest["encryption"] is not None:
-        if not identity_path:
+        path = getattr(identity, "path", identity)
+        if not path:
             raise LifeboatError(
                 "Set %s is encrypted with age; pass age_identity (from Ansible Vault) or age_identity_file."
                 % manifest["set_id"]
             )
-        stages += _pipeline.decrypt_stages(need_binary(module, "age", "age"), identity_path)
+        stages += _pipeline.decrypt_stages(need_binary(module, "age", "age"), path,
+                                           pass_fds=getattr(identity, "pass_fds", ()))
     algorithm = manifest["compression"]["algorithm"]
     if algorithm == "zstd":
         stages += _pipeline.decompress_stages("zstd", need_binary(module, "zstd", "zstd"))

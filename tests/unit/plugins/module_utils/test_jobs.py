@@ -22,7 +22,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._catalog import ChainError, NoSetError
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._pipeline import Stage
-from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule, make_set
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule, FakeRunner, make_set
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 11, 26, 3, 15, 0, tzinfo=UTC)
@@ -173,16 +173,15 @@ def test_codec_missing_age(recipient):
 
 
 class VersionModule(FakeModule):
-    """run_command answers --version like the real tools (or fails)."""
+    """Its runner answers --version like the real tools (or fails)."""
 
     def __init__(self, answers, **kwargs):
         super(VersionModule, self).__init__(**kwargs)
-        self.answers = answers
-        self.commands = []
+        self._lifeboat_runner = FakeRunner(lambda argv: answers.get(os.path.basename(argv[0]), (1, "", "unknown")))
 
-    def run_command(self, argv, environ_update=None):
-        self.commands.append((argv, environ_update))
-        return self.answers.get(os.path.basename(argv[0]), (1, "", "unknown"))
+    @property
+    def commands(self):
+        return [(call["argv"], call["env"]) for call in self._lifeboat_runner.calls]
 
 
 @pytest.mark.parametrize(
@@ -384,6 +383,65 @@ def test_failed_produce_leaves_nothing(store, produce, error):
     assert extras == {"removed_partials": [], "skipped": False}
 
 
+class FullDiskWriter(object):
+    """A set writer whose payload file is /dev/full: every write that reaches the disk fails with ENOSPC."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def open(self, name):
+        return open("/dev/full", "wb")
+
+    def file_path(self, name):
+        return os.path.join(self.path, name)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("head", ["", "abc"])
+def test_write_stream_full_disk_when_closing_is_one_sentence(tmp_path, head):
+    """A few bytes left in the file's buffer make close() hit the full disk again: still one StoreError."""
+    stages = [Stage("producer", ["sh", "-c", "printf '%s'; sleep 0.2; head -c 3000000 /dev/zero" % head])]
+    with pytest.raises(_stores.StoreError) as info:
+        _jobs.write_stream(FullDiskWriter(str(tmp_path)), _manifest.new_manifest(
+            "20261126T031500Z-full", "db1", "app", "test", "printf"), "dump.pgc", stages)
+    assert str(info.value) == ("No space left on the device holding %s; free space or choose another store."
+                               % os.path.join(str(tmp_path), "dump.pgc"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_write_stream_full_disk_at_the_final_close(tmp_path):
+    """All data fits in the buffer: only close() meets the full disk."""
+
+    synced = open(str(tmp_path / "fsync-target"), "wb")
+
+    class Sink(object):
+        """Data waits in a large buffer that only close() writes to /dev/full."""
+
+        def __init__(self):
+            self.handle = open("/dev/full", "wb", buffering=1 << 20)
+
+        def write(self, data):
+            return self.handle.write(data)
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return synced.fileno()
+
+        def close(self):
+            self.handle.close()
+
+    class BufferedOnly(FullDiskWriter):
+        def open(self, name):
+            return Sink()
+
+    with pytest.raises(_stores.StoreError, match="^No space left on the device holding .*dump.pgc"):
+        _jobs.write_stream(BufferedOnly(str(tmp_path)), _manifest.new_manifest(
+            "20261126T031500Z-full", "db1", "app", "test", "printf"), "dump.pgc", [Stage("printf", ["printf", "abc"])])
+    synced.close()
+
+
 def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
     def full(stages, sink, stdin=None, env=None):
         raise _pipeline.SinkError("No space left on device", os_error=OSError(28, "No space left on device"))
@@ -505,15 +563,19 @@ def test_describe_problems(problems, text):
 
 # ------------------------------------------------------------------ restore helpers
 
-def test_identity_from_key_is_a_private_temp_file(tmp_path):
+def test_identity_from_key_is_never_a_file_on_disk(tmp_path):
     key = "AGE-SECRET-KEY-1" + "Q" * 58
     with _jobs.Identity(key="  %s\n" % key, tmpdir=str(tmp_path)) as identity:
-        assert os.path.dirname(identity.path) == str(tmp_path)
+        (fd,) = identity.pass_fds
+        assert identity.path == "/dev/fd/%d" % fd
+        assert os.readlink("/proc/self/fd/%d" % fd).startswith("/memfd:lifeboat-age")
         assert stat.S_IMODE(os.stat(identity.path).st_mode) == 0o600
         with open(identity.path) as handle:
             assert handle.read() == key + "\n"
-    assert not os.path.exists(identity.path)
-    assert os.listdir(str(tmp_path)) == []
+        assert os.listdir(str(tmp_path)) == []
+    assert identity.path is None and identity.pass_fds == ()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_identity_from_file_is_not_removed(tmp_path):
@@ -521,6 +583,7 @@ def test_identity_from_file_is_not_removed(tmp_path):
     path.write_text("AGE-SECRET-KEY-1X\n")
     with _jobs.Identity(key_file=str(path)) as identity:
         assert identity.path == str(path)
+        assert identity.pass_fds == ()
     assert path.exists()
     with pytest.raises(LifeboatError, match="age_identity_file .* does not exist"):
         with _jobs.Identity(key_file=str(tmp_path / "nope.txt")):
@@ -587,10 +650,38 @@ def test_encrypted_backup_restores_with_identity_file_only(store, recipient):
     manifest, dummy = _jobs.load_verified(store, "db1", "app")
     assert manifest["files"][0]["name"] == "data.txt.zst.age"
     with _jobs.Identity(key_file=identity) as ident:
-        stages = _jobs.decode_stages(FakeModule(), manifest, ident.path)
+        stages = _jobs.decode_stages(FakeModule(), manifest, ident)
     with open(identity) as handle:
         secret = [line for line in handle.read().splitlines() if line.startswith("AGE-SECRET-KEY-")][0]
     assert all(secret not in arg for stage in stages for arg in stage.argv)
     with store.open_file("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
         out, dummy = _pipeline.run_from_source(stages + [Stage("cat", ["cat"])], handle)
     assert out == "top secret rows"
+
+
+@needs_age
+@needs_zstd
+def test_encrypted_set_restores_with_an_in_memory_identity(store, recipient, tmp_path):
+    """age reads the key from /dev/fd/N, a descriptor only the age stage inherits."""
+    public, identity = recipient
+    codec = _jobs.Codec(FakeModule(), "zstd", None, 0, [public])
+
+    def produce(writer, manifest):
+        _jobs.write_stream(writer, manifest, "data.txt" + codec.suffix(),
+                           [Stage("printf", ["printf", "%s", "top secret rows"])] + codec.stages())
+        codec.record(manifest)
+
+    job(store, Clock()).run(produce)
+    manifest, dummy = _jobs.load_verified(store, "db1", "app")
+    with open(identity) as handle:
+        secret = [line for line in handle.read().splitlines() if line.startswith("AGE-SECRET-KEY-")][0]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with _jobs.Identity(key=secret, tmpdir=str(scratch)) as ident:
+        stages = _jobs.decode_stages(FakeModule(), manifest, ident)
+        assert [(s.name, s.pass_fds) for s in stages] == [("age", ident.pass_fds), ("zstd", ())]
+        assert stages[0].argv[-2:] == ["-i", ident.path]
+        with store.open_file("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
+            out, dummy = _pipeline.run_from_source(stages + [Stage("cat", ["cat"])], handle)
+        assert out == "top secret rows"
+        assert os.listdir(str(scratch)) == []
