@@ -114,11 +114,11 @@ def encrypt_stages(binary, recipients):
     return [Stage("age", argv)]
 
 
-def decrypt_stages(binary, identity_file):
-    """Decryption reads the identity from a 0600 file: the key never enters argv."""
+def decrypt_stages(binary, identity_file, pass_fds=()):
+    """Decryption reads the identity from a file (a memfd ``/dev/fd/N`` handed over in ``pass_fds``): never argv."""
     if not identity_file:
         return []
-    return [Stage("age", [binary, "--decrypt", "-i", identity_file])]
+    return [Stage("age", [binary, "--decrypt", "-i", identity_file], pass_fds=pass_fds)]
 
 
 def _tail(handle):
@@ -198,21 +198,30 @@ class _Running(object):
             for err in self.errs:
                 err.close()
 
-    def check(self):
-        """Collect each stage's stderr; raise PipelineError for the root-cause failure."""
+    def exited(self):
+        """Exit status of each stage that has already ended (None for one still running)."""
+        return [proc.poll() for proc in self.procs]
+
+    def check(self, returncodes=None):
+        """Collect each stage's stderr; raise PipelineError for the root-cause failure.
+
+        ``returncodes`` (from ``exited()``) judges the stages as they were then;
+        a stage still running at that moment counts as sound.
+        """
         self.close()
-        failed = [index for index, proc in enumerate(self.procs) if proc.returncode != 0]
+        codes = returncodes if returncodes is not None else [proc.returncode for proc in self.procs]
+        failed = [index for index, code in enumerate(codes) if code not in (0, None)]
         if not failed:
             return
         # A stage killed by SIGPIPE only lost its reader: blame the first other failure.
-        real = [index for index in failed if not _is_sigpipe(self.procs[index].returncode)] or failed
+        real = [index for index in failed if not _is_sigpipe(codes[index])] or failed
         index = real[0]
         stage, stderr = self.stages[index], self.stderr[index]
         raise PipelineError(
             "%s failed (exit status %s)%s" % (
-                stage.name, self.procs[index].returncode, (": " + stderr.splitlines()[-1]) if stderr else "."),
+                stage.name, codes[index], (": " + stderr.splitlines()[-1]) if stderr else "."),
             stage=stage.name,
-            returncode=self.procs[index].returncode,
+            returncode=codes[index],
             stderr=stderr,
         )
 
@@ -357,6 +366,33 @@ def run_from_source(stages, source, env=None):
         raise
     finally:
         out.close()
+
+
+def run_to_consumer(stages, consume, stdin=None, env=None):
+    """Hand the last stage's stdout (a binary file object) to ``consume`` and return what it returns.
+
+    This is how Python reads a decoded stream itself (a tar checked member by
+    member, for instance). What ``consume`` leaves unread is read and dropped,
+    so that no stage dies of a closed pipe; then every stage's exit status is
+    checked. If ``consume`` raises, the stages are stopped; a stage that had
+    already failed by then is the root cause and is raised instead (an age
+    identity that matches no recipient, rather than "not a tar archive").
+    """
+    if not stages:
+        raise LifeboatError("A pipeline needs at least one stage.")
+    running = _Running(stages, stdin, env)
+    try:
+        result = consume(running.stdout)
+        while running.stdout.read(CHUNK):
+            pass
+    except BaseException:
+        before = running.exited()
+        running.kill()
+        running.check(before)
+        raise
+    running.wait()
+    running.check()
+    return result
 
 
 def describe(stages):

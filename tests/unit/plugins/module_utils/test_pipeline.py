@@ -478,3 +478,59 @@ def test_age_wrong_identity(tmp_path, age_key):
             run_into(str(tmp_path / "out"), _pipeline.decrypt_stages(AGE, other), stdin=source)
     assert info.value.stage == "age"
     assert "no identity matched" in info.value.stderr
+
+
+# ------------------------------------------------------------------ run_to_consumer
+
+def test_run_to_consumer_returns_what_the_consumer_returns(data_file, popen_log):
+    def first_bytes(stream):
+        return stream.read(10)
+
+    with open(data_file, "rb") as source:
+        # The consumer reads 10 bytes; the rest is drained, so cat ends cleanly instead of dying of SIGPIPE.
+        assert _pipeline.run_to_consumer([Stage("cat", ["cat"])], first_bytes, stdin=source) == read(data_file)[:10]
+    assert [proc.returncode for proc in popen_log] == [0]
+
+
+def test_run_to_consumer_stage_failure(popen_log):
+    with pytest.raises(PipelineError) as info:
+        _pipeline.run_to_consumer([Stage("gen", ["sh", "-c", "printf abc; echo broken >&2; exit 3"])],
+                                  lambda stream: stream.read())
+    assert (info.value.stage, info.value.returncode, info.value.stderr) == ("gen", 3, "broken")
+    assert_all_reaped(popen_log)
+
+
+def test_run_to_consumer_consumer_error_stops_the_stages(popen_log):
+    def refuse(stream):
+        stream.read(100)
+        raise LifeboatError("refused")
+
+    started = time.monotonic()
+    with pytest.raises(LifeboatError, match="^refused$"):
+        _pipeline.run_to_consumer([Stage("endless", ["cat", "/dev/zero"])], refuse)
+    assert time.monotonic() - started < 10
+    assert_all_reaped(popen_log)
+
+
+def test_run_to_consumer_earlier_stage_failure_wins(popen_log):
+    """A consumer that chokes on the empty output of a failed stage: the stage is the root cause."""
+    def choke(stream):
+        if not stream.read():
+            raise LifeboatError("not a tar archive")
+
+    with pytest.raises(PipelineError) as info:
+        _pipeline.run_to_consumer([Stage("age", ["sh", "-c", "echo 'age: error: no identity matched' >&2; exit 1"]),
+                                   Stage("cat", ["cat"])], choke)
+    assert info.value.stage == "age"
+    assert_all_reaped(popen_log)
+
+
+def test_run_to_consumer_needs_a_stage():
+    with pytest.raises(LifeboatError, match="at least one stage"):
+        _pipeline.run_to_consumer([], lambda stream: None)
+
+
+def test_decrypt_stage_inherits_its_descriptors():
+    (stage,) = _pipeline.decrypt_stages("/usr/bin/age", "/dev/fd/7", pass_fds=(7,))
+    assert stage.argv == ["/usr/bin/age", "--decrypt", "-i", "/dev/fd/7"]
+    assert stage.pass_fds == (7,)
