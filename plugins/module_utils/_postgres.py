@@ -7,21 +7,27 @@
 
 """PostgreSQL: connection options, credentials handling, argv builders, parsers.
 
-The password never enters argv: it is written to a 0600 passfile that libpq
-finds through PGPASSFILE. Connection settings travel as PG* environment
-variables, so that every tool (psql, pg_dump, pg_restore) sees the same ones.
+The password never enters argv: it goes into a passfile that libpq finds
+through PGPASSFILE. That passfile is a memfd (an in-memory regular file, mode
+0600, named ``/dev/fd/N`` and inherited by the tools that connect), so no copy
+of the password is ever on disk; and its lines name the exact host (or
+socket directory), port and user, so that a connection anywhere else (a
+``\\connect host=elsewhere`` in a payload) is never given the password.
+Connection settings travel as PG* environment variables, so that every tool
+(psql, pg_dump, pg_restore) sees the same ones.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
-    remove_file,
-    write_secret_file,
+    SecretFile,
 )
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 PG_BIN_DIRS = ["/usr/lib/postgresql/%d/bin" % v for v in range(18, 11, -1)] + ["/usr/pgsql-16/bin", "/usr/pgsql-15/bin"]
 
@@ -52,7 +58,7 @@ def connection_argument_spec():
     """Options shared by every PostgreSQL module (doc fragment lifeboat.backup._postgres)."""
     return dict(
         login_host=dict(type="str"),
-        login_port=dict(type="int", default=5432),
+        login_port=dict(type="int", default=5432, aliases=["port"]),
         login_user=dict(type="str", default="postgres"),
         login_password=dict(type="str", no_log=True),
         login_unix_socket=dict(type="str"),
@@ -66,34 +72,88 @@ def connection_argument_spec():
     )
 
 
+# Socket directories that libpq may have been built with as its default: a
+# connection through the default socket is looked up as "localhost" in a passfile.
+DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/run/postgresql", "/tmp")
+
+
 def _escape_passfile(value):
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+    """One passfile field, taken literally by libpq (``*`` escaped too: alone it would match anything)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("*", "\\*")
+
+
+def passfile_hosts(params):
+    """The host fields libpq compares with, for the server ``params`` name.
+
+    libpq looks a TCP host up by its name as given, a socket directory by its
+    path, and the default socket (no host, or libpq's built-in socket directory)
+    as ``localhost``.
+    """
+    socket_dir = params.get("login_unix_socket")
+    if socket_dir:
+        hosts = [socket_dir]
+        if socket_dir.rstrip("/") in DEFAULT_SOCKET_DIRS:
+            hosts.append("localhost")
+        return hosts
+    host = params.get("login_host")
+    if not host:
+        return ["localhost"]
+    return [part.strip() for part in host.split(",") if part.strip()] or ["localhost"]
+
+
+def passfile_content(params):
+    """The passfile for ``params``: one line per host field, exact port and user, any database."""
+    password = params.get("login_password")
+    # Without a user libpq connects as the effective OS user: so must the passfile line.
+    user = params.get("login_user") or pwd.getpwuid(os.geteuid()).pw_name
+    port = str(params.get("login_port") or 5432)
+    for option, value in (("login_password", password), ("login_user", user),
+                          ("login_host", params.get("login_host")), ("login_unix_socket", params.get("login_unix_socket"))):
+        if value and ("\n" in value or "\r" in value):
+            raise PostgresError("%s must not contain a line break." % option)
+    return "".join("%s:%s:*:%s:%s\n" % (_escape_passfile(host), port, _escape_passfile(user), _escape_passfile(password))
+                   for host in passfile_hosts(params))
 
 
 class Credentials(object):
-    """Holds the PG* environment for the tools; owns a temporary 0600 passfile."""
+    """Holds the PG* environment for the tools; owns the passfile (a SecretFile).
+
+    ``passfile`` is its path (``/dev/fd/N``) and ``pass_fds`` the descriptor
+    that every process which connects must inherit: pipeline stages take it as
+    ``Stage(..., pass_fds=creds.pass_fds)``, ``run_sql`` finds it in the environment.
+    """
 
     def __init__(self, params, tmpdir=None):
         self.params = params
         self.tmpdir = tmpdir
         self.passfile = None
+        self._secret = None
+
+    @property
+    def pass_fds(self):
+        return self._secret.pass_fds if self._secret is not None else ()
 
     def __enter__(self):
-        password = self.params.get("login_password")
-        if password:
-            if "\n" in password or "\r" in password:
-                raise PostgresError("login_password must not contain a line break.")
-            self.passfile = write_secret_file("*:*:*:*:%s\n" % _escape_passfile(password),
-                                              "lifeboat-pgpass-", self.tmpdir)
+        if self.params.get("login_password"):
+            self._secret = SecretFile(passfile_content(self.params), "lifeboat-pgpass-", self.tmpdir).open()
+            self.passfile = self._secret.path
         return self
 
     def __exit__(self, *exc_info):
-        remove_file(self.passfile)
+        if self._secret is not None:
+            self._secret.close()
+            self._secret = None
         self.passfile = None
         return False
 
     def env(self, dbname=None):
         return connection_env(self.params, dbname=dbname, passfile=self.passfile)
+
+
+def env_pass_fds(env):
+    """The descriptor a PG* environment names as its passfile (``/dev/fd/N``), for the child to inherit."""
+    match = re.match(r"^/dev/fd/(\d+)\Z", (env or {}).get("PGPASSFILE") or "")
+    return (int(match.group(1)),) if match else ()
 
 
 def connection_env(params, dbname=None, passfile=None):
@@ -126,8 +186,7 @@ def connection_env(params, dbname=None, passfile=None):
 
 def run_sql(module, psql, env, db, sql, tool="psql"):
     """Run ``sql`` (read by psql from stdin, never argv) and return its unaligned output."""
-    rc, out, err = module.run_command(psql_query_argv(psql, db), data=sql, environ_update=env,
-                                      binary_data=True)
+    rc, out, err = runner_for(module).run(psql_query_argv(psql, db), data=sql, env=env, pass_fds=env_pass_fds(env))
     if rc != 0:
         raise PostgresError(explain_error(err, module.params, tool))
     return out

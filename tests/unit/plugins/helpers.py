@@ -97,6 +97,18 @@ class FakeModule(object):
         return shutil.which(name)
 
 
+class FakeRunner(object):
+    """Stands in for _runner.Runner: records each run and answers with ``answer(argv)`` -> (rc, out, err)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def run(self, argv, data=None, env=None, cwd=None, pass_fds=()):
+        self.calls.append({"argv": list(argv), "data": data, "env": env, "cwd": cwd, "pass_fds": tuple(pass_fds)})
+        return self.answer(argv)
+
+
 def make_set(store, host, source, set_id, files=None, parent=None, duration=60, method="pg_dump",
              engine="postgresql", compression="none", encryption=None, options=None):
     """Write and commit a complete set through the store's own SetWriter; return its manifest."""

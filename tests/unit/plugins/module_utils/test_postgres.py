@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._postgres import PostgresError
-from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule, FakeRunner
 
 PASSWORD = "s3cr3t:pa\\ss word"
 
@@ -169,40 +170,105 @@ def test_connection_env_defaults_and_passfile():
 
 
 @pytest.mark.parametrize(
-    "password, line",
+    "password, field",
     [
-        ("plain", "*:*:*:*:plain\n"),
-        ("a:b", "*:*:*:*:a\\:b\n"),
-        ("a\\b", "*:*:*:*:a\\\\b\n"),
-        ("\\:", "*:*:*:*:\\\\\\:\n"),
-        (PASSWORD, "*:*:*:*:s3cr3t\\:pa\\\\ss word\n"),
-        ("p\u00e4ss", "*:*:*:*:p\u00e4ss\n"),
+        ("plain", "plain"),
+        ("a:b", "a\\:b"),
+        ("a\\b", "a\\\\b"),
+        ("\\:", "\\\\\\:"),
+        (PASSWORD, "s3cr3t\\:pa\\\\ss word"),
+        ("p\u00e4ss", "p\u00e4ss"),
+        ("*", "\\*"),
     ],
 )
-def test_credentials_passfile(tmp_path, password, line):
+def test_credentials_passfile(tmp_path, password, field):
     params = dict(TCP, login_password=password)
     with _postgres.Credentials(params, tmpdir=str(tmp_path)) as creds:
         path = creds.passfile
-        assert os.path.dirname(path) == str(tmp_path)
+        (fd,) = creds.pass_fds
+        # An in-memory file handed over as /dev/fd/N: nothing on disk, not even in tmpdir.
+        assert path == "/dev/fd/%d" % fd
+        assert os.readlink("/proc/self/fd/%d" % fd).startswith("/memfd:lifeboat-pgpass")
+        assert os.listdir(str(tmp_path)) == []
+        assert stat.S_ISREG(os.stat(path).st_mode)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with open(path) as handle:
-            assert handle.read() == line
+            assert handle.read() == "db1.example.com:5433:*:backup:%s\n" % field
         env = creds.env("app")
         assert env["PGPASSFILE"] == path
+        assert _postgres.env_pass_fds(env) == (fd,)
         assert env["PGPASSWORD"] == ""
         for value in env.values():
             assert password not in value
-    assert not os.path.exists(path)
-    assert creds.passfile is None
+    assert creds.passfile is None and creds.pass_fds == ()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
-def test_credentials_removes_passfile_on_error(tmp_path):
+@pytest.mark.parametrize(
+    "params, lines",
+    [
+        # The exact TCP host, port and user; never a wildcard host, port or user.
+        ({"login_host": "db1.example.com", "login_port": 5433, "login_user": "backup"},
+         ["db1.example.com:5433:*:backup:pw"]),
+        ({"login_host": "127.0.0.1", "login_port": 5432, "login_user": "u"}, ["127.0.0.1:5432:*:u:pw"]),
+        ({"login_host": "::1", "login_port": 5432, "login_user": "u"}, ["\\:\\:1:5432:*:u:pw"]),
+        # libpq tries each host of a list: one line each.
+        ({"login_host": "a.example, b.example", "login_port": 5432, "login_user": "u"},
+         ["a.example:5432:*:u:pw", "b.example:5432:*:u:pw"]),
+        # A socket directory is matched by its path; libpq's default socket directory as localhost.
+        ({"login_unix_socket": "/srv/pg/sock", "login_host": "ignored", "login_port": 5444, "login_user": "u"},
+         ["/srv/pg/sock:5444:*:u:pw"]),
+        ({"login_unix_socket": "/var/run/postgresql/", "login_port": 5432, "login_user": "u"},
+         ["/var/run/postgresql/:5432:*:u:pw", "localhost:5432:*:u:pw"]),
+        ({"login_port": 5432, "login_user": "u"}, ["localhost:5432:*:u:pw"]),
+        # Names that would read as a wildcard or as a field separator are escaped.
+        ({"login_host": "h", "login_port": 5432, "login_user": "*"}, ["h:5432:*:\\*:pw"]),
+        ({"login_host": "h", "login_port": 5432, "login_user": "a:b\\c"}, ["h:5432:*:a\\:b\\\\c:pw"]),
+    ],
+)
+def test_passfile_names_only_its_own_server(params, lines):
+    content = _postgres.passfile_content(dict(params, login_password="pw"))
+    assert content == "".join(line + "\n" for line in lines)
+    for line in content.splitlines():
+        assert not line.startswith("*:")
+        assert ":*:*:" not in line
+
+
+def test_passfile_user_defaults_to_the_os_user():
+    content = _postgres.passfile_content({"login_host": "h", "login_port": 5432, "login_user": None,
+                                          "login_password": "pw"})
+    assert content == "h:5432:*:%s:pw\n" % pwd.getpwuid(os.geteuid()).pw_name
+
+
+@pytest.mark.parametrize("option", ["login_password", "login_user", "login_host", "login_unix_socket"])
+def test_passfile_refuses_line_breaks(tmp_path, option):
+    params = dict(TCP, **{option: "a\nb"})
+    with pytest.raises(PostgresError, match="^%s must not contain a line break.$" % option):
+        with _postgres.Credentials(params, tmpdir=str(tmp_path)):
+            pass  # pragma: no cover
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_credentials_close_the_passfile_on_error(tmp_path):
     with pytest.raises(RuntimeError):
         with _postgres.Credentials(TCP, tmpdir=str(tmp_path)) as creds:
-            path = creds.passfile
+            (fd,) = creds.pass_fds
             raise RuntimeError("boom")
-    assert not os.path.exists(path)
+    with pytest.raises(OSError):
+        os.fstat(fd)
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_env_pass_fds():
+    assert _postgres.env_pass_fds({"PGPASSFILE": "/dev/fd/12"}) == (12,)
+    assert _postgres.env_pass_fds({"PGPASSFILE": os.devnull}) == ()
+    assert _postgres.env_pass_fds({"PGPASSFILE": "/dev/fd/12/x"}) == ()
+    assert _postgres.env_pass_fds({}) == ()
+
+
+def test_port_is_an_alias_of_login_port():
+    assert _postgres.connection_argument_spec()["login_port"]["aliases"] == ["port"]
 
 
 @pytest.mark.parametrize("password", [None, ""])
@@ -457,14 +523,12 @@ def test_find_binary_on_path():
 
 
 class RecordingModule(FakeModule):
+    """Commands go through the module's runner (runner_for), here a recording fake."""
+
     def __init__(self, rc=0, out="", err="", params=None):
         super(RecordingModule, self).__init__(params=params or SOCKET)
-        self.answer = (rc, out, err)
-        self.calls = []
-
-    def run_command(self, argv, data=None, environ_update=None, binary_data=False):
-        self.calls.append({"argv": argv, "data": data, "env": environ_update, "binary_data": binary_data})
-        return self.answer
+        self._lifeboat_runner = FakeRunner(lambda argv: (rc, out, err))
+        self.calls = self._lifeboat_runner.calls
 
 
 def test_run_probe_sends_sql_on_stdin():
@@ -476,6 +540,15 @@ def test_run_probe_sends_sql_on_stdin():
     assert call["argv"] == _postgres.psql_query_argv("/usr/bin/psql", "app")
     assert call["data"] == _postgres.PROBE_SQL + ";\n"
     assert call["env"] is env
+    assert call["pass_fds"] == ()
+
+
+def test_run_sql_hands_the_passfile_descriptor_to_psql(tmp_path):
+    module = RecordingModule(out="1\n")
+    with _postgres.Credentials(TCP, tmpdir=str(tmp_path)) as creds:
+        _postgres.run_sql(module, "/usr/bin/psql", creds.env("app"), "app", "SELECT 1;\n")
+        assert module.calls[0]["pass_fds"] == creds.pass_fds != ()
+        assert module.calls[0]["env"]["PGPASSFILE"] == creds.passfile
 
 
 def test_run_sql_failure_is_explained():
