@@ -202,6 +202,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
 def build_plan(module):
@@ -239,16 +240,21 @@ def build_plan(module):
     return plan
 
 
-def dump_stages(module, plan, env, staging=None):
-    """The pipeline that produces the payload file (for directory format: after the dump ran)."""
+def dump_stages(module, plan, env, staging=None, pass_fds=()):
+    """The pipeline that produces the payload file (for directory format: after the dump ran).
+
+    ``pass_fds`` (the passfile descriptor) goes to the stage that connects, and to no other.
+    """
     params = module.params
     if plan["method"] == "pg_dumpall":
         extra = ["-l", params["login_db"]] if params["login_db"] else []
-        producer = _pipeline.Stage("pg_dumpall", _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"], extra), env)
+        producer = _pipeline.Stage("pg_dumpall", _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"], extra),
+                                   env, pass_fds=pass_fds)
     elif plan["format"] == "directory":
         producer = _pipeline.Stage("tar", [plan["tar"], "-C", staging or "<staging>", "-cf", "-", "."])
     else:
-        producer = _pipeline.Stage("pg_dump", _postgres.pg_dump_argv(plan["dump_bin"], params["db"], plan["format"]), env)
+        producer = _pipeline.Stage("pg_dump", _postgres.pg_dump_argv(plan["dump_bin"], params["db"], plan["format"]), env,
+                                   pass_fds=pass_fds)
     return [producer] + plan["codec"].stages()
 
 
@@ -262,10 +268,10 @@ def produce(module, plan, creds, position, versions):
         if plan["format"] == "directory" and plan["method"] == "pg_dump":
             staging = os.path.join(writer.staging_dir("staging"), "dump")
             argv = _postgres.pg_dump_argv(plan["dump_bin"], params["db"], "directory", params["jobs"], staging)
-            rc, dummy, err = module.run_command(argv, environ_update=env)
+            rc, dummy, err = runner_for(module).run(argv, env=env, pass_fds=creds.pass_fds)
             if rc != 0:
                 raise _postgres.PostgresError(_postgres.explain_error(err, params, "pg_dump"))
-        stages = dump_stages(module, plan, env, staging)
+        stages = dump_stages(module, plan, env, staging, creds.pass_fds)
         try:
             _jobs.write_stream(writer, manifest, plan["name"], stages, env=dict(os.environ, **env))
         except _pipeline.PipelineError as exc:

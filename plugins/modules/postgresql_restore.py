@@ -168,10 +168,12 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 MAX_IDENT = 63
 IGNORABLE_SQL_ERROR = re.compile(r"ERROR:\s+(role|database|tablespace|schema) \"[^\"]*\" already exists")
@@ -211,6 +213,9 @@ class Restore(object):
 
     def stream(self, identity, consumer):
         """Run decode stages + ``consumer`` with the payload on stdin."""
+        for stage in consumer:
+            # The stage that connects reads the passfile through an inherited descriptor.
+            stage.pass_fds = tuple(stage.pass_fds) + tuple(self.creds.pass_fds)
         stages = _jobs.decode_stages(self.module, self.manifest, identity) + consumer
         self.cmd.append(_pipeline.describe(stages))
         with self.open_payload() as handle:
@@ -227,14 +232,34 @@ class Restore(object):
             return _postgres.explain_error(exc.stderr, self.params, exc.stage)
         return str(exc)
 
+    def read_payload(self, identity, consume):
+        """Hand the decoded payload, as a binary stream, to ``consume``; return what it returns."""
+        decode = _jobs.decode_stages(self.module, self.manifest, identity)
+        with self.open_payload() as handle:
+            if not decode:
+                return consume(handle)
+            try:
+                return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=dict(os.environ, **self.env()))
+            except _pipeline.PipelineError as exc:
+                raise LifeboatError(self.explain(exc))
+
     def unpack(self, identity, work):
-        """Decode the payload into ``work``: a file (custom) or a directory (directory format)."""
+        """Decode the payload into ``work``: a file (custom) or a directory (directory format).
+
+        A directory-format payload is a tar from the store, which is untrusted:
+        every member is checked before anything is extracted, then the members
+        are extracted in Python under the same check (_archive).
+        """
         m = self.manifest
         if m["options"].get("format") == "directory":
             target = os.path.join(work, "dump")
             os.mkdir(target, 0o700)
-            tar = _jobs.need_binary(self.module, "tar", "tar")
-            self.stream(identity, [_pipeline.Stage("tar", [tar, "-x", "-f", "-", "-C", target])])
+            what = "the payload %s of set %s" % (self.payload(), m["set_id"])
+            decode = _jobs.decode_stages(self.module, m, identity)
+            if decode:
+                self.cmd.append(_pipeline.describe(decode))
+            self.read_payload(identity, lambda stream: _archive.check_tar(stream, what=what))
+            self.read_payload(identity, lambda stream: _archive.extract_tar(stream, target, what=what))
             return target
         decode = _jobs.decode_stages(self.module, m, identity)
         if not decode:
@@ -269,7 +294,7 @@ class Restore(object):
         path = self.unpack(identity, work)
         argv = _postgres.pg_restore_argv(pg_restore, db, fmt, jobs, path, self.params["no_owner"])
         self.cmd.append([argv])
-        rc, dummy, err = self.module.run_command(argv, environ_update=self.env(db))
+        rc, dummy, err = runner_for(self.module).run(argv, env=self.env(db), pass_fds=self.creds.pass_fds)
         if rc != 0:
             raise LifeboatError(_postgres.explain_error(err, self.params, "pg_restore"))
 
@@ -354,9 +379,9 @@ def main():
             try:
                 with _jobs.Identity(params["age_identity"], params["age_identity_file"], tmpdir=work) as identity:
                     if dumpall:
-                        result["warnings_sql"] = restore.restore_dumpall(identity.path)
+                        result["warnings_sql"] = restore.restore_dumpall(identity)
                     else:
-                        restore_into_scratch(restore, identity.path, work, exists)
+                        restore_into_scratch(restore, identity, work, exists)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
                 result["cmd"] = restore.cmd

@@ -86,14 +86,16 @@ def test_backup_then_idempotent_rerun(monkeypatch, tmp_path, pg, store_path):
     env = dump["env"]
     assert (env["PGHOST"], env["PGPORT"], env["PGUSER"], env["PGDATABASE"]) == (SOCKET, "5432", "postgres", "app")
     assert (env["LANG"], env["LC_ALL"], env["PGPASSWORD"]) == ("C", "C", "")
-    # The password reached the tools only through a 0600 passfile, escaped for libpq ...
-    assert dump["passfile"] == "*:*:*:*:s3cr\\:et\\\\pw\n"
+    # The password reached the tools only through a 0600 in-memory passfile (/dev/fd/N) whose
+    # one line names this server's socket directory, port and user, escaped for libpq ...
+    assert dump["passfile"] == SOCKET + ":5432:*:postgres:s3cr\\:et\\\\pw\n"
     assert dump["passfile_mode"] == 0o600
+    assert env["PGPASSFILE"].startswith("/dev/fd/")
     probe = pg.calls("psql")[0]
     assert probe["passfile"] == dump["passfile"]
     assert "pg_is_in_recovery()" in probe["stdin"]
-    # ... which is gone after the run.
-    assert not os.path.exists(env["PGPASSFILE"])
+    # ... and never was a file on disk.
+    assert os.listdir(str(tmp_path / "module-tmp")) == []
     assert_no_secret(pg, result)
 
     # Idempotent re-run: a fresh set exists, nothing runs, not even the probe.
@@ -171,6 +173,8 @@ def test_directory_format_in_parallel(monkeypatch, tmp_path, pg, store_path):
     assert [f["name"] for f in result["files"]] == ["dump.dir.tar"]
     (dump,) = dumps(pg)
     argv = dump["argv"]
+    # Run through the runner, not the pipeline: it gets the passfile descriptor all the same.
+    assert dump["passfile"] == SOCKET + ":5432:*:postgres:s3cr\\:et\\\\pw\n"
     assert argv[1:6] == ["--no-password", "-F", "d", "-Z0", "-j"] and argv[6] == "3" and argv[-2:] == ["-d", "app"]
     staging = argv[argv.index("-f") + 1]
     assert staging.startswith(os.path.join(_stores.DirStore(store_path).source_path("db1", "app"), result["set_id"]

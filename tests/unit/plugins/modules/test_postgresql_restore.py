@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 
 import pytest
 
+from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
@@ -94,7 +97,8 @@ def test_round_trip_into_new_database(monkeypatch, tmp_path, pg, store_path):
     (pg_restore,) = log.calls("pg_restore")
     assert pg_restore["argv"] == [os.path.join(pg.bin_dir, "pg_restore"), "--no-password", "--exit-on-error",
                                   "-d", scratch(), "-F", "c"]
-    assert pg_restore["passfile"] == "*:*:*:*:rest0re\\:pw\n"
+    assert pg_restore["passfile"] == SOCKET + ":5432:*:postgres:rest0re\\:pw\n"
+    assert all(call.get("passfile") == pg_restore["passfile"] for call in log.calls())
     assert result["cmd"] == [[[shutil.which("zstd"), "-q", "-d", "-c"], pg_restore["argv"]]]
     assert_no_secret(log, result)
 
@@ -183,6 +187,7 @@ def test_parallel_restore_unpacks_into_work_dir(monkeypatch, tmp_path, pg, store
     assert not outcome.failed, outcome.result
     (call,) = log.calls("pg_restore")
     argv = call["argv"]
+    assert call["passfile"] == SOCKET + ":5432:*:postgres:rest0re\\:pw\n"
     assert argv[1:-1] == ["--no-password", "--exit-on-error", "-d", scratch(), "--no-owner", "--no-privileges",
                           "-j", "3", "-F", "c"]
     assert argv[-1].startswith(str(work)) and argv[-1].endswith("dump.pgc")
@@ -347,3 +352,46 @@ def test_scratch_name(target):
 )
 def test_ignorable_sql_errors(line, ignorable):
     assert bool(postgresql_restore.IGNORABLE_SQL_ERROR.search(line)) is ignorable
+
+
+def forged_directory_set(store_path, compression):
+    """A directory-format set whose tar holds `3338.dat -> /etc/shadow`, with a manifest that matches it."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (("./toc.dat", b"TOC"), ("./3337.dat", b"1\tok\n\\.\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("./3338.dat")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/shadow"
+        tar.addfile(link)
+    payload, name = raw.getvalue(), "dump.dir.tar"
+    if compression == "zstd":
+        payload = subprocess.run([shutil.which("zstd"), "-q", "-c"], input=payload, stdout=subprocess.PIPE,
+                                 check=True).stdout
+        name += ".zst"
+    return make_set(_stores.DirStore(store_path), "db1", "app", "20261101T000000Z-full", files={name: payload},
+                    compression=compression, options={"format": "directory", "database": "app", "jobs": 1})
+
+
+@pytest.mark.parametrize("compression", ["none", pytest.param("zstd", marks=needs_zstd)])
+def test_directory_set_with_a_symlink_member_is_refused_before_extraction(monkeypatch, tmp_path, pg, store_path,
+                                                                          compression):
+    forged_directory_set(store_path, compression)
+    extracted = []
+    real_extract = _archive.extract_tar
+    monkeypatch.setattr(_archive, "extract_tar", lambda *args, **kwargs: extracted.append(args) or real_extract(
+        *args, **kwargs))
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "The payload %s of set 20261101T000000Z-full holds member './3338.dat', which is a symbolic link "
+        "(to '/etc/shadow'), not a regular file or directory; refusing to extract it."
+        % ("dump.dir.tar.zst" if compression == "zstd" else "dump.dir.tar"))
+    assert extracted == []
+    assert log.calls("pg_restore") == []
+    # The scratch database made for the restore is dropped again.
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch()
+    assert os.listdir(str(tmp_path / "module-tmp")) == []
