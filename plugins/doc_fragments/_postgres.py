@@ -20,6 +20,7 @@ options:
       - TCP port of the server, also the suffix of its Unix socket file.
     type: int
     default: 5432
+    aliases: [port]
   login_user:
     description:
       - Role to connect as.
@@ -28,8 +29,13 @@ options:
   login_password:
     description:
       - Password of O(login_user).
-      - It is written to a temporary 0600 passfile for libpq (C(PGPASSFILE)) and removed afterwards.
-        It never appears on a command line, in results or in logs.
+      - It reaches libpq as a passfile (C(PGPASSFILE)) that exists only in memory (a C(memfd) of mode
+        0600, handed to the client tools as C(/dev/fd/N)); nothing is written to disk, and nothing is left
+        behind even when the module is killed. Where the kernel has no C(memfd), a 0600 temporary file is
+        used and removed afterwards.
+      - The passfile names the exact host (or socket directory), port and user of this connection, so
+        the password is never offered to any other server.
+      - It never appears on a command line, in results or in logs.
     type: str
   login_unix_socket:
     description:

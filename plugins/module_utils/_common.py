@@ -23,6 +23,7 @@ __all__ = [
     "write_secret_file",
     "remove_file",
     "SecretFile",
+    "plain_results",
 ]
 
 
@@ -78,6 +79,19 @@ def parse_ts(text):
     if when.tzinfo is None:
         raise ValueError("timestamp %r has no time zone" % text)
     return when.astimezone(datetime.timezone.utc)
+
+
+def plain_results(module):
+    """Stop ``module`` (an AnsibleModule) from adding file attributes to its results.
+
+    AnsibleModule.exit_json and fail_json add the attributes of the file named
+    by a ``path`` key (``size``, ``mode``, ``owner``, ``uid``, ... or
+    ``state: absent``). Here ``path`` is a backup set's directory, whose
+    ``size: 4096`` reads as the size of the backup: the results keep ``path``
+    and say nothing else about that directory. Call once, right after building the module.
+    """
+    module.add_path_info = lambda kwargs: kwargs
+    return module
 
 
 def write_secret_file(content, prefix, tmpdir=None):

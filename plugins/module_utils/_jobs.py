@@ -248,6 +248,38 @@ def backup_result(store, manifest, cmd, extras):
     return result
 
 
+def describe_store(store):
+    """'dir store /var/backups/lifeboat': the store as a user would name it."""
+    described = dict(store.describe())
+    kind = described.pop("kind", "?")
+    return "%s store %s" % (kind, " ".join(str(v) for k, v in sorted(described.items()) if v is not None))
+
+
+def _names(names, limit=20):
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (" and %d more" % (len(names) - limit) if len(names) > limit else "")
+
+
+def no_set_message(store, host, source, invalid=()):
+    """Why there is nothing to restore, and what the store does hold for that host."""
+    message = "The %s holds no complete set for host %s, source %s" % (describe_store(store), host, source)
+    if invalid:
+        message += " (%d set(s) there have a broken manifest; backup_verify names them)" % len(invalid)
+    try:
+        others = [name for name in store.sources(host) if name != source] if host in store.hosts() else None
+        hosts = store.hosts() if others is None else None
+    except LifeboatError:
+        return message + "."
+    if others:
+        return message + "; sources of %s there: %s." % (host, _names(others))
+    if others is not None:
+        return message + "; it holds no other source of %s." % host
+    if hosts:
+        return message + "; it holds no set of host %s at all (hosts there: %s)." % (host, _names(hosts))
+    return message + "; it holds no set at all."
+
+
 def load_set(store, host, source, set_id=None):
     """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone."""
     sets, invalid, dummy = _catalog.scan(store, host, source)
@@ -255,6 +287,8 @@ def load_set(store, host, source, set_id=None):
         for bad in invalid:
             if bad["set_id"] == set_id:
                 raise _manifest.ManifestError(bad["error"])
+    elif not sets:
+        raise _catalog.NoSetError(no_set_message(store, host, source, invalid))
     manifest = _catalog.select_set(sets, set_id=set_id)
     return manifest, _catalog.restore_chain(sets, manifest)
 

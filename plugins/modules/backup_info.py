@@ -101,7 +101,7 @@ invalid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, plain_results, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
@@ -131,6 +131,7 @@ def main():
         fail_on_rpo_violation=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    plain_results(module)
     params = module.params
     try:
         store = _stores.open_store(params["store"])

@@ -93,7 +93,7 @@ bad_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
@@ -129,6 +129,7 @@ def main():
         supports_check_mode=True,
         required_by={"set_id": ["source", "host"]},
     )
+    plain_results(module)
     params = module.params
     try:
         store = _stores.open_store(params["store"])

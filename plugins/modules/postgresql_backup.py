@@ -93,9 +93,8 @@ seealso:
   - module: lifeboat.backup.postgresql_restore
   - module: lifeboat.backup.backup_info
   - module: lifeboat.backup.backup_verify
-  - name: Restoring a set by hand
-    description: docs/restore-by-hand.md in the collection explains a restore with stock tools only.
-    link: https://example.invalid/lifeboat/backup/docs/restore-by-hand.md
+notes:
+  - C(docs/restore-by-hand.md) in the collection explains how to restore a set with stock tools only.
 """
 
 EXAMPLES = r"""
@@ -118,9 +117,10 @@ EXAMPLES = r"""
     login_user: backup
     login_password: "{{ vault_pg_backup_password }}"
     encrypt_recipients:
-      - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+      - "{{ vault_lifeboat_age_recipient }}"
     store:
       path: /var/backups/lifeboat
+    host: "{{ inventory_hostname }}"
     labels:
       job: nightly
 
@@ -128,8 +128,10 @@ EXAMPLES = r"""
   lifeboat.backup.postgresql_backup:
     method: pg_dumpall
     globals_only: true
+    login_unix_socket: /run/postgresql
     store:
       path: /var/backups/lifeboat
+    host: "{{ inventory_hostname }}"
 """
 
 RETURN = r"""
@@ -197,7 +199,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
@@ -310,6 +312,7 @@ def main():
         supports_check_mode=True,
         required_if=[("method", "pg_dump", ["db"])],
     )
+    plain_results(module)
     cmd = []
     try:
         plan = build_plan(module)

@@ -73,8 +73,8 @@ options:
   age_identity:
     description:
       - age identity (private key, C(AGE-SECRET-KEY-1...)) of an encrypted set. Keep it in Ansible Vault.
-      - It is written to a 0600 temporary file for C(age -i) and removed afterwards; it never appears
-        in argv, results or logs.
+      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)): it is never
+        written to disk and never appears in argv, results or logs.
     type: str
   age_identity_file:
     description:
@@ -94,7 +94,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Restore the newest set of app into app_restored
+- name: Restore the newest set of app, backed up on db1, into app_restored
   lifeboat.backup.postgresql_restore:
     source: app
     target_db: app_restored
@@ -167,7 +167,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
@@ -339,6 +339,7 @@ def main():
         supports_check_mode=True,
         mutually_exclusive=[("age_identity", "age_identity_file")],
     )
+    plain_results(module)
     params = module.params
     started = time.monotonic()
     result = dict(changed=False, set_id=None, target_db=params["target_db"], cmd=[])

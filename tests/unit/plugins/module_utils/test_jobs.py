@@ -685,3 +685,34 @@ def test_encrypted_set_restores_with_an_in_memory_identity(store, recipient, tmp
             out, dummy = _pipeline.run_from_source(stages + [Stage("cat", ["cat"])], handle)
         assert out == "top secret rows"
         assert os.listdir(str(scratch)) == []
+
+
+def test_no_set_names_host_source_store_and_what_exists(store):
+    where = "The dir store %s holds no complete set for host db1, source app" % store.root
+    with pytest.raises(NoSetError) as info:
+        _jobs.load_set(store, "db1", "app")
+    assert str(info.value) == where + "; it holds no set at all."
+    make_set(store, "db2", "crm", "20261101T000000Z-full")
+    with pytest.raises(NoSetError) as info:
+        _jobs.load_set(store, "db1", "app")
+    assert str(info.value) == where + "; it holds no set of host db1 at all (hosts there: db2)."
+    for source in ("globals", "app_v2", "cluster"):
+        make_set(store, "db1", source, "20261101T000000Z-full")
+    with pytest.raises(NoSetError) as info:
+        _jobs.load_set(store, "db1", "app")
+    assert str(info.value) == where + "; sources of db1 there: app_v2, cluster, globals."
+    # A source with only a broken set says so.
+    make_set(store, "db1", "app", "20261101T000000Z-full")
+    with open(os.path.join(store.set_path("db1", "app", "20261101T000000Z-full"), "manifest.json"), "w") as handle:
+        handle.write("{}")
+    with pytest.raises(NoSetError) as info:
+        _jobs.load_set(store, "db1", "app")
+    assert str(info.value) == (where + " (1 set(s) there have a broken manifest; backup_verify names them); "
+                               "sources of db1 there: app_v2, cluster, globals.")
+
+
+def test_no_set_lists_at_most_twenty_sources(store):
+    for index in range(25):
+        make_set(store, "db1", "s%02d" % index, "20261101T000000Z-full")
+    with pytest.raises(NoSetError, match=r"sources of db1 there: s00, s01, .*, s19 and 5 more\.$"):
+        _jobs.load_set(store, "db1", "app")

@@ -306,7 +306,7 @@ def test_whole_cluster_set_needs_an_empty_cluster(monkeypatch, tmp_path, pg, sto
         (dict(jobs=0), "jobs must be 1 or more, not 0."),
         (dict(set_id="20200101T000000Z-full"), "Set 20200101T000000Z-full is not in the store (or is incomplete)."),
         (dict(target_db=None), "target_db is required to restore a pg_dump set."),
-        (dict(source="other"), "The store holds no complete set for this source."),
+        (dict(source="other"), "holds no complete set for host db1, source other; sources of db1 there: app."),
         (dict(store=dict(kind="dir", path="relative")), "must be an absolute path"),
     ],
 )
