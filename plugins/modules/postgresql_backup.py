@@ -195,6 +195,7 @@ stale_lock:
   type: dict
 """
 
+import errno
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -272,6 +273,10 @@ def produce(module, plan, creds, position, versions):
             argv = _postgres.pg_dump_argv(plan["dump_bin"], params["db"], "directory", params["jobs"], staging)
             rc, dummy, err = runner_for(module).run(argv, env=env, pass_fds=creds.pass_fds)
             if rc != 0:
+                # pg_dump -Fd writes into the store's staging directory: a full store is the store's fault.
+                for code in (errno.ENOSPC, errno.EDQUOT):
+                    if os.strerror(code) in err:
+                        raise _stores.StoreError(_stores.describe_os_error(OSError(code, os.strerror(code)), staging))
                 raise _postgres.PostgresError(_postgres.explain_error(err, params, "pg_dump"))
         stages = dump_stages(module, plan, env, staging, creds.pass_fds)
         try:

@@ -1,11 +1,29 @@
-"""SIGKILL one process (named by pid) and every process below it.
+"""SIGKILL a module process, as a crash would, and report what it leaves behind.
 
-Usage: kill_tree.py --pid N --expect SUBSTRING [--missing-ok]
+Usage:
+  kill_tree.py --pid N --expect SUBSTRING [--missing-ok] [--only-root] [--wait-child NAME]
+  kill_tree.py --under JID --expect SUBSTRING [--only-root] [--wait-child NAME]
+  kill_tree.py --child-arg PREFIX --wait-child NAME --expect SUBSTRING [--only-root]
 
-The process's command line must contain SUBSTRING, so that a reused or wrong
-pid is never killed. Its descendants are collected first, then the process
-itself is killed (as a crash would), then the descendants; the script waits
-until they are all gone and prints JSON {"killed": [{"pid":, "comm":}]}.
+The victim is named by pid; or found below the process whose command line
+holds the argument JID (an async job's wrapper); or it is the parent of a
+process called NAME with an argument that starts with PREFIX (a name unique to
+the test, such as its scratch database), found as soon as that process runs.
+Either way the victim's command line must contain SUBSTRING, so that a reused
+or wrong pid is never killed.
+
+--wait-child NAME waits until a process called NAME runs (not a zombie) below the victim.
+Before the kill, the secrets its children were handed are noted: the
+PGPASSFILE in their environment and the identity file of ``age -i``; for a
+``/dev/fd/N`` name, what that descriptor is (a memfd or a file on disk).
+
+Without --only-root the victim and all its descendants are killed (as an
+operator would clean up). With --only-root only the victim is killed: its
+descendants must then die on their own within --grace seconds; any that do
+not are reported as "survivors" (and then killed, so that nothing is left).
+
+Prints JSON {"killed": [{pid, comm}], "children": [{pid, comm}], "survivors": [...],
+"secrets": [{pid, comm, what, path, target, on_disk_after}]}.
 """
 
 import argparse
@@ -45,6 +63,10 @@ def comm(pid):
     return (read("/proc/%d/comm" % pid) or b"?").decode("utf-8", "replace").strip()
 
 
+def cmdline(pid):
+    return (read("/proc/%d/cmdline" % pid) or b"").split(b"\0")
+
+
 def descendants(root):
     parents = ppid_map()
     found, todo = [], [root]
@@ -65,34 +87,142 @@ def alive(pid):
     return text[text.rfind(")") + 2:].split()[0] not in ("Z", "X")
 
 
+def find_under(jid, expect, deadline):
+    """The process below the one whose argv holds ``jid`` whose argv holds ``expect``."""
+    while time.monotonic() < deadline:
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            if jid.encode() not in cmdline(int(name)):
+                continue
+            for pid in [int(name)] + descendants(int(name)):
+                if expect.encode() in b" ".join(cmdline(pid)):
+                    return pid
+        time.sleep(0.05)
+    return None
+
+
+def find_parent_of(name, prefix, expect, deadline):
+    """The parent (holding ``expect`` in its argv) of a live ``name`` process with an argument starting with ``prefix``."""
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or comm(int(entry)) != name or not alive(int(entry)):
+                continue
+            if not any(arg.startswith(prefix.encode()) for arg in cmdline(int(entry))):
+                continue
+            parent = ppid_map().get(int(entry))
+            if parent and expect.encode() in b" ".join(cmdline(parent)):
+                return parent
+        time.sleep(0.01)
+    return None
+
+
+def secrets_of(pid):
+    """The secret files a process was pointed at, and what each really is."""
+    found = []
+    environ = read("/proc/%d/environ" % pid) or b""
+    for entry in environ.split(b"\0"):
+        if entry.startswith(b"PGPASSFILE="):
+            found.append(("PGPASSFILE", entry.split(b"=", 1)[1].decode("utf-8", "replace")))
+    argv = [a.decode("utf-8", "replace") for a in cmdline(pid)]
+    if comm(pid) == "age" and "-i" in argv[:-1]:
+        found.append(("age -i", argv[argv.index("-i") + 1]))
+    result = []
+    for what, path in found:
+        if path == os.devnull:
+            continue
+        target = path
+        if path.startswith("/dev/fd/"):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, path[len("/dev/fd/"):]))
+            except OSError:
+                continue  # a descriptor this process does not hold gives it nothing to read
+        result.append({"pid": pid, "comm": comm(pid), "what": what, "path": path, "target": target})
+    return result
+
+
+def on_disk(secret):
+    """Whether a copy of the secret is still a file on disk (a memfd never is)."""
+    for candidate in (secret["path"], secret["target"]):
+        if not candidate or candidate.startswith(("/dev/fd/", "/memfd:")) or candidate.endswith(" (deleted)"):
+            continue
+        if os.path.exists(candidate):
+            return True
+    return False
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pid", type=int, required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pid", type=int)
+    which.add_argument("--under")
+    which.add_argument("--child-arg")
     parser.add_argument("--expect", required=True)
     parser.add_argument("--missing-ok", action="store_true")
+    parser.add_argument("--only-root", action="store_true")
+    parser.add_argument("--wait-child")
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--grace", type=float, default=10)
     args = parser.parse_args()
-    cmdline = read("/proc/%d/cmdline" % args.pid)
-    if not cmdline or args.expect.encode() not in cmdline:
-        if args.missing_ok:
-            print(json.dumps({"killed": []}))
+    deadline = time.monotonic() + args.timeout
+    pid = args.pid
+    if args.child_arg:
+        pid = find_parent_of(args.wait_child, args.child_arg, args.expect, deadline)
+        if pid is None:
+            print("kill_tree: no %s with an argument %s* below a %s process"
+                  % (args.wait_child, args.child_arg, args.expect), file=sys.stderr)
+            return 1
+    if args.under:
+        pid = find_under(args.under, args.expect, deadline)
+        if pid is None and args.missing_ok:
+            print(json.dumps({"killed": [], "children": [], "survivors": [], "secrets": []}))
             return 0
-        print("kill_tree: pid %d is not a %s process" % (args.pid, args.expect), file=sys.stderr)
+        if pid is None:
+            print("kill_tree: no %s process below job %s" % (args.expect, args.under), file=sys.stderr)
+            return 1
+    if args.expect.encode() not in b" ".join(cmdline(pid)):
+        if args.missing_ok:
+            print(json.dumps({"killed": [], "children": [], "survivors": [], "secrets": []}))
+            return 0
+        print("kill_tree: pid %d is not a %s process" % (pid, args.expect), file=sys.stderr)
         return 1
-    children = descendants(args.pid)
-    victims = [(args.pid, comm(args.pid))] + [(pid, comm(pid)) for pid in children]
-    for pid, dummy in victims:
+    if args.wait_child:
+        while not any(comm(child) == args.wait_child and alive(child) for child in descendants(pid)):
+            if time.monotonic() > deadline or not alive(pid):
+                print("kill_tree: %s never ran below pid %d" % (args.wait_child, pid), file=sys.stderr)
+                return 1
+            time.sleep(0.02)
+    children = [(child, comm(child)) for child in descendants(pid)]
+    secrets = []
+    for child, dummy in children:
+        secrets.extend(secrets_of(child))
+    victims = [(pid, comm(pid))] + ([] if args.only_root else children)
+    for victim, dummy in victims:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 30
-    while any(alive(pid) for pid, dummy in victims) and time.monotonic() < deadline:
+    grace = time.monotonic() + (args.grace if args.only_root else 30)
+    watched = [(pid, comm(pid))] + children
+    while any(alive(p) for p, dummy in watched) and time.monotonic() < grace:
         time.sleep(0.05)
-    left = [pid for pid, dummy in victims if alive(pid)]
-    if left:
-        print("kill_tree: still alive after SIGKILL: %s" % left, file=sys.stderr)
+    survivors = [{"pid": p, "comm": name} for p, name in children if alive(p)]
+    for survivor in survivors:
+        try:
+            os.kill(survivor["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if alive(pid):
+        print("kill_tree: pid %d still alive after SIGKILL" % pid, file=sys.stderr)
         return 1
-    print(json.dumps({"killed": [{"pid": pid, "comm": name} for pid, name in victims]}))
+    for secret in secrets:
+        secret["on_disk_after"] = on_disk(secret)
+    print(json.dumps({
+        "killed": [{"pid": p, "comm": name} for p, name in victims],
+        "children": [{"pid": p, "comm": name} for p, name in children],
+        "survivors": survivors,
+        "secrets": secrets,
+    }))
     return 0
 
 
