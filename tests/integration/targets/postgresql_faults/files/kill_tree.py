@@ -21,12 +21,21 @@ Without --only-root the victim and all its descendants are killed (as an
 operator would clean up). With --only-root only the victim is killed: its
 descendants must then die on their own within --grace seconds; any that do
 not are reported as "survivors" (and then killed, so that nothing is left).
+The victim's own children are held still just before (ptrace interrupt: they
+stay stopped, and a SIGKILL still kills them), so that none can pass for dead
+by finishing its work in the meantime: a held child goes away only if the
+kernel kills it because its parent died. (SIGSTOP would not do: the kernel
+sends SIGHUP to stopped processes whose group becomes orphaned.) Deeper
+descendants (the workers of pg_restore -j) keep running, and must leave when
+their parent goes.
 
 Prints JSON {"killed": [{pid, comm}], "children": [{pid, comm}], "survivors": [...],
 "secrets": [{pid, comm, what, path, target, on_disk_after}]}.
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -79,12 +88,54 @@ def descendants(root):
     return found
 
 
-def alive(pid):
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+WALL = 0x40000000
+
+
+def _libc():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    return libc
+
+
+def hold(pids):
+    """Stop each process in ptrace's interrupt stop; return the ones held."""
+    libc = _libc()
+    held = []
+    for pid in pids:
+        if libc.ptrace(PTRACE_SEIZE, pid, None, None) != 0:
+            continue
+        if libc.ptrace(PTRACE_INTERRUPT, pid, None, None) != 0:
+            continue
+        try:
+            os.waitpid(pid, WALL)
+        except ChildProcessError:
+            continue
+        held.append(pid)
+    return held
+
+
+def release(pids):
+    """Collect the tracing state of held processes that are gone (tracing ends with this process anyway)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, WALL | os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def state(pid):
     stat = read("/proc/%d/stat" % pid)
     if not stat:
-        return False
+        return None
     text = stat.decode("ascii", "replace")
-    return text[text.rfind(")") + 2:].split()[0] not in ("Z", "X")
+    return text[text.rfind(")") + 2:].split()[0]
+
+
+def alive(pid):
+    return state(pid) not in (None, "Z", "X")
 
 
 def find_under(jid, expect, deadline):
@@ -162,7 +213,7 @@ def main():
     parser.add_argument("--only-root", action="store_true")
     parser.add_argument("--wait-child")
     parser.add_argument("--timeout", type=float, default=120)
-    parser.add_argument("--grace", type=float, default=10)
+    parser.add_argument("--grace", type=float, default=5)
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
     pid = args.pid
@@ -196,6 +247,10 @@ def main():
     secrets = []
     for child, dummy in children:
         secrets.extend(secrets_of(child))
+    held = []
+    if args.only_root:
+        parents = ppid_map()
+        held = hold([child for child, dummy in children if parents.get(child) == pid and alive(child)])
     victims = [(pid, comm(pid))] + ([] if args.only_root else children)
     for victim, dummy in victims:
         try:
@@ -212,6 +267,8 @@ def main():
             os.kill(survivor["pid"], signal.SIGKILL)
         except ProcessLookupError:
             pass
+    time.sleep(0.1)
+    release(held)
     if alive(pid):
         print("kill_tree: pid %d still alive after SIGKILL" % pid, file=sys.stderr)
         return 1
@@ -220,6 +277,7 @@ def main():
     print(json.dumps({
         "killed": [{"pid": p, "comm": name} for p, name in victims],
         "children": [{"pid": p, "comm": name} for p, name in children],
+        "held": held,
         "survivors": survivors,
         "secrets": secrets,
     }))
