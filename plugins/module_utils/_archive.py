@@ -183,15 +183,18 @@ class TarPolicy(object):
         return Member(path, kind, info.size if kind == "file" else 0, info.mode, info.mtime)
 
 
+_HEADER_CUT = (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError)
+
+
 class _TarInfo(tarfile.TarInfo):
     """Remembers a header cut short: tarfile takes that for the end of the archive."""
 
     @classmethod
-    def fromtarfile(cls, tar):
+    def fromtarfile(cls, tarfile):  # the name of the overridden method's parameter
         try:
-            return super(_TarInfo, cls).fromtarfile(tar)
-        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
-            tar.lifeboat_truncated = True
+            return super(_TarInfo, cls).fromtarfile(tarfile)
+        except _HEADER_CUT:
+            tarfile.lifeboat_truncated = True
             raise
 
 

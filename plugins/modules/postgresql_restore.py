@@ -73,7 +73,7 @@ options:
   age_identity:
     description:
       - age identity (private key, C(AGE-SECRET-KEY-1...)) of an encrypted set. Keep it in Ansible Vault.
-      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)): it is never
+      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)); it is never
         written to disk and never appears in argv, results or logs.
     type: str
   age_identity_file:
