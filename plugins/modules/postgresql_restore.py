@@ -84,10 +84,12 @@ options:
     description:
       - Scratch directory for sets that must be unpacked before C(pg_restore) (V(directory) format,
         or V(custom) with O(jobs) above 1). Needs room for the uncompressed dump.
+      - The tar of a V(directory) set is checked member by member before anything is extracted; a member
+        that is not a regular file or directory with a plain relative name makes the restore fail, naming it.
       - Defaults to the module's temporary directory.
     type: path
 requirements:
-  - pg_restore and psql, zstd or gzip as the set needs, age for encrypted sets, tar for directory sets
+  - pg_restore and psql, zstd or gzip as the set needs, age for encrypted sets
 seealso:
   - module: lifeboat.backup.postgresql_backup
   - module: lifeboat.backup.backup_verify
