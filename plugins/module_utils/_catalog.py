@@ -41,12 +41,16 @@ def scan(store, host=None, source=None):
     for one_host in hosts:
         sources = [source] if source else store.sources(one_host)
         for one_source in sources:
-            for set_id in store.set_ids(one_host, one_source):
+            listing = store.listing(one_host, one_source)
+            for set_id in listing.sets:
                 try:
                     sets.append(store.read_manifest(one_host, one_source, set_id))
-                except ManifestError as exc:
+                except LifeboatError as exc:
                     invalid.append({"host": one_host, "source": one_source, "set_id": set_id, "error": str(exc)})
-            for name in store.partials(one_host, one_source):
+            for stray in listing.strays:
+                invalid.append({"host": one_host, "source": one_source, "set_id": stray["name"],
+                                "error": "Entry %s is not a usable set: %s." % (stray["name"], stray["problem"])})
+            for name in listing.partials:
                 partials.append({"host": one_host, "source": one_source, "name": name})
     sets.sort(key=sort_key)
     return sets, invalid, partials

@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
+import tempfile
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
@@ -32,24 +34,14 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 AGE_RECIPIENT_RE = re.compile(r"^(age1[0-9a-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$")
 
 
 def store_argument_spec():
-    """Options naming a store and a source in it (doc fragment lifeboat.backup._store)."""
-    return dict(
-        store=dict(
-            type="dict",
-            required=True,
-            options=dict(
-                kind=dict(type="str", default="dir", choices=["dir"]),
-                path=dict(type="path"),
-            ),
-            required_if=[("kind", "dir", ["path"])],
-        ),
-        host=dict(type="str"),
-    )
+    """Options naming a store and a host in it (doc fragment lifeboat.backup._store)."""
+    return _store_kinds.store_argument_spec()
 
 
 def codec_argument_spec():
@@ -141,14 +133,24 @@ def need_binary(module, name, package):
 
 
 def write_stream(writer, manifest, name, stages, stdin=None, env=None):
-    """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256."""
-    handle = writer.open(name)
+    """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256.
+
+    The sink owns its durability: its ``close`` returns once the bytes are safe
+    (fsynced, or the upload completed).
+    """
+    sink = writer.open(name)
     try:
-        size, digest = _pipeline.run_to_sink(stages, handle, stdin=stdin, env=env)
+        size, digest = _pipeline.run_to_sink(stages, sink, stdin=stdin, env=env)
+        sink.close()
     except _pipeline.SinkError as exc:
-        raise _stores.StoreError(_stores.describe_os_error(exc.os_error, writer.file_path(name)))
-    finally:
-        handle.close()
+        sink.abort()
+        raise _stores.StoreError(sink.describe_error(exc.os_error))
+    except OSError as exc:
+        sink.abort()
+        raise _stores.StoreError(sink.describe_error(exc))
+    except BaseException:
+        sink.abort()
+        raise
     _manifest.add_file(manifest, name, size, digest)
     return size, digest
 
@@ -157,7 +159,7 @@ class BackupJob(object):
     """One backup of one source into one store."""
 
     def __init__(self, store, host, source, engine, method, set_type="full", parent_set_id=None,
-                 labels=None, max_age=None, now=utcnow):
+                 labels=None, max_age=None, now=utcnow, work_dir=None):
         self.store = store
         self.host = _manifest.check_name(host, "host")
         self.source = _manifest.check_name(source, "source")
@@ -168,6 +170,7 @@ class BackupJob(object):
         self.labels = dict((str(k), str(v)) for k, v in (labels or {}).items())
         self.max_age_s = parse_duration(max_age, "max_age")
         self.now = now
+        self.work_dir = work_dir
 
     def existing(self):
         sets, dummy, dummy2 = _catalog.scan(self.store, self.host, self.source)
@@ -179,9 +182,11 @@ class BackupJob(object):
         fresh = _catalog.fresh_set(sets, self.max_age_s, self.now())
         if fresh is not None:
             return {"action": "skip", "manifest": fresh, "set_id": fresh["set_id"]}
-        taken = [m["set_id"] for m in sets] + [p[: -len(_stores.PARTIAL_SUFFIX)] for p in self.store.partials(self.host, self.source)]
+        listing = self.store.listing(self.host, self.source)
+        taken = [m["set_id"] for m in sets] + listing.sets + [p.rsplit(".", 1)[0] for p in listing.partials]
+        taken += [s["name"].rsplit(".", 1)[0] for s in listing.strays]
         set_id = _manifest.make_set_id(self.now(), self.set_type, taken)
-        return {"action": "backup", "set_id": set_id, "path": self.store.set_path(self.host, self.source, set_id)}
+        return {"action": "backup", "set_id": set_id, "path": self.store.location(self.host, self.source, set_id)}
 
     def run(self, produce):
         """Take the lock, write the set through ``produce``, commit; return (manifest, extras)."""
@@ -199,14 +204,28 @@ class BackupJob(object):
             manifest = _manifest.new_manifest(plan["set_id"], self.host, self.source, self.engine, self.method,
                                               self.set_type, self.parent_set_id)
             manifest["labels"] = self.labels
-            writer = self.store.begin(self.host, self.source, plan["set_id"])
+            workspace = make_workspace(self.work_dir, "lifeboat-backup-")
             try:
-                produce(writer, manifest)
-                _manifest.finish(manifest, started, self.now())
-                writer.commit(manifest)
+                writer = self.store.begin(self.host, self.source, plan["set_id"])
+                try:
+                    produce(writer, manifest, workspace)
+                    _manifest.finish(manifest, started, self.now())
+                    writer.commit(_manifest.dumps(manifest), [f["name"] for f in manifest["files"]])
+                finally:
+                    writer.abort()
             finally:
-                writer.abort()
+                shutil.rmtree(workspace, ignore_errors=True)
         return manifest, dict(extras, skipped=False)
+
+
+def make_workspace(work_dir, prefix):
+    """A private local scratch directory outside the store (never inside an S3 store)."""
+    if work_dir and not os.path.isdir(work_dir):
+        raise LifeboatError("work_dir %s does not exist; create it or pick another." % work_dir)
+    try:
+        return tempfile.mkdtemp(prefix=prefix, dir=work_dir or None)
+    except OSError as exc:
+        raise LifeboatError(_stores.describe_os_error(exc, "work_dir %s" % (work_dir or tempfile.gettempdir())))
 
 
 def backup_result(store, manifest, cmd, extras):
@@ -216,7 +235,7 @@ def backup_result(store, manifest, cmd, extras):
         skipped_reason=("a complete set younger than max_age exists" if extras.get("skipped") else None),
         set_id=manifest["set_id"],
         store=store.describe(),
-        path=store.set_path(manifest["host"], manifest["source"], manifest["set_id"]),
+        path=store.location(manifest["host"], manifest["source"], manifest["set_id"]),
         bytes=manifest["bytes"],
         duration_s=manifest["duration_s"],
         files=manifest["files"],

@@ -104,7 +104,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def report(store, host, source, rpo_s, now):
@@ -133,9 +133,9 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     try:
-        store = _stores.open_store(params["store"])
+        store = _store_kinds.open_store(params["store"])
         if not store.exists():
-            raise LifeboatError("The store %s does not exist." % store.describe().get("path"))
+            raise LifeboatError("The store %s does not exist." % store.location())
         rpo_s = parse_duration(params["rpo"], "rpo")
         result = report(store, params["host"], params["source"], rpo_s, utcnow())
     except LifeboatError as exc:

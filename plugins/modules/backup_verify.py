@@ -96,7 +96,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def verify(store, host, source, set_id):
@@ -131,9 +131,9 @@ def main():
     )
     params = module.params
     try:
-        store = _stores.open_store(params["store"])
+        store = _store_kinds.open_store(params["store"])
         if not store.exists():
-            raise LifeboatError("The store %s does not exist." % store.describe().get("path"))
+            raise LifeboatError("The store %s does not exist." % store.location())
         results = verify(store, params["host"], params["source"], params["set_id"])
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._catalog import ChainError, NoSetError
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
@@ -90,7 +91,7 @@ def test_scan_filters(host, source, expected):
 
 
 def test_scan_dir_store(tmp_path):
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     make_set(store, "db1", "app", FULL)
     make_set(store, "db1", "app", INC1, parent=FULL)
     make_set(store, "db2", "app", FULL)
@@ -98,15 +99,16 @@ def test_scan_dir_store(tmp_path):
     crashed = store.begin("db1", "app", "20261105T000000Z-full")
     with crashed.open("dump.pgc") as handle:
         handle.write(b"half")
-    shutil.copy(os.path.join(store.set_path("db1", "app", FULL), "manifest.json"), crashed.path)
+    shutil.copy(os.path.join(store.location("db1", "app", FULL), "manifest.json"),
+                store.location("db1", "app", "20261105T000000Z-full.partial"))
     # A set directory whose manifest is broken: reported as invalid.
     make_set(store, "db1", "app", "20261106T000000Z-full")
-    with open(os.path.join(store.set_path("db1", "app", "20261106T000000Z-full"), "manifest.json"), "w") as handle:
+    with open(os.path.join(store.location("db1", "app", "20261106T000000Z-full"), "manifest.json"), "w") as handle:
         handle.write("{ truncated")
     # A set copied to another source: the manifest names the wrong place.
-    shutil.copytree(store.set_path("db1", "app", FULL), store.set_path("db1", "moved", FULL))
-    # A set directory without a manifest is incomplete: neither listed nor invalid.
-    os.makedirs(store.set_path("db1", "app", "20261107T000000Z-full"))
+    shutil.copytree(store.location("db1", "app", FULL), store.location("db1", "moved", FULL))
+    # A set directory without a manifest is incomplete: not listed, reported.
+    os.makedirs(store.location("db1", "app", "20261107T000000Z-full"))
     # Junk is ignored.
     os.makedirs(os.path.join(store.root, ".trash", "x"))
     with open(os.path.join(store.root, "db1", "README"), "w") as handle:
@@ -116,9 +118,11 @@ def test_scan_dir_store(tmp_path):
     assert [(m["host"], m["source"], m["set_id"]) for m in found] == [
         ("db1", "app", FULL), ("db1", "app", INC1), ("db2", "app", FULL)]
     assert sorted((i["host"], i["source"], i["set_id"]) for i in invalid) == [
-        ("db1", "app", "20261106T000000Z-full"), ("db1", "moved", FULL)]
+        ("db1", "app", "20261106T000000Z-full"), ("db1", "app", "20261107T000000Z-full"), ("db1", "moved", FULL)]
+    errors = dict((i["set_id"], i["error"]) for i in invalid)
+    assert "is not valid JSON" in errors["20261106T000000Z-full"]
+    assert "no manifest" in errors["20261107T000000Z-full"]
     errors = dict((i["source"], i["error"]) for i in invalid)
-    assert "is not valid JSON" in errors["app"]
     assert "moved or edited" in errors["moved"]
     assert partials == [{"host": "db1", "source": "app", "name": "20261105T000000Z-full.partial"}]
 

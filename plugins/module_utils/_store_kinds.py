@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""Every kind of store, and the ``store`` option built from their registry.
+
+Importing this module registers each kind; modules call ``store_argument_spec``
+and ``open_store`` and never name a kind themselves. The doc fragment
+lifeboat.backup._store documents the same options (a unit test keeps the two
+in step).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_memory  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.lifeboat.backup.plugins.module_utils._stores import StoreError, escape
+
+DEFAULT_KIND = "dir"
+
+
+def _owners():
+    """Which kind defines each store option."""
+    owners = {}
+    for kind in _stores.kinds():
+        for name in kind.options:
+            owners.setdefault(name, []).append(kind.name)
+    return owners
+
+
+def store_options():
+    """The suboptions of ``store``: ``kind`` plus the union of every kind's options."""
+    options = {"kind": dict(type="str", default=DEFAULT_KIND, choices=[k.name for k in _stores.kinds()])}
+    for kind in _stores.kinds():
+        for name, spec in kind.options.items():
+            if name in options and options[name] != spec:
+                raise StoreError("Store option %s is defined differently by two kinds." % name)
+            options[name] = copy.deepcopy(spec)
+    return options
+
+
+def store_argument_spec():
+    """Options naming a store and a host in it (doc fragment lifeboat.backup._store)."""
+    return dict(
+        store=dict(
+            type="dict",
+            required=True,
+            options=store_options(),
+            required_if=[("kind", k.name, list(k.required)) for k in _stores.kinds() if k.required],
+        ),
+        host=dict(type="str"),
+    )
+
+
+def open_store(spec, runner=None):
+    """Build a store from the ``store`` option (a dict with ``kind`` and that kind's options)."""
+    if not isinstance(spec, dict):
+        raise StoreError("The store option must be a dictionary such as {kind: dir, path: /var/backups/lifeboat}.")
+    kind = _stores.get_kind(spec.get("kind") or DEFAULT_KIND)
+    if kind.public:
+        owners = _owners()
+        for name, value in spec.items():
+            if name == "kind" or value is None or name in kind.options:
+                continue
+            default = None
+            for other in owners.get(name, []):
+                default = _stores.get_kind(other).options[name].get("default")
+            if value == default:
+                continue
+            raise StoreError("Store option %s applies to store kind %s, not %s; remove it or change kind."
+                             % (escape(name, 60), " or ".join(owners.get(name, ["none"])), kind.name))
+    return kind.factory(spec, runner)
