@@ -25,8 +25,16 @@ options:
         choices: [dir]
       path:
         description:
-          - Absolute path of a V(dir) store. Created (mode 0700) on the first backup.
+          - Absolute path of a V(dir) store. Created (mode 0700) on the first backup, but only when
+            its parent directory exists, so that nothing is written into the mount point of an
+            unmounted disk.
         type: path
+      allow_shared:
+        description:
+          - Kind V(dir) only. Accept a store root that group or others may write to. By default
+            such a root is refused, since anyone who can write there could plant sets.
+        type: bool
+        default: false
   host:
     description:
       - Host name that sets are filed under in the store.
