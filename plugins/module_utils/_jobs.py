@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
@@ -344,3 +345,111 @@ def explain_decode_error(exc, manifest):
     if exc.stage == "age":
         return "Decrypting set %s with age failed: %s" % (manifest["set_id"], (exc.stderr.splitlines() or ["no output"])[-1])
     return None
+
+
+class RestoreJob(object):
+    """One restore of one set (and the chain it needs) from one store: the skeleton every engine shares.
+
+    ``run(engine)`` goes: load (manifests only) -> the engine's cheap
+    preconditions -> verify the whole chain -> identity -> workspace -> the
+    engine consumes each member of the chain, full first -> finalise. The
+    engine is any object with ``preconditions(job)``, ``consume(job, member)``
+    and ``finalise(job)``; it reads payloads only through ``stream`` and
+    ``unpack`` below, which decode them (age, then zstd/gzip).
+    """
+
+    def __init__(self, module, store, host, source, set_id=None, before=None, identity=None, identity_file=None,
+                 work_dir=None, now=utcnow):
+        self.module = module
+        self.store = store
+        self.host = _manifest.check_name(host, "host")
+        self.source = _manifest.check_name(source, "source")
+        self.set_id = set_id
+        self.before = before
+        self.identity_key = identity
+        self.identity_file = identity_file
+        self.work_dir = work_dir
+        self.now = now
+        self.manifest = None
+        self.chain = []
+        self.identity = None
+        self.workspace = None
+        self.cmd = []
+        self.started = time.monotonic()
+
+    def load(self):
+        """Select the set and its chain from the manifests alone (nothing hashed yet)."""
+        self.manifest, self.chain = load_set(self.store, self.host, self.source, self.set_id)
+        for member in self.chain:
+            if member["encryption"] is not None and not (self.identity_key or self.identity_file):
+                raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or "
+                                    "age_identity_file." % member["set_id"])
+        return self.manifest
+
+    def verify(self):
+        verify_chain(self.store, self.chain)
+
+    def run(self, engine, check_mode=False):
+        if self.manifest is None:
+            self.load()
+        engine.preconditions(self)
+        self.verify()
+        if check_mode:
+            return self.result(changed=True)
+        with Identity(self.identity_key, self.identity_file, tmpdir=self.work_dir) as identity:
+            self.identity = identity
+            self.workspace = make_workspace(self.work_dir, "lifeboat-restore-")
+            try:
+                for member in self.chain:
+                    engine.consume(self, member)
+                engine.finalise(self)
+            finally:
+                shutil.rmtree(self.workspace, ignore_errors=True)
+                self.workspace = None
+        return self.result(changed=True)
+
+    def result(self, changed):
+        return dict(
+            changed=changed,
+            set_id=self.manifest["set_id"],
+            chain=[m["set_id"] for m in self.chain],
+            store=self.store.describe(),
+            path=self.store.location(self.host, self.source, self.manifest["set_id"]),
+            bytes=sum(m["bytes"] for m in self.chain),
+            verified_files=sum(len(m["files"]) for m in self.chain),
+            duration_s=round(time.monotonic() - self.started, 3),
+            cmd=self.cmd,
+        )
+
+    # ---------------------------------------------------------- payload access for engines
+    def decode_stages(self, member):
+        return decode_stages(self.module, member, self.identity.path if self.identity else None)
+
+    def open(self, member, name):
+        return self.store.open_payload(member["host"], member["source"], member["set_id"], name)
+
+    def stream(self, member, name, consumer, env=None):
+        """Decode payload ``name`` of ``member`` into the ``consumer`` stages; return their (stdout, stderr) tails."""
+        stages = self.decode_stages(member) + list(consumer)
+        self.cmd.append(_pipeline.describe(stages))
+        with self.open(member, name) as handle:
+            return _pipeline.run_from_source(stages, handle, env=env)
+
+    def unpack(self, member, name, target, env=None):
+        """Decode payload ``name`` of ``member`` into the local file ``target`` (scratch: not fsynced)."""
+        decode = self.decode_stages(member)
+        with self.open(member, name) as handle:
+            with open(target, "wb") as sink:
+                try:
+                    if decode:
+                        self.cmd.append(_pipeline.describe(decode))
+                        _pipeline.run_to_sink(decode, sink, stdin=handle, env=env)
+                    else:
+                        shutil.copyfileobj(handle, sink, _stores.CHUNK)
+                except _pipeline.SinkError as exc:
+                    raise LifeboatError(_stores.describe_os_error(exc.os_error, "the work directory %s"
+                                                                  % os.path.dirname(target)))
+                except OSError as exc:
+                    raise LifeboatError(_stores.describe_os_error(exc, "the work directory %s"
+                                                                  % os.path.dirname(target)))
+        return target
