@@ -73,8 +73,9 @@ class Runner(object):
 
     def environment(self, env=None):
         merged = dict(self.base_env if self.base_env is not None else os.environ)
-        merged.setdefault("LANG", "C")
-        merged.setdefault("LC_ALL", "C")
+        # The C locale, whatever the caller's, so that messages can be parsed; env may override it.
+        merged["LANG"] = "C"
+        merged["LC_ALL"] = "C"
         merged.update(env or {})
         return merged
 
