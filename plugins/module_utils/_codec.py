@@ -210,13 +210,14 @@ class _Reader(object):
 
 
 def _b64decode(text):
-    """Strict base64 (no whitespace inside, correct padding); None when it is not."""
-    if not BASE64_RE.match(text):
+    """Canonical base64 only (no whitespace, exact padding, unused bits zero); None otherwise."""
+    if len(text) % 4 or not BASE64_RE.match(text):
         return None
     try:
-        return base64.b64decode(text, validate=True)
+        blob = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
+    return blob if base64.b64encode(blob).decode("ascii") == text else None
 
 
 def _wrap(text, width=70):
@@ -613,6 +614,9 @@ def _timestamp_ok(text):
         and second < 60
 
 
+_LINE_FORM = "<host>[,<host>...] [options] ssh-ed25519 <base64> [comment]"
+
+
 def _parse_trusted_line(raw, where):
     """One allowed_signers line: None for a blank line or comment, else a _TrustedKey (line_no set later)."""
     if len(raw) > MAX_TRUSTED_LINE:
@@ -645,15 +649,14 @@ def _parse_trusted_line(raw, where):
         options = _split_options(option_text)
         if options is None:
             raise LifeboatError("%s has an unclosed quote." % where)
+        if not rest:
+            raise LifeboatError("%s is not an allowed_signers line (%s)." % (where, _LINE_FORM))
         options = _check_options(options, where)
     fields = rest.split(None, 2)
-    if not fields:
-        raise LifeboatError("%s has no key after its options." % where)
     if fields[0] != KEY_TYPE:
         if _OTHER_KEY_TYPE_RE.match(fields[0]):
             raise LifeboatError("%s has an %s key; only ssh-ed25519 keys sign manifests." % (where, fields[0]))
-        raise LifeboatError("%s is not an allowed_signers line (<host> [options] ssh-ed25519 <base64> [comment])."
-                            % where)
+        raise LifeboatError("%s is not an allowed_signers line (%s)." % (where, _LINE_FORM))
     blob = _b64decode(fields[1]) if len(fields) >= 2 else None
     if blob is None or not _ed25519_key_blob_ok(blob):
         raise LifeboatError("%s has a damaged ssh-ed25519 key (its base64 is not a 32-byte ed25519 key)." % where)
