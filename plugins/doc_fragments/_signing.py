@@ -40,7 +40,8 @@ options:
       - The keys allowed to sign sets, as C(allowed_signers) lines (the ALLOWED SIGNERS section of the ssh-keygen manual) of the form
         C(<host>[,<host>...] [options] ssh-ed25519 <base64> [comment]), one line per host, where
         C(<host>) is the host name the host's sets are filed under in the store.
-      - An element may hold several lines. Blank lines and lines starting with C(#) are skipped.
+      - Give a YAML list (Ansible would split a single string at its commas). An element may hold
+        several lines. Blank lines and lines starting with C(#) are skipped.
       - Supported options are C(namespaces="..."), C(valid-after="...") and C(valid-before="...")
         (checked at the time of verification); C(cert-authority), host name patterns and key types
         other than C(ssh-ed25519) are refused, naming the line.
