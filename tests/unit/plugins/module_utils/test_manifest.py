@@ -100,11 +100,15 @@ def test_make_set_id_rejects_type(set_type):
 
 def test_new_manifest_add_file_finish():
     manifest = good()
-    assert manifest["format_version"] == _manifest.FORMAT_VERSION == 1
+    assert manifest["format_version"] == _manifest.FORMAT_VERSION == 2
+    # finish() gives every file without a codec of its own the set's default codec.
     assert manifest["files"] == [
-        {"name": "dump.pgc.zst", "size": 1, "sha256": SHA_A},
-        {"name": "globals.sql.zst", "size": 2, "sha256": SHA_B},
+        {"name": "dump.pgc.zst", "size": 1, "sha256": SHA_A, "role": "payload",
+         "codec": {"compression": "none", "encryption": None}},
+        {"name": "globals.sql.zst", "size": 2, "sha256": SHA_B, "role": "payload",
+         "codec": {"compression": "none", "encryption": None}},
     ]
+    assert manifest["trees"] == [] and manifest["external"] == [] and manifest["signature"] is None
     assert manifest["bytes"] == 3
     assert manifest["started_at"] == "2026-11-26T03:15:00.000Z"
     assert manifest["ended_at"] == "2026-11-26T03:16:01.500Z"
@@ -171,7 +175,7 @@ def _append_file(entry):
 
 
 INVALID = [
-    ("format_version 2", _set(["format_version"], 2), "format_version 2"),
+    ("format_version 3", _set(["format_version"], 3), "format_version 3"),
     ("format_version 0", _set(["format_version"], 0), "format_version 0"),
     ("format_version str", _set(["format_version"], "1"), "wrong type (str)"),
     ("bad set_id", _set(["set_id"], "2026-11-26-full"), "malformed set_id"),
@@ -279,7 +283,8 @@ def test_validate_accepts_child_sets(set_type, parent):
 
 def test_validate_accepts_zero_byte_file():
     manifest = good()
-    manifest["files"] = [{"name": "empty", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()}]
+    manifest["files"] = [{"name": "empty", "size": 0, "sha256": hashlib.sha256(b"").hexdigest(), "role": "payload",
+                          "codec": {"compression": "none", "encryption": None}}]
     manifest["bytes"] = 0
     assert _manifest.validate(manifest) is manifest
 
@@ -302,7 +307,9 @@ def test_check_name_accepts(value):
 def test_check_name_rejects(value):
     with pytest.raises(LifeboatError) as info:
         _manifest.check_name(value, "source")
-    assert str(info.value).startswith("source %r is not usable as a directory name" % (value,))
+    # The value is shown escaped (printable ASCII only), whatever it holds.
+    assert str(info.value).startswith("source %s is not usable as a directory name" % ascii(value))
+    assert str(info.value).isascii() and str(info.value).isprintable()
 
 
 @pytest.mark.parametrize("value", ["db1\n", "app\n"], ids=["db1-newline", "app-newline"])
