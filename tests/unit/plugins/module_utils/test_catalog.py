@@ -320,5 +320,5 @@ def test_summary():
         "host": "db1", "source": "app", "set_id": INC1, "engine": "postgresql", "method": "pg_dump",
         "type": "incremental", "parent_set_id": FULL, "started_at": "2026-11-02T00:00:00.000Z",
         "ended_at": "2026-11-02T00:01:00.000Z", "duration_s": 60.0, "bytes": 5, "files": 2,
-        "compression": "zstd", "encrypted": False, "labels": {"env": "prod"}, "age_s": 60.0,
+        "compression": "zstd", "encrypted": False, "labels": {"env": "prod"}, "age_s": 60.0, "future": False,
     }
