@@ -309,12 +309,10 @@ def _paths(value, prefix=()):
     yield prefix
     if isinstance(value, dict):
         for key, item in value.items():
-            for path in _paths(item, prefix + (key,)):
-                yield path
+            yield from _paths(item, prefix + (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            for path in _paths(item, prefix + (index,)):
-                yield path
+            yield from _paths(item, prefix + (index,))
 
 
 def _mutate(document, path, action, new_value):
