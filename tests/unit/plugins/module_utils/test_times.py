@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import format_ts, parse_ts, utcnow
 from ansible_collections.lifeboat.backup.plugins.modules import backup_info
@@ -67,7 +68,7 @@ def set_id_at(when, set_type="full"):
 
 def test_a_future_set_does_not_stop_backups(tmp_path):
     """BUG: a set dated in the future was always 'younger than max_age', so every backup of its source skipped."""
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     now = utcnow().replace(microsecond=0)
     make_set(store, "db1", "app", set_id_at(now - datetime.timedelta(days=2)))
     make_set(store, "db1", "app", set_id_at(now + datetime.timedelta(days=365)))
@@ -82,7 +83,7 @@ def test_a_future_set_does_not_stop_backups(tmp_path):
 
 def test_a_future_set_cannot_hide_an_rpo_breach_in_backup_info(tmp_path):
     """BUG: backup_info took the future set as the latest, so a 3-day-old source read 'ok' against a 1 day RPO."""
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     now = utcnow().replace(microsecond=0)
     make_set(store, "db1", "app", set_id_at(now - datetime.timedelta(days=3)), duration=0)
     make_set(store, "db1", "app", set_id_at(now + datetime.timedelta(days=30)), duration=0)
@@ -93,7 +94,7 @@ def test_a_future_set_cannot_hide_an_rpo_breach_in_backup_info(tmp_path):
 
 
 def test_a_future_set_is_never_restored_as_latest(tmp_path):
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     now = utcnow().replace(microsecond=0)
     old = set_id_at(now - datetime.timedelta(days=3))
     make_set(store, "db1", "app", old)
