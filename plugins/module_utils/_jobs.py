@@ -108,6 +108,10 @@ class Codec(object):
                     pass
         return found
 
+    def file_codec(self):
+        """The per-file codec of the manifest (format version 2) for files this codec wrote."""
+        return {"compression": self.compression, "encryption": "age" if self.recipients else None}
+
     def record(self, manifest):
         manifest["compression"] = {"algorithm": self.compression, "level": self.level}
         if self.recipients:
@@ -133,7 +137,7 @@ def need_binary(module, name, package):
     return path
 
 
-def write_stream(writer, manifest, name, stages, stdin=None, env=None):
+def write_stream(writer, manifest, name, stages, stdin=None, env=None, role="payload", file_codec=None):
     """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256.
 
     The sink owns its durability: its ``close`` returns once the bytes are safe
@@ -152,45 +156,101 @@ def write_stream(writer, manifest, name, stages, stdin=None, env=None):
     except BaseException:
         sink.abort()
         raise
-    _manifest.add_file(manifest, name, size, digest)
+    _manifest.add_file(manifest, name, size, digest, role=role, codec=file_codec)
     return size, digest
 
 
+class Payload(object):
+    """One file an engine produces: a base name, the producer stages and what the file is for.
+
+    The core appends the codec stages (compression, encryption) and the
+    codec's suffix to the name; the engine never sees them.
+    """
+
+    def __init__(self, name, stages, role="payload", env=None):
+        self.name = name
+        self.stages = list(stages)
+        self.role = role
+        self.env = env
+
+
+class JobContext(object):
+    """What an engine's hooks get during one backup: the set being written, its parent and a workspace."""
+
+    def __init__(self, job, plan, manifest, workspace):
+        self.job = job
+        self.set_id = plan["set_id"]
+        self.type = plan["type"]
+        self.parent = plan.get("parent")
+        self.manifest = manifest
+        self.workspace = workspace
+
+
 class BackupJob(object):
-    """One backup of one source into one store."""
+    """One backup of one source into one store.
+
+    ``set_type`` is ``full``, ``incremental``, ``differential`` or ``auto``;
+    the type actually written and its parent are resolved from the store's
+    sets (``_catalog.resolve_type``), under the lock. ``run(engine)`` drives
+    an engine object with ``produce(ctx)`` (an iterable of Payload) and
+    ``record(ctx, manifest)``, and optional ``prepare(ctx)``, ``release(ctx)``
+    (always run once prepare ran) and ``explain(PipelineError)``.
+    """
 
     def __init__(self, store, host, source, engine, method, set_type="full", parent_set_id=None,
-                 labels=None, max_age=None, now=utcnow, work_dir=None):
+                 labels=None, max_age=None, now=utcnow, work_dir=None, full_every=None, between="incremental",
+                 codec=None, signer=None):
         self.store = store
         self.host = _manifest.check_name(host, "host")
         self.source = _manifest.check_name(source, "source")
         self.engine = engine
         self.method = method
+        if set_type not in _catalog.REQUESTED_TYPES:
+            raise LifeboatError("type must be one of %s, not %r." % (", ".join(_catalog.REQUESTED_TYPES), set_type))
+        if between not in _catalog.BETWEEN_TYPES:
+            raise LifeboatError("between must be one of %s, not %r." % (", ".join(_catalog.BETWEEN_TYPES), between))
         self.set_type = set_type
         self.parent_set_id = parent_set_id
-        self.labels = dict((str(k), str(v)) for k, v in (labels or {}).items())
+        self.full_every_s = parse_duration(full_every, "full_every")
+        if set_type == "auto" and self.full_every_s is None:
+            raise LifeboatError("type auto needs full_every (for example 7d): how often a full backup is due.")
+        self.between = between
+        self.labels = _manifest.check_labels(dict((str(k), str(v)) for k, v in (labels or {}).items()))
         self.max_age_s = parse_duration(max_age, "max_age")
         self.now = now
         self.work_dir = work_dir
+        self.codec = codec
+        self.signer = signer
 
     def existing(self):
         sets, dummy, dummy2 = _catalog.scan(self.store, self.host, self.source)
         return sets
 
     def plan(self):
-        """Decide without touching anything: skip (a fresh set exists) or the set id to write."""
+        """Decide without touching anything: skip (a fresh set exists) or the set id, type and parent to write."""
         sets = self.existing()
-        fresh = _catalog.fresh_set(sets, self.max_age_s, self.now())
+        now = self.now()
+        fresh = _catalog.fresh_set(sets, self.max_age_s, now)
         if fresh is not None:
             return {"action": "skip", "manifest": fresh, "set_id": fresh["set_id"]}
+        if self.set_type == "full":
+            decision = {"type": "full", "parent": None, "reason": "a full backup was asked for"}
+        else:
+            decision = _catalog.resolve_type(sets, self.set_type, self.full_every_s, self.between, now,
+                                             engine=self.engine, method=self.method)
         listing = self.store.listing(self.host, self.source)
         taken = [m["set_id"] for m in sets] + listing.sets + [p.rsplit(".", 1)[0] for p in listing.partials]
         taken += [s["name"].rsplit(".", 1)[0] for s in listing.strays]
-        set_id = _manifest.make_set_id(self.now(), self.set_type, taken)
-        return {"action": "backup", "set_id": set_id, "path": self.store.location(self.host, self.source, set_id)}
+        set_id = _manifest.make_set_id(now, decision["type"], taken)
+        return {"action": "backup", "set_id": set_id, "type": decision["type"], "parent": decision["parent"],
+                "reason": decision.get("reason"), "path": self.store.location(self.host, self.source, set_id)}
 
-    def run(self, produce):
-        """Take the lock, write the set through ``produce``, commit; return (manifest, extras)."""
+    def run(self, engine):
+        """Take the lock, write the set through ``engine``, commit; return (manifest, extras).
+
+        ``engine`` may also be a plain callable ``produce(writer, manifest, workspace)`` that
+        writes its payload files itself.
+        """
         extras = {}
         lock = self.store.lock(self.host, self.source)
         with lock:
@@ -203,20 +263,53 @@ class BackupJob(object):
             lock.update(plan["set_id"])
             started = self.now()
             manifest = _manifest.new_manifest(plan["set_id"], self.host, self.source, self.engine, self.method,
-                                              self.set_type, self.parent_set_id)
+                                              plan["type"], plan["parent"]["set_id"] if plan["parent"] else None)
             manifest["labels"] = self.labels
             workspace = make_workspace(self.work_dir, "lifeboat-backup-")
             try:
                 writer = self.store.begin(self.host, self.source, plan["set_id"])
                 try:
-                    produce(writer, manifest, workspace)
+                    if callable(engine):
+                        engine(writer, manifest, workspace)
+                    else:
+                        self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
                     _manifest.finish(manifest, started, self.now())
+                    manifest = _manifest.loads(_manifest.dumps(manifest))  # the form every reader will see
+                    if self.signer is not None:
+                        manifest["signature"] = self.signer.sign(manifest)
                     writer.commit(_manifest.dumps(manifest), [f["name"] for f in manifest["files"]])
                 finally:
                     writer.abort()
             finally:
                 shutil.rmtree(workspace, ignore_errors=True)
-        return manifest, dict(extras, skipped=False)
+        extras.update(skipped=False, type_reason=plan.get("reason"))
+        return manifest, extras
+
+    def _drive(self, engine, ctx, writer, manifest):
+        """prepare -> produce each payload through the codec -> record; release always runs."""
+        codec = self.codec
+        prepared = False
+        try:
+            if hasattr(engine, "prepare"):
+                engine.prepare(ctx)
+            prepared = True
+            for payload in engine.produce(ctx):
+                name = payload.name + (codec.suffix() if codec else "")
+                stages = payload.stages + (codec.stages() if codec else [])
+                try:
+                    write_stream(writer, manifest, name, stages, env=payload.env, role=payload.role,
+                                 file_codec=codec.file_codec() if codec else None)
+                except _pipeline.PipelineError as exc:
+                    explained = engine.explain(exc) if hasattr(engine, "explain") else None
+                    if explained is None:
+                        raise
+                    raise explained
+            if codec:
+                codec.record(manifest)
+            engine.record(ctx, manifest)
+        finally:
+            if prepared and hasattr(engine, "release"):
+                engine.release(ctx)
 
 
 def make_workspace(work_dir, prefix):

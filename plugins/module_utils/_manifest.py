@@ -77,7 +77,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 TOKEN_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z\Z")
 RECIPIENT_RE = re.compile(r"^sha256:[0-9a-f]{32}\Z")
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._+-]{0,127}\Z")
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._+/-]{0,127}\Z")
 SIGNER_RE = re.compile(r"^([A-Za-z0-9@.-]{1,64}) ([A-Za-z0-9+/]{16,}={0,2})(?: [\x20-\x7e]{1,1024})?\Z")
 SIGNATURE_RE = re.compile(
     r"^-----BEGIN SSH SIGNATURE-----\n(?:[A-Za-z0-9+/=]{1,76}\n){1,200}-----END SSH SIGNATURE-----\n?\Z")

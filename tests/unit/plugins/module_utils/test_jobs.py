@@ -244,13 +244,14 @@ def test_plan_and_run_commit_a_set(store):
     clock = Clock()
     one = job(store, clock, labels={"env": "prod", "tier": 1})
     plan = one.plan()
-    assert plan == {"action": "backup", "set_id": "20261126T031500Z-full",
+    assert plan == {"action": "backup", "set_id": "20261126T031500Z-full", "type": "full", "parent": None,
+                    "reason": "a full backup was asked for",
                     "path": store.location("db1", "app", "20261126T031500Z-full")}
     # plan touches nothing
     assert not os.path.exists(store.root)
 
     manifest, extras = one.run(printf_produce("hello backup"))
-    assert extras == {"removed_partials": [], "skipped": False}
+    assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
     assert manifest["set_id"] == "20261126T031500Z-full"
     assert manifest["labels"] == {"env": "prod", "tier": "1"}
     assert manifest["files"][0]["name"] == "data.txt"
@@ -382,7 +383,7 @@ def test_failed_produce_leaves_nothing(store, produce, error):
     assert os.listdir(store.location("db1", "app")) == []  # no set, no .partial, no lock
     # The next run is not disturbed.
     manifest, extras = job(store, Clock()).run(printf_produce())
-    assert extras == {"removed_partials": [], "skipped": False}
+    assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
 
 
 def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
