@@ -164,7 +164,11 @@ class _Planner(object):
         state = self.at_destination(host, source, set_id)
         if state is not None:
             return state
-        if set_id not in self.listing(self.src, host, source).sets:
+        src_listing = self.listing(self.src, host, source)
+        if set_id not in src_listing.sets:
+            for stray in src_listing.strays:
+                if stray["name"] == set_id:
+                    return _State(REFUSED, "it is not a usable set at the source: %s" % stray["problem"])
             return _State(ABSENT, "it is in neither store")
         manifest, reason = self.source_manifest(host, source, set_id)
         if manifest is None:
