@@ -46,7 +46,7 @@ attributes:
     description: Nothing to diff; the result lists the sets.
   idempotent:
     support: full
-    description: A second run finds every set at the destination and reports RV(changed=false).
+    description: A second run finds every set at the destination and reports C(changed=false).
 options:
   store:
     description:
@@ -81,8 +81,8 @@ options:
     default: true
 requirements: []
 notes:
-  - Source sets are not locked; a set deleted at the source while it is copied is refused and copied by
-    no later run.
+  - Source sets are not locked, so backups into O(store) carry on while a copy runs; a set deleted at the
+    source while it is being copied is refused.
   - Tree payloads (manifest format 2) are not copied yet; such sets are refused with a sentence saying so.
 seealso:
   - module: lifeboat.backup.backup_info
