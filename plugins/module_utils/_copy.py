@@ -103,9 +103,10 @@ class CopyPlan(object):
 class _Planner(object):
     """Reads each listing and manifest once and caches every answer."""
 
-    def __init__(self, src, dst):
+    def __init__(self, src, dst, accept=None):
         self.src = src
         self.dst = dst
+        self.accept = accept
         self.listings = {}
         self.manifests = {}
         self.states = {}
@@ -175,6 +176,11 @@ class _Planner(object):
             return _State(REFUSED, reason)
         if manifest.get("trees"):
             return _State(REFUSED, "it holds tree payloads, which backup_copy does not copy yet")
+        if self.accept is not None:
+            try:
+                self.accept(manifest)
+            except LifeboatError as exc:
+                return _State(REFUSED, "its manifest is not accepted: %s" % clause(exc))
         parent = manifest["parent_set_id"]
         if manifest["type"] == "differential" and set_type(parent) != "full":
             return _State(REFUSED, "it is a differential set whose parent %s is not a full set" % parent)
@@ -252,15 +258,17 @@ def scope(store, host=None, source=None):
     return pairs
 
 
-def plan_copy(src, dst, host=None, source=None, set_id=None):
+def plan_copy(src, dst, host=None, source=None, set_id=None, accept=None):
     """Decide what to copy from ``src`` to ``dst``; reads names and manifests only.
 
     With ``set_id`` (which needs ``host`` and ``source``) that set is selected;
     otherwise every set of the sources under the filters (all hosts and sources
     when unset). A selected set missing at the destination is queued after the
     ancestors it needs that are missing there too (taken from ``src``).
+    ``accept(manifest)``, when given, is asked about every set to be copied and
+    raises LifeboatError to refuse one (a signature check, for instance).
     """
-    planner = _Planner(src, dst)
+    planner = _Planner(src, dst, accept)
     if set_id:
         if not (host and source):
             raise LifeboatError("set_id %s needs host and source to name the set." % _stores.escape(set_id, 60))

@@ -551,3 +551,18 @@ def test_a_parent_that_is_a_stray_at_the_source_is_named(tmp_path):
             "its chain needs db1/app/%s, which cannot be copied "
             "(it is not a usable set at the source: no manifest (incomplete))" % F1))]
     assert [s["name"] for s in result["strays"]] == [F1]
+
+
+def test_a_set_the_caller_does_not_accept_is_refused_with_its_children(src, dst):
+    chain(src)
+    make_set(src, "db2", "app", F1)
+
+    def accept(manifest):
+        if manifest["set_id"] == I1:
+            raise LifeboatError("Set %s is not signed." % manifest["set_id"])
+    result = _copy.execute(src, dst, _copy.plan_copy(src, dst, accept=accept))
+    assert ids(result["copied"]) == [("db1", "app", F1), ("db2", "app", F1)]
+    assert [(e["set_id"], e["reason"]) for e in result["refused"]] == [
+        (I1, "its manifest is not accepted: Set %s is not signed" % I1),
+        (I2, "its chain needs db1/app/%s, which cannot be copied (its manifest is not accepted: Set %s is not signed)"
+         % (I1, I1))]
