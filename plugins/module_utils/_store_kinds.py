@@ -45,17 +45,24 @@ def store_options():
     return options
 
 
+def store_option_spec():
+    """The spec of one option that names a store: a dict of ``kind`` and that kind's options."""
+    return dict(
+        type="dict",
+        required=True,
+        options=store_options(),
+        required_if=[("kind", k.name, list(k.required)) for k in _stores.kinds() if k.required],
+    )
+
+
 def store_argument_spec():
     """Options naming a store and a host in it (doc fragment lifeboat.backup._store)."""
-    return dict(
-        store=dict(
-            type="dict",
-            required=True,
-            options=store_options(),
-            required_if=[("kind", k.name, list(k.required)) for k in _stores.kinds() if k.required],
-        ),
-        host=dict(type="str"),
-    )
+    return dict(store=store_option_spec(), host=dict(type="str"))
+
+
+def dest_store_argument_spec(name="dest_store"):
+    """A second store option, ``dest_store`` by default (doc fragment lifeboat.backup._dest_store)."""
+    return {name: store_option_spec()}
 
 
 def open_store(spec, runner=None):
