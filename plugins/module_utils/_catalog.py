@@ -18,7 +18,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     parse_ts,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils._manifest import ManifestError, set_id_time
+from ansible_collections.lifeboat.backup.plugins.module_utils._manifest import set_id_time
 
 # A set whose set id, start or end lies further than this in the future (by the reader's clock) is
 # reported and never counts: not fresh for max_age, never the latest, never a parent, ignored by RPO.

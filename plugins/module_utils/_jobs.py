@@ -343,15 +343,29 @@ def backup_result(store, manifest, cmd, extras):
     return result
 
 
-def load_set(store, host, source, set_id=None):
-    """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone."""
+def load_set(store, host, source, set_id=None, trust=None, now=None):
+    """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone.
+
+    With ``trust`` (a TrustedSigners), every member of the chain must carry a
+    signature by the key trusted for its host.
+    """
     sets, invalid, dummy = _catalog.scan(store, host, source)
     if set_id:
         for bad in invalid:
             if bad["set_id"] == set_id:
                 raise _manifest.ManifestError(bad["error"])
-    manifest = _catalog.select_set(sets, set_id=set_id)
-    return manifest, _catalog.restore_chain(sets, manifest)
+    manifest = _catalog.select_set(sets, set_id=set_id, now=now)
+    chain = _catalog.restore_chain(sets, manifest)
+    if trust is not None:
+        for member in chain:
+            check_signature(trust, member)
+    return manifest, chain
+
+
+def check_signature(trust, manifest):
+    """Refuse a set whose manifest is unsigned, signed by an untrusted key or altered after signing."""
+    trust.verify(manifest, manifest["host"],
+                 where="Set %s/%s/%s" % (manifest["host"], manifest["source"], manifest["set_id"]))
 
 
 def verify_chain(store, chain):
@@ -452,7 +466,7 @@ class RestoreJob(object):
     """
 
     def __init__(self, module, store, host, source, set_id=None, before=None, identity=None, identity_file=None,
-                 work_dir=None, now=utcnow):
+                 work_dir=None, now=utcnow, trust=None):
         self.module = module
         self.store = store
         self.host = _manifest.check_name(host, "host")
@@ -463,6 +477,7 @@ class RestoreJob(object):
         self.identity_file = identity_file
         self.work_dir = work_dir
         self.now = now
+        self.trust = trust
         self.manifest = None
         self.chain = []
         self.identity = None
@@ -472,7 +487,8 @@ class RestoreJob(object):
 
     def load(self):
         """Select the set and its chain from the manifests alone (nothing hashed yet)."""
-        self.manifest, self.chain = load_set(self.store, self.host, self.source, self.set_id)
+        self.manifest, self.chain = load_set(self.store, self.host, self.source, self.set_id, trust=self.trust,
+                                             now=self.now())
         for member in self.chain:
             if member["encryption"] is not None and not (self.identity_key or self.identity_file):
                 raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or "

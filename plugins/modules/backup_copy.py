@@ -35,6 +35,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.backup._store
   - lifeboat.backup._dest_store
+  - lifeboat.backup._signing.trust
 attributes:
   check_mode:
     support: full
@@ -222,12 +223,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils import _copy
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
 def main():
     argument_spec = _store_kinds.store_argument_spec()
     argument_spec.update(_store_kinds.dest_store_argument_spec())
+    argument_spec.update(_codec.trust_argument_spec())
     argument_spec.update(
         source=dict(type="str"),
         set_id=dict(type="str"),
@@ -238,6 +243,7 @@ def main():
         argument_spec=argument_spec,
         supports_check_mode=True,
         required_by={"set_id": ["source", "host"]},
+        mutually_exclusive=_codec.TRUST_MUTUALLY_EXCLUSIVE,
     )
     params = module.params
     try:
@@ -247,7 +253,9 @@ def main():
             raise LifeboatError("store and dest_store are the same store (%s); copy to another one." % src.location())
         if not src.exists():
             raise LifeboatError("The store %s does not exist." % src.location())
-        plan = _copy.plan_copy(src, dst, params["host"], params["source"], params["set_id"])
+        trust = _codec.trust_from_params(params, runner_for(module))
+        accept = (lambda manifest: _jobs.check_signature(trust, manifest)) if trust is not None else None
+        plan = _copy.plan_copy(src, dst, params["host"], params["source"], params["set_id"], accept=accept)
         result = _copy.execute(src, dst, plan, params["verify_source"], module.check_mode)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))

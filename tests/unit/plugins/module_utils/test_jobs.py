@@ -270,8 +270,8 @@ def test_run_with_compression_round_trips(store, tmp_path):
     codec = _jobs.Codec(FakeModule(), "zstd", 3)
     manifest, dummy = job(store, Clock()).run(
         lambda writer, m, *rest: (_jobs.write_stream(writer, m, "data.txt" + codec.suffix(),
-                                              [Stage("printf", ["printf", "%s", "z" * 5000])] + codec.stages()),
-                           codec.record(m)))
+                                                     [Stage("printf", ["printf", "%s", "z" * 5000])] + codec.stages()),
+                                  codec.record(m)))
     assert manifest["compression"] == {"algorithm": "zstd", "level": 3}
     loaded, chain = _jobs.load_verified(store, "db1", "app")
     stages = _jobs.decode_stages(FakeModule(), loaded, None)

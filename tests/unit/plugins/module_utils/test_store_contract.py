@@ -190,8 +190,8 @@ def test_unsafe_names_are_refused(store, host, source):
         store.begin(host, source, SET_ID)
 
 
-@pytest.mark.parametrize("data, problem", [(b"", "size"), (b"payload " * 999 + b"payloaX ", "sha256"),
-                                          (b"payload " * 1001, "size")])
+@pytest.mark.parametrize("data, problem", [
+    (b"", "size"), (b"payload " * 999 + b"payloaX ", "sha256"), (b"payload " * 1001, "size")])
 def test_verify_names_a_tampered_file(kind, data, problem):
     store, tamper = kind
     manifest = write_set(store)

@@ -8,10 +8,8 @@ from __future__ import annotations
 import datetime
 import errno
 import hashlib
-import io
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -22,9 +20,8 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, format_ts
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import format_ts
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import LockedError, StoreError
-from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_set
 
 UTC = datetime.timezone.utc
 SET_ID = "20261126T031500Z-full"

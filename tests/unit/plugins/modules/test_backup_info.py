@@ -11,7 +11,6 @@ import os
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
 from ansible_collections.lifeboat.backup.plugins.modules import backup_info
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import at, make_set, run_module

@@ -10,7 +10,6 @@ import os
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.modules import backup_verify
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_set, run_module
