@@ -197,7 +197,8 @@ def client(connection, service="s3", **config):
     """
     require_boto3()
     settings = dict(
-        retries={"mode": "standard", "max_attempts": connection.max_attempts},
+        # total_max_attempts counts the first try too (botocore's max_attempts would count retries only).
+        retries={"mode": "standard", "total_max_attempts": connection.max_attempts},
         user_agent_extra="lifeboat.backup",
         connect_timeout=10,
         read_timeout=120,
