@@ -228,7 +228,7 @@ def client(connection, service="s3", **config):
             profile_name=connection.profile,
         )
         return session.client(service, region_name=connection.region, endpoint_url=connection.endpoint_url,
-                               verify=verify, config=cfg)
+                              verify=verify, config=cfg)
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:
         raise LifeboatError(describe_error(exc, connection, "the %s client" % service))
 

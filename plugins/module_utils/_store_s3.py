@@ -738,8 +738,7 @@ class S3Store(_stores.Store):
         if start_after:
             args["StartAfter"] = start_after
         for page in self._pages("list_objects_v2", **args):
-            for item in page.get("Contents") or []:
-                yield item
+            yield from page.get("Contents") or []
 
     def _prefixes(self, prefix):
         """The next-level names under ``prefix`` (CommonPrefixes with delimiter /)."""
