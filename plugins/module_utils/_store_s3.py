@@ -482,10 +482,12 @@ class S3SetWriter(_stores.SetWriter):
             return
         for sink in self.sinks.values():
             sink.abort()
-        try:
-            self.store._delete_prefix(self.prefix)
-        except StoreError:
-            pass  # remove_partials finds it later
+        # Only what this writer wrote (the set id was free when it began).
+        for key in [sink.key for sink in self.sinks.values()] + [self.prefix + WRITING_MARKER]:
+            try:
+                self.store._call("delete_object", self.store.url(key), Key=key)
+            except StoreError:
+                pass  # remove_partials finds it later
 
 
 # ------------------------------------------------------------------ the lock
@@ -628,17 +630,17 @@ class S3Lock(_stores.Lock):
             return
         self.held = False
         try:
-            if self.etag:
-                try:
-                    self.store._call("delete_object", self.where, Key=self.key, IfMatch=self.etag)
+            # Only our own lock is removed: read it back, then delete that very version.
+            info, etag = self._read()
+            if not isinstance(info, dict) or info.get("token") != self.token:
+                return  # taken over after our lease ran out: leave it to its holder
+            try:
+                self.store._call("delete_object", self.where, Key=self.key, IfMatch=etag or self.etag)
+            except S3RequestError as err:
+                if _aws.is_precondition_failed(err.cause) or _aws.is_not_found(err.cause):
                     return
-                except S3RequestError as err:
-                    if _aws.is_precondition_failed(err.cause) or _aws.is_not_found(err.cause):
-                        return  # no longer ours (or gone): leave it
-                    if not _aws.is_unsupported(err.cause):
-                        raise
-            info, dummy = self._read()
-            if isinstance(info, dict) and info.get("token") == self.token:
+                if not _aws.is_unsupported(err.cause):
+                    raise
                 self.store._call("delete_object", self.where, Key=self.key)
         except StoreError:
             pass  # an expired lease; the next run reports it as stale
