@@ -697,3 +697,75 @@ def test_describe_has_no_secret(moto, bucket):
         assert secret not in text
     assert store.describe() == {"kind": "s3", "bucket": bucket, "prefix": PREFIX, "endpoint_url": moto.endpoint_url,
                                 "region": "us-east-1"}
+
+
+# ------------------------------------------------------------------ endpoints with fewer features
+
+class _Raw(object):
+    def __init__(self, body):
+        self.body = body
+
+    def stream(self, **kwargs):
+        yield self.body
+
+
+def refuse_requests(store, predicate, code="NotImplemented", status=501):
+    """Answer requests matching ``predicate`` with an S3 error, as an endpoint lacking a feature does."""
+    import botocore.awsrequest  # pylint: disable=import-outside-toplevel
+    refused = []
+
+    def answer(request, **kwargs):
+        if predicate(request):
+            refused.append(request)
+            body = ("<Error><Code>%s</Code><Message>A header you provided implies functionality that is not "
+                    "implemented</Message></Error>" % code).encode()
+            return botocore.awsrequest.AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Raw(body))
+        return None
+    store.client.meta.events.register_first("before-send.s3.*", answer)
+    return refused
+
+
+def test_an_endpoint_without_s3_checksums_gets_content_md5_only(moto, bucket):
+    store = open_s3(moto, bucket, part_size=5)
+    refused = refuse_requests(store, lambda r: "x-amz-checksum-sha256" in r.headers
+                              or "x-amz-checksum-algorithm" in r.headers)
+    sent = requests_of(store, "UploadPart")
+    manifest = write_set(store, files={"big.bin": os.urandom(6 * MIB), "small.bin": b"small"})
+    assert refused and store.checksums is False
+    assert sent and all("x-amz-checksum-sha256" not in r.headers and "Content-MD5" in r.headers for r in sent)
+    assert store.verify_set(manifest) == []
+
+
+def test_an_old_botocore_without_conditional_parameters_falls_back(moto, bucket, store):
+    import botocore.exceptions  # pylint: disable=import-outside-toplevel
+
+    def refuse(params, **kwargs):
+        for name in ("IfNoneMatch", "IfMatch"):
+            if name in params:
+                raise botocore.exceptions.ParamValidationError(report="Unknown parameter in input: %r" % name)
+    store.client.meta.events.register("provide-client-params.s3.PutObject", refuse)
+    store.client.meta.events.register("provide-client-params.s3.DeleteObject", refuse)
+    with store.lock("db1", "app") as lock:
+        assert lock.conditional is False
+        write_set(store)
+        assert store.put_object("db1", "app", "state", io.BytesIO(b"s")) == "created"
+    assert store.set_ids("db1", "app") == [SET_ID]
+    assert key("db1", "app", ".lock") not in all_keys(moto, bucket)
+
+
+def test_incomplete_uploads_are_listed_page_by_page_and_aborted(moto, bucket, store):
+    client = moto.client()
+    write_set(store)
+    names = []
+    for set_id, name in (("20261101T000000Z-full", "a.bin"), ("20261101T000000Z-full", "b.bin"),
+                         ("20261102T000000Z-full", "c.bin"), (SET_ID, "late.bin")):
+        client.create_multipart_upload(Bucket=bucket, Key=key("db1", "app", set_id, name))
+        names.append("%s/%s.upload" % (set_id, name))
+    client.create_multipart_upload(Bucket=bucket, Key=key("db1", "app", "objects", "x"))  # not a set: left alone
+    store.list_page = 1
+    listing = store.listing("db1", "app")
+    assert listing.sets == [SET_ID]
+    assert listing.partials == sorted(names)
+    assert store.remove_partials("db1", "app") == sorted(names)
+    assert [u["Key"] for u in uploads(moto, bucket)] == [key("db1", "app", "objects", "x")]
+    assert store.set_ids("db1", "app") == [SET_ID]
