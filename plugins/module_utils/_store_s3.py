@@ -569,6 +569,13 @@ class S3Lock(_stores.Lock):
         info, etag, state = self._check_holder()
         if info is None:
             return False  # released meanwhile: try again
+        if etag is None:  # too large to read: its ETag still pins the version to replace
+            try:
+                etag = self.store._call("head_object", self.where, Key=self.key).get("ETag")
+            except S3RequestError as err:
+                if _aws.is_not_found(err.cause):
+                    return False
+                raise
         try:
             self.etag = self.store._put(self.key, self._body(), self.where, payload=False, retain=False,
                                         if_match=etag, strict=True)
