@@ -316,11 +316,6 @@ def describe_error(exc, connection, what, bucket=None):
             return ("The bucket %s is in another region%s than the one in use (%s); set region%s."
                     % (escape(bucket or what), " (%s)" % region if region else "", connection.region or "default",
                        " to %s" % region if region else " to the bucket's region"))
-        if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-            action = IAM_ACTIONS.get(operation, "s3:%s" % operation)
-            return ("Access denied at %s for %s on %s; grant these credentials %s there (with tags also "
-                    "s3:PutObjectTagging, with SSE-KMS also kms:GenerateDataKey and kms:Decrypt)."
-                    % (where, operation, escape(what), action))
         if code == "InvalidObjectState":
             return ("%s is in an archive storage class and cannot be read until it is restored; restore it "
                     "first (S3 RestoreObject) or keep sets in a readable storage class." % escape(what))
@@ -329,11 +324,16 @@ def describe_error(exc, connection, what, bucket=None):
                     "that key." % (escape(what), where, escape(code, 60)))
         if code == "InvalidStorageClass":
             return "%s does not offer the storage class asked for %s; choose another storage_class." % (where, escape(what))
+        if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
+            action = IAM_ACTIONS.get(operation, "s3:%s" % operation)
+            return ("Access denied at %s for %s on %s; grant these credentials %s there (with tags also "
+                    "s3:PutObjectTagging, with SSE-KMS also kms:GenerateDataKey and kms:Decrypt)."
+                    % (where, operation, escape(what), action))
         if code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"):
             return ("%s kept failing (%s) for %s after %d attempts; try again later or raise max_attempts."
                     % (where, escape(code, 60), escape(what), attempts))
         if code in ("EntityTooLarge", "EntityTooSmall", "InvalidPart", "InvalidPartOrder"):
-            return "%s refused the upload of %s (%s: %s)." % (where, escape(what), escape(code, 60), message)
+            return "%s refused the upload of %s (%s: %s)." % (where, escape(what), escape(code, 60), message.rstrip("."))
         if "object lock" in message.lower():
             return ("%s refused %s for Object Lock (%s); object_lock_mode needs a bucket created with Object Lock "
                     "enabled." % (where, escape(what), message.rstrip(".")))

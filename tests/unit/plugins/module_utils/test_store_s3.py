@@ -769,3 +769,57 @@ def test_incomplete_uploads_are_listed_page_by_page_and_aborted(moto, bucket, st
     assert store.remove_partials("db1", "app") == sorted(names)
     assert [u["Key"] for u in uploads(moto, bucket)] == [key("db1", "app", "objects", "x")]
     assert store.set_ids("db1", "app") == [SET_ID]
+
+
+# ------------------------------------------------------------------ every error sentence
+
+def client_error(code, status, message="", operation="PutObject", region=None):
+    import botocore.exceptions  # pylint: disable=import-outside-toplevel
+    response = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    if region:
+        response["ResponseMetadata"]["HTTPHeaders"] = {"x-amz-bucket-region": region}
+    return botocore.exceptions.ClientError(response, operation)
+
+
+@pytest.mark.parametrize("error, fragment", [
+    (client_error("NoSuchBucket", 404), "The bucket lb-b does not exist at https://s3.example.net"),
+    (client_error("InvalidAccessKeyId", 403), "does not know the access key used for s3://lb-b/k"),
+    (client_error("SignatureDoesNotMatch", 403), "the secret key does not belong to the access key"),
+    (client_error("ExpiredToken", 400), "the session token is expired or invalid; renew session_token"),
+    (client_error("PermanentRedirect", 301, region="eu-west-1"),
+     "The bucket lb-b is in another region (eu-west-1) than the one in use (us-east-1); set region to eu-west-1."),
+    (client_error("AccessDenied", 403, operation="DeleteObject"), "grant these credentials s3:DeleteObject there"),
+    (client_error("InvalidObjectState", 403, operation="GetObject"), "is in an archive storage class"),
+    (client_error("KMS.NotFoundException", 400), "SSE-KMS failed for s3://lb-b/k"),
+    (client_error("SlowDown", 503), "kept failing (SlowDown) for s3://lb-b/k after 4 attempts"),
+    (client_error("InvalidRequest", 400, "Bucket is missing Object Lock Configuration"),
+     "object_lock_mode needs a bucket created with Object Lock enabled"),
+    (client_error("WeirdError", 400, "the key AKIAEXAMPLEKEY and s3cr3t-value were wrong"),
+     "S3 PutObject for s3://lb-b/k at https://s3.example.net failed: WeirdError (the key ******** and ******** "
+     "were wrong)."),
+])
+def test_each_error_is_one_sentence_without_secrets(error, fragment):
+    connection = _aws.Connection(dict(access_key="AKIAEXAMPLEKEY", secret_key="s3cr3t-value", region="us-east-1",
+                                      endpoint_url="https://s3.example.net", max_attempts=4), {})
+    message = one_sentence(_aws.describe_error(error, connection, "s3://lb-b/k", "lb-b"))
+    assert fragment in message
+    assert "AKIAEXAMPLEKEY" not in message and "s3cr3t-value" not in message
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("NoCredentialsError", "No AWS credentials were found for s3://lb-b/k"),
+    ("PartialCredentialsError", "Only part of the AWS credentials"),
+    ("NoRegionError", "No AWS region is set"),
+    ("SSLError", "TLS verification failed for https://s3.example.net"),
+    ("ConnectTimeoutError", "Cannot reach the S3 endpoint https://s3.example.net for s3://lb-b/k after 4 attempts"),
+    ("ReadTimeoutError", "Cannot reach the S3 endpoint"),
+])
+def test_each_botocore_failure_is_one_sentence(name, fragment):
+    import botocore.exceptions  # pylint: disable=import-outside-toplevel
+    cls = getattr(botocore.exceptions, name)
+    kwargs = {"PartialCredentialsError": dict(provider="env", cred_var="secret"),
+              "SSLError": dict(endpoint_url="https://s3.example.net", error="bad cert"),
+              "ConnectTimeoutError": dict(endpoint_url="https://s3.example.net"),
+              "ReadTimeoutError": dict(endpoint_url="https://s3.example.net")}.get(name, {})
+    connection = _aws.Connection(dict(endpoint_url="https://s3.example.net", max_attempts=4), {})
+    assert fragment in one_sentence(_aws.describe_error(cls(**kwargs), connection, "s3://lb-b/k", "lb-b"))
