@@ -251,9 +251,8 @@ def cmd_stop(args):
                 os.unlink(path)
     if args.remove:
         real = os.path.realpath(server.dir)
-        names = set(os.listdir(real))
-        if real == "/" or os.path.dirname(real) == "/" or not names <= {"log", ".motoserver.lock", "pid", "server.json",
-                                                                         "server.json.tmp"}:
+        ours = {"log", ".motoserver.lock", "pid", "server.json", "server.json.tmp"}
+        if real == "/" or os.path.dirname(real) == "/" or not set(os.listdir(real)) <= ours:
             raise Fail("refusing to remove %s: it does not look like a motoserver directory" % server.dir)
         shutil.rmtree(real)
     return 0
