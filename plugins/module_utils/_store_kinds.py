@@ -20,17 +20,28 @@ import copy
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_memory  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_s3  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import StoreError, escape
 
 DEFAULT_KIND = "dir"
 
 
+def _names(kind):
+    """Option name (or alias) -> option name, for one kind."""
+    names = {}
+    for name, spec in kind.options.items():
+        names[name] = name
+        for alias in spec.get("aliases") or ():
+            names[alias] = name
+    return names
+
+
 def _owners():
-    """Which kind defines each store option."""
+    """Which kind defines each store option (aliases included): name -> [(kind, option)]."""
     owners = {}
     for kind in _stores.kinds():
-        for name in kind.options:
-            owners.setdefault(name, []).append(kind.name)
+        for alias, name in _names(kind).items():
+            owners.setdefault(alias, []).append((kind.name, name))
     return owners
 
 
@@ -72,14 +83,16 @@ def open_store(spec, runner=None):
     kind = _stores.get_kind(spec.get("kind") or DEFAULT_KIND)
     if kind.public:
         owners = _owners()
+        known = _names(kind)
         for name, value in spec.items():
-            if name == "kind" or value is None or name in kind.options:
+            if name == "kind" or value is None or name in known:
                 continue
             default = None
-            for other in owners.get(name, []):
-                default = _stores.get_kind(other).options[name].get("default")
+            for other, option in owners.get(name, []):
+                default = _stores.get_kind(other).options[option].get("default")
             if value == default:
                 continue
             raise StoreError("Store option %s applies to store kind %s, not %s; remove it or change kind."
-                             % (escape(name, 60), " or ".join(owners.get(name, ["none"])), kind.name))
+                             % (escape(name, 60), " or ".join(k for k, o in owners.get(name, [("none", name)])),
+                                kind.name))
     return kind.factory(spec, runner)

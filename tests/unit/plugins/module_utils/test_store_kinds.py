@@ -32,3 +32,23 @@ def test_every_public_kind_is_a_store():
     for kind in _stores.kinds():
         assert issubclass(kind.factory, _stores.Store)
         assert kind.factory.kind == kind.name
+
+
+def test_doc_fragment_documents_aliases_and_secrets():
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]["store"]["suboptions"]
+    for name, option in _store_kinds.store_options().items():
+        assert sorted(documented[name].get("aliases") or []) == sorted(option.get("aliases") or []), name
+    owners = {}
+    for kind in _stores.kinds():
+        for name in kind.options:
+            owners.setdefault(name, set()).add(kind.name)
+    for name, kinds in owners.items():
+        if len(kinds) == 1:
+            # An option of one kind says so first, so a reader of one kind can skip the others'.
+            assert documented[name]["description"][0].startswith("Kind V(%s) only." % min(kinds)), name
+
+
+def test_secret_store_options_are_no_log():
+    options = _store_kinds.store_options()
+    for name in ("access_key", "secret_key", "session_token", "profile"):
+        assert options[name]["no_log"] is True, name
