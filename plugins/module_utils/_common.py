@@ -63,22 +63,44 @@ def utcnow():
 
 
 def format_ts(when):
-    """ISO 8601 UTC with a Z suffix and microseconds dropped to milliseconds."""
-    when = when.astimezone(datetime.timezone.utc)
+    """ISO 8601 UTC with a Z suffix and microseconds dropped to milliseconds.
+
+    Raises ValueError (never OverflowError) for a time that has no UTC equivalent.
+    """
+    try:
+        when = when.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise ValueError("time %s is out of range in UTC" % ascii(str(when))[:80])
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (when.microsecond // 1000)
 
 
+_TS_MAX_CHARS = 64
+
+
 def parse_ts(text):
-    """Parse the timestamps format_ts writes (and plain ISO 8601 with an offset)."""
+    """Parse the timestamps format_ts writes (and plain ISO 8601 with an offset).
+
+    Any malformed input, an overlong one, a missing time zone or a time that leaves the
+    representable range once moved to UTC raises ValueError with a short, escaped message.
+    """
     if not isinstance(text, str):
         raise ValueError("timestamp must be a string")
+    shown = ascii(text[:_TS_MAX_CHARS]) + ("..." if len(text) > _TS_MAX_CHARS else "")
+    if len(text) > _TS_MAX_CHARS:
+        raise ValueError("timestamp %s is too long" % shown)
     value = text.strip()
     if value.endswith("Z"):
         value = value[:-1] + "+00:00"
-    when = datetime.datetime.fromisoformat(value)
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except (ValueError, OverflowError, TypeError):
+        raise ValueError("timestamp %s is not an ISO 8601 time" % shown)
     if when.tzinfo is None:
-        raise ValueError("timestamp %r has no time zone" % text)
-    return when.astimezone(datetime.timezone.utc)
+        raise ValueError("timestamp %s has no time zone" % shown)
+    try:
+        return when.astimezone(datetime.timezone.utc)
+    except (OverflowError, ValueError):
+        raise ValueError("timestamp %s is out of range in UTC" % shown)
 
 
 def plain_results(module):

@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
+import tempfile
+import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
@@ -32,24 +35,14 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 AGE_RECIPIENT_RE = re.compile(r"^(age1[0-9a-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$")
 
 
 def store_argument_spec():
-    """Options naming a store and a source in it (doc fragment lifeboat.backup._store)."""
-    return dict(
-        store=dict(
-            type="dict",
-            required=True,
-            options=dict(
-                kind=dict(type="str", default="dir", choices=["dir"]),
-                path=dict(type="path"),
-            ),
-            required_if=[("kind", "dir", ["path"])],
-        ),
-        host=dict(type="str"),
-    )
+    """Options naming a store and a host in it (doc fragment lifeboat.backup._store)."""
+    return _store_kinds.store_argument_spec()
 
 
 def codec_argument_spec():
@@ -115,6 +108,10 @@ class Codec(object):
                     pass
         return found
 
+    def file_codec(self):
+        """The per-file codec of the manifest (format version 2) for files this codec wrote."""
+        return {"compression": self.compression, "encryption": "age" if self.recipients else None}
+
     def record(self, manifest):
         manifest["compression"] = {"algorithm": self.compression, "level": self.level}
         if self.recipients:
@@ -140,69 +137,120 @@ def need_binary(module, name, package):
     return path
 
 
-def write_stream(writer, manifest, name, stages, stdin=None, env=None):
+def write_stream(writer, manifest, name, stages, stdin=None, env=None, role="payload", file_codec=None):
     """Run ``stages`` into payload file ``name`` of the set; record size and SHA-256.
 
-    A full disk fails with one sentence however it shows: while copying, at
-    the final flush, or when closing the file flushes what was still buffered.
+    The sink owns its durability: its ``close`` returns once the bytes are safe
+    (fsynced, or the upload completed).
     """
-    handle = writer.open(name)
+    sink = writer.open(name)
     try:
-        size, digest = _pipeline.run_to_sink(stages, handle, stdin=stdin, env=env)
+        size, digest = _pipeline.run_to_sink(stages, sink, stdin=stdin, env=env)
+        sink.close()
     except _pipeline.SinkError as exc:
-        _close_quietly(handle)
-        raise _stores.StoreError(_stores.describe_os_error(exc.os_error, writer.file_path(name)))
-    except BaseException:
-        _close_quietly(handle)
-        raise
-    try:
-        handle.close()
+        sink.abort()
+        raise _stores.StoreError(sink.describe_error(exc.os_error))
     except OSError as exc:
-        raise _stores.StoreError(_stores.describe_os_error(exc, writer.file_path(name)))
-    _manifest.add_file(manifest, name, size, digest)
+        sink.abort()
+        raise _stores.StoreError(sink.describe_error(exc))
+    except BaseException:
+        sink.abort()
+        raise
+    _manifest.add_file(manifest, name, size, digest, role=role, codec=file_codec)
     return size, digest
 
 
-def _close_quietly(handle):
-    """Close a file whose write already failed: closing flushes the buffer again, and that error adds nothing."""
-    try:
-        handle.close()
-    except OSError:
-        pass
+class Payload(object):
+    """One file an engine produces: a base name, the producer stages and what the file is for.
+
+    The core appends the codec stages (compression, encryption) and the
+    codec's suffix to the name; the engine never sees them.
+    """
+
+    def __init__(self, name, stages, role="payload", env=None):
+        self.name = name
+        self.stages = list(stages)
+        self.role = role
+        self.env = env
+
+
+class JobContext(object):
+    """What an engine's hooks get during one backup: the set being written, its parent and a workspace."""
+
+    def __init__(self, job, plan, manifest, workspace):
+        self.job = job
+        self.set_id = plan["set_id"]
+        self.type = plan["type"]
+        self.parent = plan.get("parent")
+        self.manifest = manifest
+        self.workspace = workspace
 
 
 class BackupJob(object):
-    """One backup of one source into one store."""
+    """One backup of one source into one store.
+
+    ``set_type`` is ``full``, ``incremental``, ``differential`` or ``auto``;
+    the type actually written and its parent are resolved from the store's
+    sets (``_catalog.resolve_type``), under the lock. ``run(engine)`` drives
+    an engine object with ``produce(ctx)`` (an iterable of Payload) and
+    ``record(ctx, manifest)``, and optional ``prepare(ctx)``, ``release(ctx)``
+    (always run once prepare ran) and ``explain(PipelineError)``.
+    """
 
     def __init__(self, store, host, source, engine, method, set_type="full", parent_set_id=None,
-                 labels=None, max_age=None, now=utcnow):
+                 labels=None, max_age=None, now=utcnow, work_dir=None, full_every=None, between="incremental",
+                 codec=None, signer=None):
         self.store = store
         self.host = _manifest.check_name(host, "host")
         self.source = _manifest.check_name(source, "source")
         self.engine = engine
         self.method = method
+        if set_type not in _catalog.REQUESTED_TYPES:
+            raise LifeboatError("type must be one of %s, not %r." % (", ".join(_catalog.REQUESTED_TYPES), set_type))
+        if between not in _catalog.BETWEEN_TYPES:
+            raise LifeboatError("between must be one of %s, not %r." % (", ".join(_catalog.BETWEEN_TYPES), between))
         self.set_type = set_type
         self.parent_set_id = parent_set_id
-        self.labels = dict((str(k), str(v)) for k, v in (labels or {}).items())
+        self.full_every_s = parse_duration(full_every, "full_every")
+        if set_type == "auto" and self.full_every_s is None:
+            raise LifeboatError("type auto needs full_every (for example 7d): how often a full backup is due.")
+        self.between = between
+        self.labels = _manifest.check_labels(dict((str(k), str(v)) for k, v in (labels or {}).items()))
         self.max_age_s = parse_duration(max_age, "max_age")
         self.now = now
+        self.work_dir = work_dir
+        self.codec = codec
+        self.signer = signer
 
     def existing(self):
         sets, dummy, dummy2 = _catalog.scan(self.store, self.host, self.source)
         return sets
 
     def plan(self):
-        """Decide without touching anything: skip (a fresh set exists) or the set id to write."""
+        """Decide without touching anything: skip (a fresh set exists) or the set id, type and parent to write."""
         sets = self.existing()
-        fresh = _catalog.fresh_set(sets, self.max_age_s, self.now())
+        now = self.now()
+        fresh = _catalog.fresh_set(sets, self.max_age_s, now)
         if fresh is not None:
             return {"action": "skip", "manifest": fresh, "set_id": fresh["set_id"]}
-        taken = [m["set_id"] for m in sets] + [p[: -len(_stores.PARTIAL_SUFFIX)] for p in self.store.partials(self.host, self.source)]
-        set_id = _manifest.make_set_id(self.now(), self.set_type, taken)
-        return {"action": "backup", "set_id": set_id, "path": self.store.set_path(self.host, self.source, set_id)}
+        if self.set_type == "full":
+            decision = {"type": "full", "parent": None, "reason": "a full backup was asked for"}
+        else:
+            decision = _catalog.resolve_type(sets, self.set_type, self.full_every_s, self.between, now,
+                                             engine=self.engine, method=self.method)
+        listing = self.store.listing(self.host, self.source)
+        taken = [m["set_id"] for m in sets] + listing.sets + [p.rsplit(".", 1)[0] for p in listing.partials]
+        taken += [s["name"].rsplit(".", 1)[0] for s in listing.strays]
+        set_id = _manifest.make_set_id(now, decision["type"], taken)
+        return {"action": "backup", "set_id": set_id, "type": decision["type"], "parent": decision["parent"],
+                "reason": decision.get("reason"), "path": self.store.location(self.host, self.source, set_id)}
 
-    def run(self, produce):
-        """Take the lock, write the set through ``produce``, commit; return (manifest, extras)."""
+    def run(self, engine):
+        """Take the lock, write the set through ``engine``, commit; return (manifest, extras).
+
+        ``engine`` may also be a plain callable ``produce(writer, manifest, workspace)`` that
+        writes its payload files itself.
+        """
         extras = {}
         lock = self.store.lock(self.host, self.source)
         with lock:
@@ -215,16 +263,63 @@ class BackupJob(object):
             lock.update(plan["set_id"])
             started = self.now()
             manifest = _manifest.new_manifest(plan["set_id"], self.host, self.source, self.engine, self.method,
-                                              self.set_type, self.parent_set_id)
+                                              plan["type"], plan["parent"]["set_id"] if plan["parent"] else None)
             manifest["labels"] = self.labels
-            writer = self.store.begin(self.host, self.source, plan["set_id"])
+            workspace = make_workspace(self.work_dir, "lifeboat-backup-")
             try:
-                produce(writer, manifest)
-                _manifest.finish(manifest, started, self.now())
-                writer.commit(manifest)
+                writer = self.store.begin(self.host, self.source, plan["set_id"])
+                try:
+                    if callable(engine):
+                        engine(writer, manifest, workspace)
+                    else:
+                        self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
+                    _manifest.finish(manifest, started, self.now())
+                    manifest = _manifest.loads(_manifest.dumps(manifest))  # the form every reader will see
+                    if self.signer is not None:
+                        manifest["signature"] = self.signer.sign(manifest)
+                    writer.commit(_manifest.dumps(manifest), [f["name"] for f in manifest["files"]])
+                finally:
+                    writer.abort()
             finally:
-                writer.abort()
-        return manifest, dict(extras, skipped=False)
+                shutil.rmtree(workspace, ignore_errors=True)
+        extras.update(skipped=False, type_reason=plan.get("reason"))
+        return manifest, extras
+
+    def _drive(self, engine, ctx, writer, manifest):
+        """prepare -> produce each payload through the codec -> record; release always runs."""
+        codec = self.codec
+        prepared = False
+        try:
+            if hasattr(engine, "prepare"):
+                engine.prepare(ctx)
+            prepared = True
+            for payload in engine.produce(ctx):
+                name = payload.name + (codec.suffix() if codec else "")
+                stages = payload.stages + (codec.stages() if codec else [])
+                try:
+                    write_stream(writer, manifest, name, stages, env=payload.env, role=payload.role,
+                                 file_codec=codec.file_codec() if codec else None)
+                except _pipeline.PipelineError as exc:
+                    explained = engine.explain(exc) if hasattr(engine, "explain") else None
+                    if explained is None:
+                        raise
+                    raise explained
+            if codec:
+                codec.record(manifest)
+            engine.record(ctx, manifest)
+        finally:
+            if prepared and hasattr(engine, "release"):
+                engine.release(ctx)
+
+
+def make_workspace(work_dir, prefix):
+    """A private local scratch directory outside the store (never inside an S3 store)."""
+    if work_dir and not os.path.isdir(work_dir):
+        raise LifeboatError("work_dir %s does not exist; create it or pick another." % work_dir)
+    try:
+        return tempfile.mkdtemp(prefix=prefix, dir=work_dir or None)
+    except OSError as exc:
+        raise LifeboatError(_stores.describe_os_error(exc, "work_dir %s" % (work_dir or tempfile.gettempdir())))
 
 
 def backup_result(store, manifest, cmd, extras):
@@ -234,7 +329,7 @@ def backup_result(store, manifest, cmd, extras):
         skipped_reason=("a complete set younger than max_age exists" if extras.get("skipped") else None),
         set_id=manifest["set_id"],
         store=store.describe(),
-        path=store.set_path(manifest["host"], manifest["source"], manifest["set_id"]),
+        path=store.location(manifest["host"], manifest["source"], manifest["set_id"]),
         bytes=manifest["bytes"],
         duration_s=manifest["duration_s"],
         files=manifest["files"],
@@ -280,8 +375,12 @@ def no_set_message(store, host, source, invalid=()):
     return message + "; it holds no set at all."
 
 
-def load_set(store, host, source, set_id=None):
-    """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone."""
+def load_set(store, host, source, set_id=None, trust=None, now=None):
+    """Select a set (newest unless ``set_id``) and its restore chain, from the manifests alone.
+
+    With ``trust`` (a TrustedSigners), every member of the chain must carry a
+    signature by the key trusted for its host.
+    """
     sets, invalid, dummy = _catalog.scan(store, host, source)
     if set_id:
         for bad in invalid:
@@ -289,8 +388,18 @@ def load_set(store, host, source, set_id=None):
                 raise _manifest.ManifestError(bad["error"])
     elif not sets:
         raise _catalog.NoSetError(no_set_message(store, host, source, invalid))
-    manifest = _catalog.select_set(sets, set_id=set_id)
-    return manifest, _catalog.restore_chain(sets, manifest)
+    manifest = _catalog.select_set(sets, set_id=set_id, now=now)
+    chain = _catalog.restore_chain(sets, manifest)
+    if trust is not None:
+        for member in chain:
+            check_signature(trust, member)
+    return manifest, chain
+
+
+def check_signature(trust, manifest):
+    """Refuse a set whose manifest is unsigned, signed by an untrusted key or altered after signing."""
+    trust.verify(manifest, manifest["host"],
+                 where="Set %s/%s/%s" % (manifest["host"], manifest["source"], manifest["set_id"]))
 
 
 def verify_chain(store, chain):
@@ -394,3 +503,113 @@ def explain_decode_error(exc, manifest):
     if exc.stage == "age":
         return "Decrypting set %s with age failed: %s" % (manifest["set_id"], (exc.stderr.splitlines() or ["no output"])[-1])
     return None
+
+
+class RestoreJob(object):
+    """One restore of one set (and the chain it needs) from one store: the skeleton every engine shares.
+
+    ``run(engine)`` goes: load (manifests only) -> the engine's cheap
+    preconditions -> verify the whole chain -> identity -> workspace -> the
+    engine consumes each member of the chain, full first -> finalise. The
+    engine is any object with ``preconditions(job)``, ``consume(job, member)``
+    and ``finalise(job)``; it reads payloads only through ``stream`` and
+    ``unpack`` below, which decode them (age, then zstd/gzip).
+    """
+
+    def __init__(self, module, store, host, source, set_id=None, before=None, identity=None, identity_file=None,
+                 work_dir=None, now=utcnow, trust=None):
+        self.module = module
+        self.store = store
+        self.host = _manifest.check_name(host, "host")
+        self.source = _manifest.check_name(source, "source")
+        self.set_id = set_id
+        self.before = before
+        self.identity_key = identity
+        self.identity_file = identity_file
+        self.work_dir = work_dir
+        self.now = now
+        self.trust = trust
+        self.manifest = None
+        self.chain = []
+        self.identity = None
+        self.workspace = None
+        self.cmd = []
+        self.started = time.monotonic()
+
+    def load(self):
+        """Select the set and its chain from the manifests alone (nothing hashed yet)."""
+        self.manifest, self.chain = load_set(self.store, self.host, self.source, self.set_id, trust=self.trust,
+                                             now=self.now())
+        for member in self.chain:
+            if member["encryption"] is not None and not (self.identity_key or self.identity_file):
+                raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or "
+                                    "age_identity_file." % member["set_id"])
+        return self.manifest
+
+    def verify(self):
+        verify_chain(self.store, self.chain)
+
+    def run(self, engine, check_mode=False):
+        if self.manifest is None:
+            self.load()
+        engine.preconditions(self)
+        self.verify()
+        if check_mode:
+            return self.result(changed=True)
+        with Identity(self.identity_key, self.identity_file, tmpdir=self.work_dir) as identity:
+            self.identity = identity
+            self.workspace = make_workspace(self.work_dir, "lifeboat-restore-")
+            try:
+                for member in self.chain:
+                    engine.consume(self, member)
+                engine.finalise(self)
+            finally:
+                shutil.rmtree(self.workspace, ignore_errors=True)
+                self.workspace = None
+        return self.result(changed=True)
+
+    def result(self, changed):
+        return dict(
+            changed=changed,
+            set_id=self.manifest["set_id"],
+            chain=[m["set_id"] for m in self.chain],
+            store=self.store.describe(),
+            path=self.store.location(self.host, self.source, self.manifest["set_id"]),
+            bytes=sum(m["bytes"] for m in self.chain),
+            verified_files=sum(len(m["files"]) for m in self.chain),
+            duration_s=round(time.monotonic() - self.started, 3),
+            cmd=self.cmd,
+        )
+
+    # ---------------------------------------------------------- payload access for engines
+    def decode_stages(self, member):
+        return decode_stages(self.module, member, self.identity.path if self.identity else None)
+
+    def open(self, member, name):
+        return self.store.open_payload(member["host"], member["source"], member["set_id"], name)
+
+    def stream(self, member, name, consumer, env=None):
+        """Decode payload ``name`` of ``member`` into the ``consumer`` stages; return their (stdout, stderr) tails."""
+        stages = self.decode_stages(member) + list(consumer)
+        self.cmd.append(_pipeline.describe(stages))
+        with self.open(member, name) as handle:
+            return _pipeline.run_from_source(stages, handle, env=env)
+
+    def unpack(self, member, name, target, env=None):
+        """Decode payload ``name`` of ``member`` into the local file ``target`` (scratch: not fsynced)."""
+        decode = self.decode_stages(member)
+        with self.open(member, name) as handle:
+            with open(target, "wb") as sink:
+                try:
+                    if decode:
+                        self.cmd.append(_pipeline.describe(decode))
+                        _pipeline.run_to_sink(decode, sink, stdin=handle, env=env)
+                    else:
+                        shutil.copyfileobj(handle, sink, _stores.CHUNK)
+                except _pipeline.SinkError as exc:
+                    raise LifeboatError(_stores.describe_os_error(exc.os_error, "the work directory %s"
+                                                                  % os.path.dirname(target)))
+                except OSError as exc:
+                    raise LifeboatError(_stores.describe_os_error(exc, "the work directory %s"
+                                                                  % os.path.dirname(target)))
+        return target

@@ -133,6 +133,46 @@ def _is_sigpipe(returncode):
     return returncode in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
 
 
+def _real_fd(source):
+    """The descriptor of ``source`` if it is a real file or pipe, else None."""
+    if source is None:
+        return None
+    try:
+        fd = source.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+class _Pump(threading.Thread):
+    """Feeds a reader without a descriptor (an S3 stream) into the first stage's stdin."""
+
+    def __init__(self, reader, fd, chunk=CHUNK):
+        super(_Pump, self).__init__(name="lifeboat-pump")
+        self.daemon = True
+        self.reader = reader
+        self.fd = fd
+        self.chunk = chunk
+        self.error = None
+        self.stop = False
+
+    def run(self):
+        try:
+            while not self.stop:
+                block = self.reader.read(self.chunk)
+                if not block:
+                    break
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(self.fd, view):]
+        except BrokenPipeError:
+            pass  # the stage stopped reading; its own exit status tells why
+        except Exception as exc:  # pylint: disable=broad-except
+            self.error = exc
+        finally:
+            os.close(self.fd)
+
+
 class _Running(object):
     """Started processes of one pipeline, with their stderr captured to temp files."""
 
@@ -142,7 +182,12 @@ class _Running(object):
         self.procs = []
         self.errs = []
         self.stderr = None
+        self.pump = None
         previous = stdin
+        if stdin is not None and _real_fd(stdin) is None:
+            read_end, write_end = os.pipe()
+            self.pump = _Pump(stdin, write_end)
+            previous = read_end
         try:
             for index, stage in enumerate(stages):
                 err = tempfile.TemporaryFile()
@@ -162,9 +207,16 @@ class _Running(object):
                     # The previous stage now writes only to this one: drop our copy of
                     # the pipe so that it sees SIGPIPE if this stage dies.
                     self.procs[-1].stdout.close()
+                elif self.pump is not None:
+                    os.close(read_end)
+                    self.pump.start()
                 self.procs.append(proc)
                 previous = proc.stdout
         except (OSError, CommandError) as exc:
+            if self.pump is not None and not self.pump.is_alive():
+                os.close(write_end)
+                if not self.procs:
+                    os.close(read_end)
             self.kill()
             self.close()
             raise PipelineError(
@@ -190,6 +242,9 @@ class _Running(object):
             if proc.stdout is not None and not proc.stdout.closed:
                 proc.stdout.close()
             proc.wait()
+        if self.pump is not None and self.pump.is_alive():
+            self.pump.stop = True
+            self.pump.join()
 
     def close(self):
         """Keep the end of each stage's stderr and drop the temp files."""
@@ -211,6 +266,8 @@ class _Running(object):
         self.close()
         codes = returncodes if returncodes is not None else [proc.returncode for proc in self.procs]
         failed = [index for index, code in enumerate(codes) if code not in (0, None)]
+        if not failed and self.pump is not None and self.pump.error is not None:
+            raise PipelineError("Reading the stored payload failed: %s" % self.pump.error, stage="store")
         if not failed:
             return
         # A stage killed by SIGPIPE only lost its reader: blame the first other failure.
@@ -226,37 +283,6 @@ class _Running(object):
         )
 
 
-class _Flusher(threading.Thread):
-    """Pushes written data to disk while the copy goes on, so the final fsync is short."""
-
-    def __init__(self, fd):
-        super(_Flusher, self).__init__(name="lifeboat-flusher")
-        self.daemon = True
-        self.fd = fd
-        self.wake = threading.Event()
-        self.done = False
-        self.error = None
-
-    def run(self):
-        while True:
-            self.wake.wait()
-            self.wake.clear()
-            if self.done:
-                return
-            try:
-                os.fdatasync(self.fd)
-            except OSError as exc:
-                self.error = exc
-                return
-
-    def finish(self):
-        self.done = True
-        self.wake.set()
-        self.join()
-        if self.error is not None:
-            raise SinkError(str(self.error), os_error=self.error)
-
-
 def _write_all(sink, view):
     """Write all of ``view``; a raw (unbuffered) file may take it in parts."""
     while view:
@@ -266,20 +292,20 @@ def _write_all(sink, view):
         view = view[written:]
 
 
-def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLUSH_EVERY, durable=True):
-    """Run ``stages`` and write the last stage's stdout to ``sink`` (a binary file object).
+def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, runner=None):
+    """Run ``stages`` and write the last stage's stdout to ``sink``.
 
-    Returns ``(size, sha256_hex)`` of the bytes written. With ``durable`` (a
-    store's payload), a sink with a real file descriptor is written back to
-    disk in a helper thread as the copy goes on and fsynced at the end; a
-    scratch file passes ``durable=False`` and skips both. Raises PipelineError if any stage fails,
-    SinkError if writing fails; in both cases all processes are stopped before
-    it returns. One preallocated buffer carries every block: memory stays flat
-    whatever the size.
+    ``sink`` is anything with ``write(bytes-like)``: a store's sink (which owns
+    its durability in its ``close``, called by the caller) or a scratch file.
+    ``stdin`` may be a file with a descriptor or any binary reader (a store
+    payload streamed from S3). Returns ``(size, sha256_hex)`` of the bytes
+    written. Raises PipelineError if any stage fails, SinkError if writing
+    fails; in both cases all processes are stopped before it returns. One
+    preallocated buffer carries every block: memory stays flat whatever the size.
     """
     if not stages:
         raise LifeboatError("A pipeline needs at least one stage.")
-    running = _Running(stages, stdin, env)
+    running = _Running(stages, stdin, env, runner)
     digest = hashlib.sha256()
     size = 0
     src = running.stdout.fileno()
@@ -290,9 +316,7 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLU
         pass
     buffer = bytearray(chunk)
     view = memoryview(buffer)
-    flusher = None
     try:
-        kicked = 0
         while True:
             try:
                 count = os.readv(src, [buffer])
@@ -306,30 +330,18 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, flush_every=FLU
             size += count
             try:
                 _write_all(sink, block)
-                if durable and size - kicked >= flush_every:
-                    kicked = size
-                    if flusher is None:
-                        sink.flush()
-                        flusher = _Flusher(sink.fileno())
-                        flusher.start()
-                    flusher.wake.set()
             except OSError as exc:
                 raise SinkError(str(exc), os_error=exc)
             finally:
                 block.release()
         try:
-            sink.flush()
-            if flusher is not None:
-                flusher.finish()
-            if durable:
-                os.fsync(sink.fileno())
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
         except OSError as exc:
             raise SinkError(str(exc), os_error=exc)
     except BaseException:
         # Whatever stopped the copy (a full disk, an interrupt), no stage may outlive it.
-        if flusher is not None and flusher.is_alive():
-            flusher.done = True
-            flusher.wake.set()
         running.kill()
         running.close()
         raise

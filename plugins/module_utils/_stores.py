@@ -5,37 +5,47 @@
 
 # This module_utils is PRIVATE to this collection. It may change without notice.
 
-"""Stores hold backup sets. One interface; the ``dir`` store is a local path.
+"""The store contract: what every kind of store (dir, s3, ...) offers the core.
 
-Layout::
+Code above this layer never sees a path, a bucket or a host: it sees a
+``Store`` (docs/stores.md documents the contract). Each kind lives in its own
+``_store_<kind>.py`` and registers itself here; ``_store_kinds.open_store``
+builds one from the ``store`` option.
 
-    <root>/<host>/<source>/<set_id>/manifest.json   complete set (manifest written last)
-    <root>/<host>/<source>/<set_id>.partial/        work in progress or a crashed run
-    <root>/<host>/<source>/.lock                    one writer per source
+A store is untrusted input. Every kind reads only what it wrote itself in
+form: regular files (never a link, FIFO or device), names that match the
+layout, manifests of bounded size. What it cannot use it reports; it never
+waits on it and never touches anything outside the store through it.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
-import shutil
+import re
 import socket
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
     format_ts,
     parse_ts,
-    utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 
 PARTIAL_SUFFIX = ".partial"
+DELETING_SUFFIX = ".deleting"
 LOCK_NAME = ".lock"
+OBJECTS_DIR = "objects"
 CHUNK = 1024 * 1024
-DIR_MODE = 0o700
-FILE_MODE = 0o600
+# A lock file is a few hundred bytes; anything larger is not ours.
+MAX_LOCK_BYTES = 4096
+# Manifests larger than this are refused unread (docs/manifest.md).
+MAX_MANIFEST_BYTES = getattr(_manifest, "MAX_MANIFEST_BYTES", 1024 * 1024)
+OBJECT_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}\Z")
+OBJECT_MAX_DEPTH = 4
+
+CAPABILITIES = ("trees", "hard_links", "immutability", "conditional_put")
 
 
 class StoreError(LifeboatError):
@@ -44,6 +54,33 @@ class StoreError(LifeboatError):
 
 class LockedError(StoreError):
     """Another live writer holds the source's lock."""
+
+
+class UnsafeEntryError(StoreError):
+    """An entry in the store is a link, FIFO, device or otherwise not what the layout allows."""
+
+
+class ObjectExistsError(StoreError):
+    """put_object found an object of that name with different content."""
+
+
+def escape(text, limit=200):
+    """A name or message from the store, safe to print: non-UTF-8 and control characters escaped, length bounded."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    else:
+        text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    out = []
+    for char in text:
+        code = ord(char)
+        if code < 0x20 or code == 0x7f or 0x80 <= code < 0xa0 or char in "\u2028\u2029":
+            out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code)
+        else:
+            out.append(char)
+    text = "".join(out)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text
 
 
 def describe_os_error(exc, what):
@@ -56,48 +93,35 @@ def describe_os_error(exc, what):
         return "Permission denied on %s; run as a user that may write there." % what
     if exc.errno == errno.EROFS:
         return "%s is on a read-only file system." % what
+    if exc.errno == errno.ELOOP:
+        return "%s is a symbolic link; a store never follows links, so it is refused." % what
     return "%s: %s." % (what, exc.strerror or exc)
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def check_object_name(name):
+    """Object names are relative paths of plain parts, at most OBJECT_MAX_DEPTH deep."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or len(parts) > OBJECT_MAX_DEPTH or not all(OBJECT_PART_RE.match(p) for p in parts):
+        raise StoreError("Object name %r is not plain: use up to %d parts of letters, digits and . _ + - joined by /."
+                         % (escape(name), OBJECT_MAX_DEPTH))
+    return parts
 
 
-def makedirs_private(path):
-    """Create ``path`` and any missing parents with mode 0700 (os.makedirs applies it to the leaf only)."""
-    missing = []
-    current = path
-    while current and not os.path.isdir(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, DIR_MODE)
-        except FileExistsError:
-            pass
+def check_set_id(set_id):
+    if not isinstance(set_id, str) or not _manifest.SET_ID_RE.match(set_id):
+        raise StoreError("%r is not a set id (like 20261126T031500Z-full)." % escape(set_id))
+    return set_id
 
 
-def hash_file(fileobj, chunk=CHUNK):
-    """Return (size, sha256 hex) of an open binary file, read in bounded chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    while True:
-        block = fileobj.read(chunk)
-        if not block:
-            break
-        size += len(block)
-        digest.update(block)
-    return size, digest.hexdigest()
+def check_file_name(name):
+    if not isinstance(name, str) or not _manifest.FILE_NAME_RE.match(name):
+        raise StoreError("%r is not a plain payload file name." % escape(name))
+    return name
 
 
-def _process_start_ticks(pid):
+# ------------------------------------------------------------------ locks
+
+def process_start_ticks(pid):
     """The kernel start time of ``pid`` (guards against pid reuse), or None."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as handle:
@@ -112,150 +136,80 @@ def _process_start_ticks(pid):
         return None
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError):
+        return False
     return True
 
 
+def lock_info(now, ttl, set_id=None):
+    """The contents of a lock held by this process."""
+    return {
+        "pid": os.getpid(),
+        "node": socket.gethostname(),
+        "start_ticks": process_start_ticks(os.getpid()),
+        "started_at": format_ts(now),
+        "expires_at": format_ts(now.fromtimestamp(now.timestamp() + ttl, now.tzinfo)),
+        "set_id": set_id,
+    }
+
+
 def lock_holder_state(info, node, now):
-    """'live' or a reason the lock is stale, for the lock file contents ``info``."""
+    """'live' or the reason a lock with contents ``info`` is stale."""
     try:
         pid = int(info["pid"])
         holder_node = str(info["node"])
         expires = parse_ts(info["expires_at"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return "the lock file is unreadable"
     if holder_node == node:
-        if not _pid_alive(pid):
+        if pid <= 0 or not pid_alive(pid):
             return "its process %d is gone" % pid
         ticks = info.get("start_ticks")
-        if ticks is not None and _process_start_ticks(pid) not in (None, ticks):
+        if ticks is not None and process_start_ticks(pid) not in (None, ticks):
             return "its process %d is gone (the pid was reused)" % pid
         return "live"
     if expires <= now:
-        return "it expired at %s" % info["expires_at"]
+        return "it expired at %s" % escape(info["expires_at"], 40)
     return "live"
 
 
-class SourceLock:
-    """Exclusive lock on one source of one store, held by this process."""
+def stale_report(info, state):
+    return {
+        "reason": state,
+        "pid": info.get("pid") if isinstance(info.get("pid"), int) else None,
+        "node": escape(info.get("node"), 100) if info.get("node") is not None else None,
+        "started_at": escape(info.get("started_at"), 40) if info.get("started_at") is not None else None,
+        "set_id": escape(info.get("set_id"), 60) if info.get("set_id") is not None else None,
+    }
 
-    def __init__(self, path, set_id=None, ttl=86400.0, now=None):
-        self.path = path
-        self.set_id = set_id
-        self.ttl = ttl
-        self.now = now or utcnow
-        self.stale = None
-        self.held = False
 
-    def _info(self):
-        now = self.now()
-        return {
-            "pid": os.getpid(),
-            "node": socket.gethostname(),
-            "start_ticks": _process_start_ticks(os.getpid()),
-            "started_at": format_ts(now),
-            "expires_at": format_ts(now.fromtimestamp(now.timestamp() + self.ttl, now.tzinfo)),
-            "set_id": self.set_id,
-        }
+def locked_message(info, where):
+    return ("Another backup of this source is running (pid %s on %s since %s, lock %s); wait for it to finish."
+            % (escape(info.get("pid"), 20), escape(info.get("node"), 100), escape(info.get("started_at"), 40), where))
 
-    def _write_temp(self):
-        """The lock's contents in a private temp file, complete before it is linked into place."""
-        tmp = "%s.%d.tmp" % (self.path, os.getpid())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self._info(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return tmp
+
+class Lock(object):
+    """One writer per source. A context manager; ``stale`` reports a stale holder that was taken over."""
+
+    stale = None
+    held = False
 
     def acquire(self):
-        for dummy in range(20):
-            try:
-                tmp = self._write_temp()
-                try:
-                    # link() fails if the lock exists: creation and contents are one atomic step,
-                    # so no contender ever sees an empty lock file.
-                    os.link(tmp, self.path)
-                finally:
-                    os.unlink(tmp)
-            except FileExistsError:
-                self._handle_existing()
-                continue
-            except OSError as exc:
-                raise StoreError(describe_os_error(exc, "the lock file %s" % self.path))
-            self.held = True
-            return self
-        raise LockedError("Could not take the lock %s: it keeps changing hands." % self.path)
+        raise NotImplementedError
 
     def update(self, set_id):
-        """Record the set being written in the held lock (replaced atomically)."""
-        self.set_id = set_id
-        if self.held:
-            try:
-                os.rename(self._write_temp(), self.path)
-            except OSError as exc:
-                raise StoreError(describe_os_error(exc, "the lock file %s" % self.path))
-
-    def _handle_existing(self):
-        try:
-            with open(self.path, "r") as handle:
-                info = json.load(handle)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            info = {}
-        if not isinstance(info, dict):
-            info = {}
-        state = lock_holder_state(info, socket.gethostname(), self.now())
-        if state == "live":
-            raise LockedError(
-                "Another backup of this source is running (pid %s on %s since %s, lock %s); "
-                "wait for it to finish." % (info.get("pid"), info.get("node"), info.get("started_at"), self.path)
-            )
-        # Stale: move it aside atomically so that only one contender takes over.
-        aside = "%s.stale-%d" % (self.path, os.getpid())
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        try:
-            with open(aside, "r") as handle:
-                moved = json.load(handle)
-        except (OSError, ValueError):
-            moved = {}
-        if moved != info and isinstance(moved, dict) and moved:
-            # A contender replaced the stale lock meanwhile: put its lock back.
-            try:
-                os.link(aside, self.path)
-            except OSError:
-                pass
-            os.unlink(aside)
-            return
-        try:
-            os.unlink(aside)
-        except OSError:
-            pass
-        self.stale = {
-            "reason": state,
-            "pid": info.get("pid"),
-            "node": info.get("node"),
-            "started_at": info.get("started_at"),
-            "set_id": info.get("set_id"),
-        }
+        """Record the set being written in the held lock."""
+        raise NotImplementedError
 
     def release(self):
-        if self.held:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            self.held = False
+        raise NotImplementedError
 
     def __enter__(self):
         return self.acquire()
@@ -265,227 +219,242 @@ class SourceLock:
         return False
 
 
-class SetWriter:
-    """Writes one set under ``<set_id>.partial`` and commits it atomically."""
+# ------------------------------------------------------------------ writing
 
-    def __init__(self, store, host, source, set_id):
-        self.store = store
-        self.host = host
-        self.source = source
-        self.set_id = set_id
-        self.final_path = store.set_path(host, source, set_id)
-        self.path = self.final_path + PARTIAL_SUFFIX
-        self.staging = []
-        self.committed = False
+class Sink(object):
+    """Where one payload file's bytes go. ``write`` takes bytes-like data; ``close`` makes them durable."""
 
-    def create(self):
-        try:
-            makedirs_private(os.path.dirname(self.path))
-            os.mkdir(self.path, DIR_MODE)
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, self.path))
-        return self
+    name = None
 
-    def file_path(self, name):
-        return os.path.join(self.path, name)
+    def write(self, data):
+        raise NotImplementedError
 
-    def open(self, name):
-        try:
-            fd = os.open(self.file_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, self.file_path(name)))
-        return os.fdopen(fd, "wb")
-
-    def staging_dir(self, name):
-        """A scratch directory inside the partial set, removed before the commit."""
-        path = os.path.join(self.path, name)
-        try:
-            os.mkdir(path, DIR_MODE)
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, path))
-        self.staging.append(path)
-        return path
-
-    def drop_staging(self):
-        for path in self.staging:
-            shutil.rmtree(path, ignore_errors=True)
-        self.staging = []
-
-    def commit(self, manifest):
-        self.drop_staging()
-        raw = _manifest.dumps(manifest)
-        try:
-            present = sorted(n for n in os.listdir(self.path))
-            listed = sorted(f["name"] for f in manifest["files"])
-            if present != listed:
-                raise StoreError(
-                    "Refusing to commit %s: the files on disk %s differ from the manifest %s."
-                    % (self.path, present, listed)
-                )
-            for name in listed:
-                fd = os.open(self.file_path(name), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            tmp = self.file_path(_manifest.MANIFEST_NAME + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, self.file_path(_manifest.MANIFEST_NAME))
-            _fsync_dir(self.path)
-            os.rename(self.path, self.final_path)
-            _fsync_dir(os.path.dirname(self.final_path))
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, self.path))
-        self.committed = True
-        return self.final_path
+    def close(self):
+        raise NotImplementedError
 
     def abort(self):
-        if not self.committed:
-            shutil.rmtree(self.path, ignore_errors=True)
+        raise NotImplementedError
+
+    def describe_error(self, exc):
+        """One sentence for an OSError raised by ``write`` or ``close``."""
+        return describe_os_error(exc, self.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
 
 
-class DirStore:
-    """A store that is a directory on a local or mounted file system."""
+class SetWriter(object):
+    """Writes one set: ``open(name)`` per payload file, then ``commit`` (manifest last) or ``abort``."""
 
-    kind = "dir"
+    def open(self, name):
+        raise NotImplementedError
 
-    def __init__(self, path):
-        if not path or not os.path.isabs(path):
-            raise StoreError("The dir store path must be an absolute path, not %r." % (path,))
-        self.root = os.path.normpath(path)
+    def commit(self, raw_manifest, names):
+        """Write ``raw_manifest`` (bytes) last, once exactly the payload files ``names`` are present."""
+        raise NotImplementedError
+
+    def abort(self):
+        """Remove everything this writer wrote, unless it committed. Never raises."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------ the contract
+
+class Listing(object):
+    """What a source directory holds, from names alone."""
+
+    def __init__(self, sets=None, partials=None, strays=None):
+        self.sets = sorted(sets or [])
+        self.partials = sorted(partials or [])
+        self.strays = list(strays or [])
+
+
+class Store(object):
+    """The contract every kind implements (docs/stores.md)."""
+
+    kind = None
+    capabilities = frozenset()
 
     def describe(self):
-        return {"kind": self.kind, "path": self.root}
+        """The store for results: kind and location, never a secret."""
+        raise NotImplementedError
+
+    def location(self, host=None, source=None, set_id=None, name=None):
+        """Where something lives, for messages and results (a path or a URL)."""
+        raise NotImplementedError
 
     def exists(self):
-        return os.path.isdir(self.root)
+        raise NotImplementedError
 
-    def source_path(self, host, source):
-        return os.path.join(self.root, _manifest.check_name(host, "host"), _manifest.check_name(source, "source"))
-
-    def set_path(self, host, source, set_id):
-        return os.path.join(self.source_path(host, source), set_id)
-
-    def _listdir(self, path):
-        try:
-            return sorted(os.listdir(path))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, path))
-
+    # listing, names only
     def hosts(self):
-        return [n for n in self._listdir(self.root) if _manifest.NAME_RE.match(n) and os.path.isdir(os.path.join(self.root, n))]
+        raise NotImplementedError
 
     def sources(self, host):
-        base = os.path.join(self.root, host)
-        return [n for n in self._listdir(base) if _manifest.NAME_RE.match(n) and os.path.isdir(os.path.join(base, n))]
+        raise NotImplementedError
+
+    def listing(self, host, source):
+        """A Listing of complete set ids, partial names and stray entries."""
+        raise NotImplementedError
 
     def set_ids(self, host, source):
-        """Ids of complete sets: directories holding a manifest, never ``.partial``."""
-        base = self.source_path(host, source)
-        found = []
-        for name in self._listdir(base):
-            if name.endswith(PARTIAL_SUFFIX) or not _manifest.SET_ID_RE.match(name):
-                continue
-            if os.path.isfile(os.path.join(base, name, _manifest.MANIFEST_NAME)):
-                found.append(name)
-        return found
+        return self.listing(host, source).sets
 
     def partials(self, host, source):
-        base = self.source_path(host, source)
-        return [n for n in self._listdir(base) if n.endswith(PARTIAL_SUFFIX)]
+        return self.listing(host, source).partials
+
+    # reading
+    def read_manifest_bytes(self, host, source, set_id):
+        """The raw manifest, at most MAX_MANIFEST_BYTES; ManifestError when missing or too large."""
+        raise NotImplementedError
 
     def read_manifest(self, host, source, set_id):
-        path = os.path.join(self.set_path(host, source, set_id), _manifest.MANIFEST_NAME)
+        """The validated manifest of a set; it must name the place it was found in."""
         where = "The manifest of set %s/%s/%s" % (host, source, set_id)
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
-        except FileNotFoundError:
-            raise _manifest.ManifestError("%s is missing (%s): the set is incomplete." % (where, path))
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, path))
-        data = _manifest.loads(raw, where)
+        data = _manifest.loads(self.read_manifest_bytes(host, source, set_id), where)
         if (data["host"], data["source"], data["set_id"]) != (host, source, set_id):
             raise _manifest.ManifestError(
-                "%s names %s/%s/%s: it was moved or edited." % (where, data["host"], data["source"], data["set_id"])
-            )
+                "%s names %s/%s/%s: it was moved or edited." % (
+                    where, escape(data["host"]), escape(data["source"]), escape(data["set_id"])))
         return data
 
-    def open_file(self, host, source, set_id, name):
-        path = os.path.join(self.set_path(host, source, set_id), name)
-        try:
-            return open(path, "rb")
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, path))
+    def open_payload(self, host, source, set_id, name):
+        """A binary reader (``read``, ``readinto``, ``close``; ``fileno`` where there is one)."""
+        raise NotImplementedError
 
-    def lock(self, host, source, set_id=None, ttl=86400.0):
-        base = self.source_path(host, source)
-        try:
-            makedirs_private(base)
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, base))
-        return SourceLock(os.path.join(base, LOCK_NAME), set_id=set_id, ttl=ttl)
+    def payload_names(self, host, source, set_id):
+        """Names of the files stored in a set besides its manifest (for verification)."""
+        raise NotImplementedError
 
+    # writing
     def begin(self, host, source, set_id):
-        """Start a set; the caller must hold the source's lock."""
-        return SetWriter(self, host, source, set_id).create()
-
-    def remove_partials(self, host, source):
-        """Drop leftovers of crashed runs; only call while holding the lock."""
-        removed = []
-        for name in self.partials(host, source):
-            shutil.rmtree(os.path.join(self.source_path(host, source), name), ignore_errors=True)
-            removed.append(name)
-        return removed
+        """A SetWriter for a new set; the caller holds the source's lock."""
+        raise NotImplementedError
 
     def delete_set(self, host, source, set_id):
-        path = self.set_path(host, source, set_id)
-        doomed = path + ".deleting"
-        try:
-            # Hide the manifest first so a half-deleted set never looks complete.
-            os.rename(path, doomed)
-            shutil.rmtree(doomed)
-        except OSError as exc:
-            raise StoreError(describe_os_error(exc, path))
+        """Delete a set; a crash part-way never leaves one that looks complete."""
+        raise NotImplementedError
 
+    def remove_partials(self, host, source):
+        """Remove what crashed runs left (partial sets, half-deleted sets, aborted uploads); return their names."""
+        raise NotImplementedError
+
+    def lock(self, host, source, ttl=86400.0):
+        raise NotImplementedError
+
+    # objects beside the sets
+    def put_object(self, host, source, name, reader):
+        """Store ``reader``'s bytes as object ``name`` unless it exists.
+
+        Returns "created", or "identical" when an object with the same bytes is
+        already there; raises ObjectExistsError when its bytes differ.
+        """
+        raise NotImplementedError
+
+    def open_object(self, host, source, name):
+        raise NotImplementedError
+
+    def list_objects(self, host, source, prefix=""):
+        raise NotImplementedError
+
+    def delete_object(self, host, source, name):
+        raise NotImplementedError
+
+    # shared logic
     def verify_set(self, manifest):
-        """Re-hash every payload file; return a list of problems (empty when sound)."""
+        """Re-hash every file of a set; a list of problems, empty when sound."""
+        host, source, set_id = manifest["host"], manifest["source"], manifest["set_id"]
         problems = []
-        base = self.set_path(manifest["host"], manifest["source"], manifest["set_id"])
         listed = set()
         for entry in manifest["files"]:
             listed.add(entry["name"])
-            path = os.path.join(base, entry["name"])
             try:
-                with open(path, "rb") as handle:
-                    size, digest = hash_file(handle)
+                reader = self.open_payload(host, source, set_id, entry["name"])
             except FileNotFoundError:
                 problems.append({"name": entry["name"], "problem": "missing"})
                 continue
-            except OSError as exc:
-                problems.append({"name": entry["name"], "problem": "unreadable", "detail": exc.strerror})
+            except StoreError as exc:
+                problems.append({"name": entry["name"], "problem": "unreadable", "detail": str(exc)})
                 continue
+            try:
+                size, digest = hash_reader(reader, limit=entry["size"] + 1)
+            except (OSError, StoreError) as exc:
+                problems.append({"name": entry["name"], "problem": "unreadable",
+                                 "detail": getattr(exc, "strerror", None) or str(exc)})
+                continue
+            finally:
+                reader.close()
             if size != entry["size"]:
-                problems.append({"name": entry["name"], "problem": "size", "expected": entry["size"], "actual": size})
+                problems.append({"name": entry["name"], "problem": "size", "expected": entry["size"],
+                                 "actual": size if size <= entry["size"] else "more"})
             elif digest != entry["sha256"]:
-                problems.append({"name": entry["name"], "problem": "sha256", "expected": entry["sha256"], "actual": digest})
-        for name in self._listdir(base):
-            if name != _manifest.MANIFEST_NAME and name not in listed:
-                problems.append({"name": name, "problem": "unlisted"})
+                problems.append({"name": entry["name"], "problem": "sha256", "expected": entry["sha256"],
+                                 "actual": digest})
+        try:
+            present = self.payload_names(host, source, set_id)
+        except StoreError as exc:
+            present = []
+            problems.append({"name": ".", "problem": "unreadable", "detail": str(exc)})
+        for name in present:
+            if name not in listed:
+                problems.append({"name": escape(name), "problem": "unlisted"})
         return problems
 
 
-def open_store(spec):
-    """Build a store from the ``store`` option (a dict with ``kind`` and kind-specific keys)."""
-    if not isinstance(spec, dict):
-        raise StoreError("The store option must be a dictionary such as {kind: dir, path: /var/backups/lifeboat}.")
-    kind = spec.get("kind") or "dir"
-    if kind == "dir":
-        return DirStore(spec.get("path"))
-    raise StoreError("Store kind %r is not supported; use one of: dir." % kind)
+def hash_reader(reader, limit=None, chunk=CHUNK):
+    """(size, sha256 hex) of a reader, read in bounded chunks; stops past ``limit`` bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    try:
+        while True:
+            count = reader.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
+            size += count
+            if limit is not None and size >= limit:
+                break
+    finally:
+        view.release()
+    return size, digest.hexdigest()
+
+
+# ------------------------------------------------------------------ registry
+
+_KINDS = {}
+
+
+class Kind(object):
+    """A registered kind: its class, its suboptions of ``store`` and whether users may pick it."""
+
+    def __init__(self, name, factory, options, required=(), public=True):
+        self.name = name
+        self.factory = factory
+        self.options = options
+        self.required = tuple(required)
+        self.public = public
+
+
+def register_kind(name, factory, options, required=(), public=True):
+    _KINDS[name] = Kind(name, factory, options, required, public)
+
+
+def kinds(public_only=True):
+    return [k for name, k in sorted(_KINDS.items()) if k.public or not public_only]
+
+
+def get_kind(name):
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise StoreError("Store kind %r is not supported; use one of: %s."
+                         % (escape(name, 40), ", ".join(k.name for k in kinds())))
+    return kind

@@ -92,6 +92,13 @@ partials:
   returned: always
   type: list
   elements: dict
+future:
+  description:
+    - Sets dated in the future beyond the tolerance of 5 minutes, from a wrong clock or a forged set.
+      They never count as the latest set, as fresh for C(max_age), or for the RPO status.
+  returned: always
+  type: list
+  elements: dict
 invalid:
   description: Directories that look like sets but whose manifest is missing fields or broken.
   returned: always
@@ -104,13 +111,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, plain_results, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def report(store, host, source, rpo_s, now):
     """Pure given the store contents: the whole info result."""
     sets, invalid, partials = _catalog.scan(store, host, source)
-    latest = _catalog.latest_per_source(sets)
+    latest = _catalog.latest_per_source(sets, now=now)
     status = dict((key, _catalog.rpo_status(manifest, rpo_s, now)) for key, manifest in latest.items())
     if host and source and "%s/%s" % (host, source) not in status:
         status["%s/%s" % (host, source)] = _catalog.rpo_status(None, rpo_s, now)
@@ -120,6 +127,7 @@ def report(store, host, source, rpo_s, now):
         rpo_status=status,
         partials=partials,
         invalid=invalid,
+        future=_catalog.future_sets(sets, now=now),
     )
 
 
@@ -134,9 +142,9 @@ def main():
     plain_results(module)
     params = module.params
     try:
-        store = _stores.open_store(params["store"])
+        store = _store_kinds.open_store(params["store"])
         if not store.exists():
-            raise LifeboatError("The store %s does not exist." % store.describe().get("path"))
+            raise LifeboatError("The store %s does not exist." % store.location())
         rpo_s = parse_duration(params["rpo"], "rpo")
         result = report(store, params["host"], params["source"], rpo_s, utcnow())
     except LifeboatError as exc:

@@ -20,6 +20,7 @@ author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._store
+  - lifeboat.backup._signing.trust
   - lifeboat.backup._readonly
 options:
   host:
@@ -95,11 +96,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
-def verify(store, host, source, set_id):
+def verify(store, host, source, set_id, trust=None):
     sets, invalid, dummy = _catalog.scan(store, host, source)
     results = []
     if set_id:
@@ -108,7 +111,13 @@ def verify(store, host, source, set_id):
         if not sets and not invalid:
             raise LifeboatError("Set %s/%s/%s is not in the store (or is incomplete)." % (host, source, set_id))
     for manifest in sets:
-        problems = store.verify_set(manifest)
+        problems = []
+        if trust is not None:
+            try:
+                _jobs.check_signature(trust, manifest)
+            except _codec.SignatureError as exc:
+                problems.append({"name": "manifest.json", "problem": "signature", "detail": str(exc)})
+        problems += store.verify_set(manifest)
         results.append(dict(host=manifest["host"], source=manifest["source"], set_id=manifest["set_id"],
                             ok=not problems, problems=problems, bytes=manifest["bytes"]))
     for bad in invalid:
@@ -119,6 +128,7 @@ def verify(store, host, source, set_id):
 
 def main():
     argument_spec = _jobs.store_argument_spec()
+    argument_spec.update(_codec.trust_argument_spec())
     argument_spec.update(
         source=dict(type="str"),
         set_id=dict(type="str"),
@@ -128,14 +138,16 @@ def main():
         argument_spec=argument_spec,
         supports_check_mode=True,
         required_by={"set_id": ["source", "host"]},
+        mutually_exclusive=_codec.TRUST_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
     params = module.params
     try:
-        store = _stores.open_store(params["store"])
+        store = _store_kinds.open_store(params["store"])
         if not store.exists():
-            raise LifeboatError("The store %s does not exist." % store.describe().get("path"))
-        results = verify(store, params["host"], params["source"], params["set_id"])
+            raise LifeboatError("The store %s does not exist." % store.location())
+        trust = _codec.trust_from_params(params, runner_for(module))
+        results = verify(store, params["host"], params["source"], params["set_id"], trust)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
     bad = [r for r in results if not r["ok"]]

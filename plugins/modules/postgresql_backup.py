@@ -84,6 +84,12 @@ options:
       - Free-form labels recorded in the manifest (for example the job or ticket that made the set).
     type: dict
     default: {}
+  work_dir:
+    description:
+      - Local scratch directory for a V(directory) format dump, which C(pg_dump) writes before it is
+        streamed into the store. It is never inside the store. Needs room for the uncompressed dump.
+      - Defaults to the module's temporary directory.
+    type: path
 requirements:
   - pg_dump / pg_dumpall and psql of a version at least as new as the server
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
@@ -206,6 +212,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def build_plan(module):
@@ -222,11 +229,12 @@ def build_plan(module):
         raise LifeboatError("jobs > 1 needs format: directory (pg_dump dumps in parallel only then).")
     fmt = params["format"] if method == "pg_dump" else "plain"
     default_source = params["db"] if method == "pg_dump" else ("globals" if params["globals_only"] else "cluster")
-    store = _stores.open_store(params["store"])
+    store = _store_kinds.open_store(params["store"])
     codec = _jobs.Codec(module, params["compression"], params["compression_level"],
                         params["compression_threads"], params["encrypt_recipients"])
     job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or default_source,
-                          "postgresql", method, labels=params["labels"], max_age=params["max_age"])
+                          "postgresql", method, labels=params["labels"], max_age=params["max_age"],
+                          work_dir=params["work_dir"] or module.tmpdir)
     bin_dir = params["pg_bin_dir"]
     plan = dict(store=store, codec=codec, job=job, method=method, format=fmt,
                 psql=_postgres.find_binary(module, "psql", bin_dir))
@@ -265,15 +273,15 @@ def produce(module, plan, creds, position, versions):
     """The callable that fills a set: dump, stream, record."""
     params = module.params
 
-    def _produce(writer, manifest):
+    def _produce(writer, manifest, workspace):
         env = creds.env(plan["probe_db"])
         staging = None
         if plan["format"] == "directory" and plan["method"] == "pg_dump":
-            staging = os.path.join(writer.staging_dir("staging"), "dump")
+            staging = os.path.join(workspace, "dump")
             argv = _postgres.pg_dump_argv(plan["dump_bin"], params["db"], "directory", params["jobs"], staging)
             rc, dummy, err = runner_for(module).run(argv, env=env, pass_fds=creds.pass_fds)
             if rc != 0:
-                # pg_dump -Fd writes into the store's staging directory: a full store is the store's fault.
+                # pg_dump -Fd writes into the local workspace: a full disk there names that directory.
                 for code in (errno.ENOSPC, errno.EDQUOT):
                     if os.strerror(code) in err:
                         raise _stores.StoreError(_stores.describe_os_error(OSError(code, os.strerror(code)), staging))
@@ -311,6 +319,7 @@ def main():
         source=dict(type="str"),
         max_age=dict(type="str"),
         labels=dict(type="dict", default={}),
+        work_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

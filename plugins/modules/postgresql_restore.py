@@ -174,6 +174,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
@@ -211,7 +212,7 @@ class Restore(object):
 
     def open_payload(self):
         m = self.manifest
-        return self.store.open_file(m["host"], m["source"], m["set_id"], self.payload())
+        return self.store.open_payload(m["host"], m["source"], m["set_id"], self.payload())
 
     def stream(self, identity, consumer):
         """Run decode stages + ``consumer`` with the payload on stdin."""
@@ -264,16 +265,21 @@ class Restore(object):
             self.read_payload(identity, lambda stream: _archive.extract_tar(stream, target, what=what))
             return target
         decode = _jobs.decode_stages(self.module, m, identity)
-        if not decode:
-            return os.path.join(self.store.set_path(m["host"], m["source"], m["set_id"]), self.payload())
         target = os.path.join(work, "dump.pgc")
+        if not decode:
+            with self.open_payload() as handle:
+                with open(target, "wb") as sink:
+                    try:
+                        shutil.copyfileobj(handle, sink, 1024 * 1024)
+                    except OSError as exc:
+                        raise LifeboatError(_stores.describe_os_error(exc, "work_dir %s" % work))
+            return target
         self.cmd.append(_pipeline.describe(decode))
         with self.open_payload() as handle:
             with open(target, "wb") as sink:
                 try:
                     # A scratch copy for pg_restore -j: no write-back, no fsync.
-                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=dict(os.environ, **self.env()),
-                                          durable=False)
+                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=dict(os.environ, **self.env()))
                 except _pipeline.PipelineError as exc:
                     raise LifeboatError(self.explain(exc))
                 except _pipeline.SinkError as exc:
@@ -348,11 +354,11 @@ def main():
     try:
         if params["jobs"] < 1:
             raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
-        store = _stores.open_store(params["store"])
+        store = _store_kinds.open_store(params["store"])
         host = _jobs.default_host(params)
         manifest, chain = _jobs.load_set(store, host, params["source"], params["set_id"])
         result.update(set_id=manifest["set_id"], bytes=manifest["bytes"], verified_files=len(manifest["files"]),
-                      path=store.set_path(host, params["source"], manifest["set_id"]))
+                      path=store.location(host, params["source"], manifest["set_id"]))
         if manifest["engine"] != "postgresql":
             raise LifeboatError("Set %s was made by %s, not PostgreSQL; use that engine's restore module."
                                 % (manifest["set_id"], manifest["engine"]))

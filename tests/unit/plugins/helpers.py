@@ -25,6 +25,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 
 UTC = datetime.timezone.utc
 
@@ -73,6 +74,9 @@ class FakeStore(object):
 
     def partials(self, host, source):
         return list(self.partial_names.get((host, source), []))
+
+    def listing(self, host, source):
+        return _stores.Listing(self.set_ids(host, source), self.partials(host, source))
 
     def read_manifest(self, host, source, set_id):
         self.reads.append((host, source, set_id))
@@ -125,7 +129,7 @@ def make_set(store, host, source, set_id, files=None, parent=None, duration=60, 
     manifest["options"] = dict(options or {})
     started = set_id_time(set_id)
     _manifest.finish(manifest, started, started + datetime.timedelta(seconds=duration))
-    writer.commit(manifest)
+    writer.commit(_manifest.dumps(manifest), [f["name"] for f in manifest["files"]])
     return manifest
 
 

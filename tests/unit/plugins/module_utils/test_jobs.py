@@ -18,6 +18,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._catalog import ChainError, NoSetError
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
@@ -46,7 +47,7 @@ class Clock(object):
 
 @pytest.fixture
 def store(tmp_path):
-    return _stores.DirStore(str(tmp_path / "store"))
+    return _store_dir.DirStore({"path": str(tmp_path / "store")})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def recipient(tmp_path_factory):
 
 
 def printf_produce(data="hello backup", name="data.txt", stages_after=()):
-    def produce(writer, manifest):
+    def produce(writer, manifest, workspace=None):
         _jobs.write_stream(writer, manifest, name, [Stage("printf", ["printf", "%s", data])] + list(stages_after))
     return produce
 
@@ -220,7 +221,7 @@ def test_recipient_fingerprint():
 def test_argument_specs():
     store = _jobs.store_argument_spec()
     assert store["store"]["required"] is True
-    assert store["store"]["options"]["kind"]["choices"] == ["dir"]
+    assert store["store"]["options"]["kind"]["choices"] == ["dir", "s3"]
     codec = _jobs.codec_argument_spec()
     assert codec["compression"]["default"] == "zstd"
     assert codec["encrypt_recipients"]["elements"] == "str"
@@ -242,13 +243,14 @@ def test_plan_and_run_commit_a_set(store):
     clock = Clock()
     one = job(store, clock, labels={"env": "prod", "tier": 1})
     plan = one.plan()
-    assert plan == {"action": "backup", "set_id": "20261126T031500Z-full",
-                    "path": store.set_path("db1", "app", "20261126T031500Z-full")}
+    assert plan == {"action": "backup", "set_id": "20261126T031500Z-full", "type": "full", "parent": None,
+                    "reason": "a full backup was asked for",
+                    "path": store.location("db1", "app", "20261126T031500Z-full")}
     # plan touches nothing
     assert not os.path.exists(store.root)
 
     manifest, extras = one.run(printf_produce("hello backup"))
-    assert extras == {"removed_partials": [], "skipped": False}
+    assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
     assert manifest["set_id"] == "20261126T031500Z-full"
     assert manifest["labels"] == {"env": "prod", "tier": "1"}
     assert manifest["files"][0]["name"] == "data.txt"
@@ -256,24 +258,24 @@ def test_plan_and_run_commit_a_set(store):
     assert store.set_ids("db1", "app") == ["20261126T031500Z-full"]
     assert store.read_manifest("db1", "app", "20261126T031500Z-full") == manifest
     assert store.verify_set(manifest) == []
-    with store.open_file("db1", "app", manifest["set_id"], "data.txt") as handle:
+    with store.open_payload("db1", "app", manifest["set_id"], "data.txt") as handle:
         assert handle.read() == b"hello backup"
     # lock released, no partial left
-    assert sorted(os.listdir(store.source_path("db1", "app"))) == ["20261126T031500Z-full"]
+    assert sorted(os.listdir(store.location("db1", "app"))) == ["20261126T031500Z-full"]
 
 
 @needs_zstd
 def test_run_with_compression_round_trips(store, tmp_path):
     codec = _jobs.Codec(FakeModule(), "zstd", 3)
     manifest, dummy = job(store, Clock()).run(
-        lambda writer, m: (_jobs.write_stream(writer, m, "data.txt" + codec.suffix(),
-                                              [Stage("printf", ["printf", "%s", "z" * 5000])] + codec.stages()),
-                           codec.record(m)))
+        lambda writer, m, *rest: (_jobs.write_stream(writer, m, "data.txt" + codec.suffix(),
+                                                     [Stage("printf", ["printf", "%s", "z" * 5000])] + codec.stages()),
+                                  codec.record(m)))
     assert manifest["compression"] == {"algorithm": "zstd", "level": 3}
     loaded, chain = _jobs.load_verified(store, "db1", "app")
     stages = _jobs.decode_stages(FakeModule(), loaded, None)
     out = str(tmp_path / "restored")
-    with store.open_file("db1", "app", loaded["set_id"], "data.txt.zst") as handle:
+    with store.open_payload("db1", "app", loaded["set_id"], "data.txt.zst") as handle:
         with open(out, "wb") as sink:
             _pipeline.run_to_sink(stages, sink, stdin=handle)
     with open(out, "rb") as handle:
@@ -318,7 +320,7 @@ def test_same_second_runs_get_suffixes(store):
 
 def test_run_cleans_stale_partial_and_lock(store):
     clock = Clock()
-    base = store.source_path("db1", "app")
+    base = store.location("db1", "app")
     os.makedirs(base)
     # A run that crashed: its partial set and its lock (a pid that no longer exists) are left behind.
     crashed = os.path.join(base, "20261126T020000Z-full.partial")
@@ -350,16 +352,16 @@ class Boom(Exception):
     pass
 
 
-def failing_after_write(writer, manifest):
+def failing_after_write(writer, manifest, workspace=None):
     _jobs.write_stream(writer, manifest, "data.txt", [Stage("printf", ["printf", "x"])])
     raise Boom("engine failed")
 
 
-def failing_pipeline(writer, manifest):
+def failing_pipeline(writer, manifest, workspace=None):
     _jobs.write_stream(writer, manifest, "data.txt", [Stage("producer", ["sh", "-c", "echo oops >&2; exit 2"])])
 
 
-def unlisted_file(writer, manifest):
+def unlisted_file(writer, manifest, workspace=None):
     with writer.open("stray") as handle:
         handle.write(b"x")
     _jobs.write_stream(writer, manifest, "data.txt", [Stage("printf", ["printf", "x"])])
@@ -371,16 +373,16 @@ def unlisted_file(writer, manifest):
         (failing_after_write, Boom),
         (failing_pipeline, _pipeline.PipelineError),
         (unlisted_file, _stores.StoreError),
-        (lambda writer, manifest: None, _manifest.ManifestError),  # no payload file at all
+        (lambda writer, manifest, *rest: None, _manifest.ManifestError),  # no payload file at all
     ],
 )
 def test_failed_produce_leaves_nothing(store, produce, error):
     with pytest.raises(error):
         job(store, Clock()).run(produce)
-    assert os.listdir(store.source_path("db1", "app")) == []  # no set, no .partial, no lock
+    assert os.listdir(store.location("db1", "app")) == []  # no set, no .partial, no lock
     # The next run is not disturbed.
     manifest, extras = job(store, Clock()).run(printf_produce())
-    assert extras == {"removed_partials": [], "skipped": False}
+    assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
 
 
 class FullDiskWriter(object):
@@ -451,7 +453,7 @@ def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
         job(store, Clock()).run(printf_produce())
     assert str(info.value).startswith("No space left on the device holding ")
     assert "data.txt" in str(info.value)
-    assert os.listdir(store.source_path("db1", "app")) == []
+    assert os.listdir(store.location("db1", "app")) == []
 
 
 @pytest.mark.parametrize(
@@ -475,7 +477,7 @@ def test_backup_result(store):
     assert result["skipped_reason"] is None
     assert result["set_id"] == manifest["set_id"]
     assert result["store"] == {"kind": "dir", "path": store.root}
-    assert result["path"] == store.set_path("db1", "app", manifest["set_id"])
+    assert result["path"] == store.location("db1", "app", manifest["set_id"])
     assert result["bytes"] == manifest["bytes"] and result["files"] == manifest["files"]
     assert result["cmd"] == [["printf", "x"]]
     assert "stale_lock" not in result
@@ -504,7 +506,7 @@ def test_load_verified_refuses_flipped_byte(store, victim):
     make_set(store, "db1", "app", "20261102T000000Z-incremental", parent="20261101T000000Z-full",
              files={"delta.xb": b"delta data"})
     name = "dump.pgc" if victim.endswith("full") else "delta.xb"
-    path = os.path.join(store.set_path("db1", "app", victim), name)
+    path = os.path.join(store.location("db1", "app", victim), name)
     with open(path, "r+b") as handle:
         first = handle.read(1)
         handle.seek(0)
@@ -524,7 +526,7 @@ def test_load_verified_errors(store):
     with pytest.raises(NoSetError, match="Set 20261231T000000Z-full is not in the store"):
         _jobs.load_verified(store, "db1", "app", "20261231T000000Z-full")
     make_set(store, "db1", "app", "20261103T000000Z-full")
-    with open(os.path.join(store.set_path("db1", "app", "20261103T000000Z-full"), "manifest.json"), "w") as handle:
+    with open(os.path.join(store.location("db1", "app", "20261103T000000Z-full"), "manifest.json"), "w") as handle:
         handle.write("{}")
     with pytest.raises(_manifest.ManifestError, match="has no 'format_version' field"):
         _jobs.load_verified(store, "db1", "app", "20261103T000000Z-full")
@@ -534,7 +536,7 @@ def test_load_set_does_not_hash_and_verify_chain_does(store):
     make_set(store, "db1", "app", "20261101T000000Z-full", files={"dump.pgc": b"base"})
     make_set(store, "db1", "app", "20261102T000000Z-incremental", parent="20261101T000000Z-full",
              files={"delta": b"delta"})
-    os.unlink(os.path.join(store.set_path("db1", "app", "20261101T000000Z-full"), "dump.pgc"))
+    os.unlink(os.path.join(store.location("db1", "app", "20261101T000000Z-full"), "dump.pgc"))
     manifest, chain = _jobs.load_set(store, "db1", "app")
     assert manifest["set_id"] == "20261102T000000Z-incremental"
     assert [m["set_id"] for m in chain] == ["20261101T000000Z-full", "20261102T000000Z-incremental"]
@@ -641,7 +643,7 @@ def test_encrypted_backup_restores_with_identity_file_only(store, recipient):
     public, identity = recipient
     codec = _jobs.Codec(FakeModule(), "zstd", None, 0, [public])
 
-    def produce(writer, manifest):
+    def produce(writer, manifest, workspace=None):
         _jobs.write_stream(writer, manifest, "data.txt" + codec.suffix(),
                            [Stage("printf", ["printf", "%s", "top secret rows"])] + codec.stages())
         codec.record(manifest)
@@ -654,7 +656,7 @@ def test_encrypted_backup_restores_with_identity_file_only(store, recipient):
     with open(identity) as handle:
         secret = [line for line in handle.read().splitlines() if line.startswith("AGE-SECRET-KEY-")][0]
     assert all(secret not in arg for stage in stages for arg in stage.argv)
-    with store.open_file("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
+    with store.open_payload("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
         out, dummy = _pipeline.run_from_source(stages + [Stage("cat", ["cat"])], handle)
     assert out == "top secret rows"
 
@@ -681,7 +683,7 @@ def test_encrypted_set_restores_with_an_in_memory_identity(store, recipient, tmp
         stages = _jobs.decode_stages(FakeModule(), manifest, ident)
         assert [(s.name, s.pass_fds) for s in stages] == [("age", ident.pass_fds), ("zstd", ())]
         assert stages[0].argv[-2:] == ["-i", ident.path]
-        with store.open_file("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
+        with store.open_payload("db1", "app", manifest["set_id"], "data.txt.zst.age") as handle:
             out, dummy = _pipeline.run_from_source(stages + [Stage("cat", ["cat"])], handle)
         assert out == "top secret rows"
         assert os.listdir(str(scratch)) == []
@@ -703,7 +705,7 @@ def test_no_set_names_host_source_store_and_what_exists(store):
     assert str(info.value) == where + "; sources of db1 there: app_v2, cluster, globals."
     # A source with only a broken set says so.
     make_set(store, "db1", "app", "20261101T000000Z-full")
-    with open(os.path.join(store.set_path("db1", "app", "20261101T000000Z-full"), "manifest.json"), "w") as handle:
+    with open(os.path.join(store.location("db1", "app", "20261101T000000Z-full"), "manifest.json"), "w") as handle:
         handle.write("{}")
     with pytest.raises(NoSetError) as info:
         _jobs.load_set(store, "db1", "app")

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
 from ansible_collections.lifeboat.backup.plugins.modules import backup_info
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import at, make_set, run_module
@@ -26,7 +26,7 @@ def set_id_ago(seconds, set_type="full", now=None):
 
 @pytest.fixture
 def store(tmp_path):
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     make_set(store, "db1", "app", set_id_ago(3 * DAY), duration=0)
     make_set(store, "db1", "app", set_id_ago(3600, "incremental"), parent=set_id_ago(3 * DAY), duration=0)
     make_set(store, "db2", "app", set_id_ago(3 * DAY), duration=0)
@@ -34,7 +34,7 @@ def store(tmp_path):
     with writer.open("dump.pgc") as handle:
         handle.write(b"half")
     make_set(store, "db2", "crm", set_id_ago(2 * DAY), duration=0)
-    with open(os.path.join(store.set_path("db2", "crm", set_id_ago(2 * DAY)), "manifest.json"), "w") as handle:
+    with open(os.path.join(store.location("db2", "crm", set_id_ago(2 * DAY)), "manifest.json"), "w") as handle:
         handle.write("[]")
     return store
 
@@ -74,7 +74,7 @@ def test_report_contents(store):
 
 
 def test_main_lists_and_reports(monkeypatch, tmp_path):
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     now = utcnow()
     make_set(store, "db1", "app", set_id_ago(3 * DAY, now=now), duration=0)
     make_set(store, "db2", "app", set_id_ago(600, now=now), duration=0)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.modules import backup_verify
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_set, run_module
@@ -21,13 +21,13 @@ BROKEN = "20261103T000000Z-full"
 
 @pytest.fixture
 def store(tmp_path):
-    store = _stores.DirStore(str(tmp_path / "store"))
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
     make_set(store, "db1", "app", GOOD, files={"dump.pgc": b"good data"})
     make_set(store, "db1", "app", BAD, files={"dump.pgc": b"soon bad", "globals.sql": b"ok"})
-    with open(os.path.join(store.set_path("db1", "app", BAD), "dump.pgc"), "r+b") as handle:
+    with open(os.path.join(store.location("db1", "app", BAD), "dump.pgc"), "r+b") as handle:
         handle.write(b"S")
     make_set(store, "db1", "app", BROKEN)
-    with open(os.path.join(store.set_path("db1", "app", BROKEN), "manifest.json"), "w") as handle:
+    with open(os.path.join(store.location("db1", "app", BROKEN), "manifest.json"), "w") as handle:
         handle.write("{")
     make_set(store, "db2", "crm", GOOD)
     return store

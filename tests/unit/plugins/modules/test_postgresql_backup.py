@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FAKE_DUMP, run_module
 
@@ -58,8 +58,8 @@ def test_backup_then_idempotent_rerun(monkeypatch, tmp_path, pg, store_path):
     assert result["changed"] is True
     assert result["skipped_reason"] is None
     assert _manifest.SET_ID_RE.match(result["set_id"]).group(2) == "full"
-    store = _stores.DirStore(store_path)
-    assert result["path"] == store.set_path("db1", "app", result["set_id"])
+    store = _store_dir.DirStore({"path": store_path})
+    assert result["path"] == store.location("db1", "app", result["set_id"])
     assert result["store"] == {"kind": "dir", "path": store_path}
     assert [f["name"] for f in result["files"]] == ["dump.pgc.zst"]
     assert result["position"] == {"server_version": "15.18", "in_recovery": False, "lsn": "0/3000148", "timeline": 1}
@@ -133,7 +133,7 @@ def test_rerun_without_max_age_makes_a_new_set(monkeypatch, tmp_path, pg, store_
     args = args_for(pg, store_path)
     ids = [run_module(monkeypatch, tmp_path, postgresql_backup, args).result["set_id"] for dummy in range(2)]
     assert ids[0] != ids[1]
-    assert sorted(_stores.DirStore(store_path).set_ids("db1", "app")) == sorted(ids)
+    assert sorted(_store_dir.DirStore({"path": store_path}).set_ids("db1", "app")) == sorted(ids)
 
 
 @pytest.mark.parametrize(
@@ -156,9 +156,9 @@ def test_failures_are_one_sentence_and_leave_no_set(monkeypatch, tmp_path, pg, s
     outcome = run_module(monkeypatch, tmp_path, postgresql_backup, args_for(pg, store_path))
     assert outcome.failed
     assert outcome.result["msg"] == msg
-    store = _stores.DirStore(store_path)
+    store = _store_dir.DirStore({"path": store_path})
     assert store.set_ids("db1", "app") == []
-    base = store.source_path("db1", "app")
+    base = store.location("db1", "app")
     assert not os.path.exists(base) or os.listdir(base) == []  # no set, no .partial, no lock
     if tool == "psql":
         assert dumps(pg) == []
@@ -177,8 +177,10 @@ def test_directory_format_in_parallel(monkeypatch, tmp_path, pg, store_path):
     assert dump["passfile"] == SOCKET + ":5432:*:postgres:s3cr\\:et\\\\pw\n"
     assert argv[1:6] == ["--no-password", "-F", "d", "-Z0", "-j"] and argv[6] == "3" and argv[-2:] == ["-d", "app"]
     staging = argv[argv.index("-f") + 1]
-    assert staging.startswith(os.path.join(_stores.DirStore(store_path).source_path("db1", "app"), result["set_id"]
-                                           + ".partial"))
+    # pg_dump -Fd writes into a local workspace, never inside the store
+    assert not staging.startswith(store_path)
+    assert staging.startswith(str(tmp_path))
+    assert not os.path.exists(staging)
     assert sorted(os.listdir(result["path"])) == ["dump.dir.tar", "manifest.json"]
     with tarfile.open(os.path.join(result["path"], "dump.dir.tar")) as archive:
         names = sorted(n for n in archive.getnames() if n not in (".", "./"))
@@ -198,7 +200,7 @@ def test_pg_dumpall_globals(monkeypatch, tmp_path, pg, store_path):
                                   compression="gzip", compression_level=9))
     assert not outcome.failed, outcome.result
     result = outcome.result
-    store = _stores.DirStore(store_path)
+    store = _store_dir.DirStore({"path": store_path})
     assert store.set_ids("db1", "globals") == [result["set_id"]]
     assert [f["name"] for f in result["files"]] == ["dumpall.sql.gz"]
     (dump,) = [c for c in pg.calls("pg_dumpall") if c["argv"][1:] != ["--version"]]
@@ -251,8 +253,8 @@ def test_missing_tool_in_pg_bin_dir(monkeypatch, tmp_path, pg, store_path):
 
 
 def test_stale_leftovers_are_cleaned_and_reported(monkeypatch, tmp_path, pg, store_path):
-    store = _stores.DirStore(store_path)
-    base = store.source_path("db1", "app")
+    store = _store_dir.DirStore({"path": store_path})
+    base = store.location("db1", "app")
     os.makedirs(os.path.join(base, "20260101T000000Z-full.partial"))
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -292,4 +294,4 @@ def test_directory_dump_into_a_full_store(monkeypatch, tmp_path, pg, store_path,
     assert outcome.failed
     msg = outcome.result["msg"]
     assert msg.startswith(sentence) and ".partial/staging" in msg and store_path in msg
-    assert os.listdir(_stores.DirStore(store_path).source_path("db1", "app")) == []
+    assert os.listdir(_store_dir.DirStore({"path": store_path}).location("db1", "app")) == []

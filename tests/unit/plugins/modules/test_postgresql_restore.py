@@ -16,6 +16,7 @@ import tarfile
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
@@ -195,13 +196,15 @@ def test_parallel_restore_unpacks_into_work_dir(monkeypatch, tmp_path, pg, store
     assert os.listdir(str(work)) == []  # the unpacked copy is removed
 
 
-def test_uncompressed_parallel_restore_reads_the_set_in_place(monkeypatch, tmp_path, pg, store_path):
+def test_uncompressed_parallel_restore_copies_out_of_the_store(monkeypatch, tmp_path, pg, store_path):
     made = backup(monkeypatch, tmp_path, pg, store_path, compression="none")
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, jobs=2)
     assert not outcome.failed, outcome.result
     (call,) = log.calls("pg_restore")
-    assert call["argv"][-1] == os.path.join(made["path"], "dump.pgc")
+    # pg_restore -j reads a private copy: no tool is pointed at a path inside the store
+    assert not call["argv"][-1].startswith(made["path"])
+    assert call["argv"][-1].endswith("dump.pgc")
     assert pg.restored() == [FAKE_DUMP]
 
 
@@ -320,7 +323,7 @@ def test_bad_requests(monkeypatch, tmp_path, pg, store_path, extra, fragment):
 
 
 def test_set_of_another_engine_is_refused(monkeypatch, tmp_path, pg, store_path):
-    store = _stores.DirStore(store_path)
+    store = _store_dir.DirStore({"path": store_path})
     make_set(store, "db1", "app", "20261101T000000Z-full", engine="mysql", method="mysqldump")
     outcome = restore(monkeypatch, tmp_path, pg, store_path)
     assert outcome.failed
@@ -371,7 +374,7 @@ def forged_directory_set(store_path, compression):
         payload = subprocess.run([shutil.which("zstd"), "-q", "-c"], input=payload, stdout=subprocess.PIPE,
                                  check=True).stdout
         name += ".zst"
-    return make_set(_stores.DirStore(store_path), "db1", "app", "20261101T000000Z-full", files={name: payload},
+    return make_set(_store_dir.DirStore({"path": store_path}), "db1", "app", "20261101T000000Z-full", files={name: payload},
                     compression=compression, options={"format": "directory", "database": "app", "jobs": 1})
 
 

@@ -1,0 +1,743 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""The ``dir`` store: a directory on a local or mounted file system.
+
+Layout::
+
+    <root>/<host>/<source>/<set_id>/manifest.json   complete set (manifest written last)
+    <root>/<host>/<source>/<set_id>.partial/        work in progress or a crashed run
+    <root>/<host>/<source>/<set_id>.deleting/       a deletion in progress
+    <root>/<host>/<source>/.lock                    one writer per source
+    <root>/<host>/<source>/objects/...              the object namespace
+
+Below the root nothing is reached by path: every step opens the next
+directory relative to the previous one's descriptor with ``O_NOFOLLOW``, so a
+symbolic link planted anywhere in the store is refused, never followed. Files
+are opened ``O_NOFOLLOW | O_NONBLOCK`` and must be regular files, so a FIFO or
+device is refused at once instead of blocking.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import stat
+import threading
+
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._stores import (
+    DELETING_SUFFIX,
+    LOCK_NAME,
+    MAX_LOCK_BYTES,
+    OBJECTS_DIR,
+    PARTIAL_SUFFIX,
+    StoreError,
+    UnsafeEntryError,
+    describe_os_error,
+    escape,
+)
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+# While copying, ask the kernel to write back every FLUSH_EVERY bytes (in a thread).
+FLUSH_EVERY = 64 * 1024 * 1024
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+OPTIONS = dict(
+    path=dict(type="path"),
+    allow_shared=dict(type="bool", default=False),
+)
+
+
+def _fsync_fd(fd):
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS):
+            raise
+
+
+class _Dir(object):
+    """An open directory inside the store (a descriptor), closed on exit."""
+
+    def __init__(self, fd, where):
+        self.fd = fd
+        self.where = where
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def path(self, name=None):
+        return os.path.join(self.where, name) if name else self.where
+
+    def entry_type(self, name):
+        """'dir', 'file', 'link', 'other' or None (absent), without following links."""
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return "dir"
+        if stat.S_ISREG(st.st_mode):
+            return "file"
+        if stat.S_ISLNK(st.st_mode):
+            return "link"
+        return "other"
+
+    def names(self):
+        try:
+            return sorted(os.listdir(self.fd))
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, self.where))
+
+    def sub(self, name, create=False):
+        """Open the subdirectory ``name`` (never through a link); create it (0700) if asked."""
+        try:
+            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.path(name))
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as exc:
+            raise self._unsafe(exc, name)
+        try:
+            os.mkdir(name, DIR_MODE, dir_fd=self.fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, self.path(name)))
+        try:
+            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.path(name))
+        except OSError as exc:
+            raise self._unsafe(exc, name)
+
+    def _unsafe(self, exc, name):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = self.entry_type(name)
+            what = {"link": "a symbolic link", "file": "a file", "other": "a special file"}.get(kind, "not a directory")
+            return UnsafeEntryError("%s is %s, not a directory; the store never follows links, so it is refused."
+                                    % (escape(self.path(name)), what))
+        return StoreError(describe_os_error(exc, escape(self.path(name))))
+
+    def open_file(self, name, limit=None):
+        """Open a regular file for reading; a link, FIFO or device is refused at once."""
+        try:
+            fd = os.open(name, O_READ, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeEntryError("%s is a symbolic link; the store never follows links, so it is refused."
+                                       % escape(self.path(name)))
+            raise StoreError(describe_os_error(exc, escape(self.path(name))))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeEntryError("%s is not a regular file (a FIFO, device or directory); it is refused."
+                                       % escape(self.path(name)))
+            if limit is not None and st.st_size > limit:
+                raise _manifest.ManifestError("%s is %d bytes, more than the limit of %d; it is refused unread."
+                                              % (escape(self.path(name)), st.st_size, limit))
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb", buffering=0)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read_bounded(self, name, limit):
+        with self.open_file(name, limit) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise _manifest.ManifestError("%s is more than the limit of %d bytes; it is refused."
+                                          % (escape(self.path(name)), limit))
+        return data
+
+    def create_file(self, name):
+        try:
+            return os.open(name, O_CREATE, FILE_MODE, dir_fd=self.fd)
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, escape(self.path(name))))
+
+    def remove_tree(self, name):
+        """Remove the directory ``name`` and its contents; never through a link."""
+        kind = self.entry_type(name)
+        if kind is None:
+            return
+        if kind != "dir":
+            raise UnsafeEntryError("%s is not a plain directory; it is left alone." % escape(self.path(name)))
+        shutil.rmtree(name, dir_fd=self.fd)
+
+    def fsync(self):
+        _fsync_fd(self.fd)
+
+
+class _Flusher(threading.Thread):
+    """Pushes written data to disk while the copy goes on, so the final fsync is short."""
+
+    def __init__(self, fd):
+        super(_Flusher, self).__init__(name="lifeboat-flusher")
+        self.daemon = True
+        self.fd = fd
+        self.wake = threading.Event()
+        self.done = False
+        self.error = None
+
+    def run(self):
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.done:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                self.error = exc
+                return
+
+    def finish(self):
+        self.done = True
+        self.wake.set()
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+class DirSink(_stores.Sink):
+    """A payload file in a partial set: written through, flushed as it grows, fsynced on close."""
+
+    def __init__(self, fd, name, flush_every=FLUSH_EVERY):
+        self.fd = fd
+        self.name = name
+        self.flush_every = flush_every
+        self.written = 0
+        self.kicked = 0
+        self.flusher = None
+
+    def write(self, data):
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        finally:
+            view.release()
+        self.written += len(data)
+        if self.written - self.kicked >= self.flush_every:
+            self.kicked = self.written
+            if self.flusher is None:
+                self.flusher = _Flusher(self.fd)
+                self.flusher.start()
+            self.flusher.wake.set()
+
+    def close(self):
+        if self.fd is None:
+            return
+        try:
+            if self.flusher is not None:
+                self.flusher.finish()
+            os.fsync(self.fd)
+        finally:
+            self._stop()
+
+    def _stop(self):
+        if self.flusher is not None and self.flusher.is_alive():
+            self.flusher.done = True
+            self.flusher.wake.set()
+            self.flusher.join()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def abort(self):
+        try:
+            self._stop()
+        except OSError:
+            pass
+
+
+class DirSetWriter(_stores.SetWriter):
+    """Writes one set under ``<set_id>.partial`` and renames it into place on commit."""
+
+    def __init__(self, store, host, source, set_id):
+        self.store = store
+        self.set_id = set_id
+        self.partial = set_id + PARTIAL_SUFFIX
+        self.source_dir = store._source_dir(host, source, create=True)
+        self.dir = None
+        self.sinks = []
+        self.committed = False
+        try:
+            os.mkdir(self.partial, DIR_MODE, dir_fd=self.source_dir.fd)
+            self.dir = self.source_dir.sub(self.partial)
+        except OSError as exc:
+            self.source_dir.close()
+            raise StoreError(describe_os_error(exc, escape(self.source_dir.path(self.partial))))
+        except BaseException:
+            self.source_dir.close()
+            raise
+
+    def open(self, name):
+        _stores.check_file_name(name)
+        sink = DirSink(self.dir.create_file(name), self.dir.path(name))
+        self.sinks.append(sink)
+        return sink
+
+    def commit(self, raw_manifest, names):
+        try:
+            present = sorted(n for n in self.dir.names())
+            if present != sorted(names):
+                raise StoreError("Refusing to commit %s: the files on disk %s differ from the manifest %s."
+                                 % (self.dir.where, present, sorted(names)))
+            for name in present:
+                with self.dir.open_file(name) as handle:
+                    os.fsync(handle.fileno())
+            tmp = _manifest.MANIFEST_NAME + ".tmp"
+            fd = self.dir.create_file(tmp)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw_manifest)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, _manifest.MANIFEST_NAME, src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd)
+            self.dir.fsync()
+            os.rename(self.partial, self.set_id, src_dir_fd=self.source_dir.fd, dst_dir_fd=self.source_dir.fd)
+            self.source_dir.fsync()
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, self.dir.where))
+        self.committed = True
+        self._close()
+
+    def _close(self):
+        for sink in self.sinks:
+            sink.abort()
+        if self.dir is not None:
+            self.dir.close()
+            self.dir = None
+        self.source_dir.close()
+
+    def abort(self):
+        if self.committed:
+            return
+        if self.dir is not None:
+            for sink in self.sinks:
+                sink.abort()
+            self.dir.close()
+            self.dir = None
+            try:
+                self.source_dir.remove_tree(self.partial)
+            except (OSError, StoreError):
+                pass
+        self.source_dir.close()
+
+
+class DirLock(_stores.Lock):
+    """``<source>/.lock``, created atomically with link(); files made O_EXCL | O_NOFOLLOW."""
+
+    def __init__(self, store, host, source, ttl=86400.0, now=None):
+        self.store = store
+        self.host = host
+        self.source = source
+        self.ttl = ttl
+        self.now = now or utcnow
+        self.set_id = None
+        self.stale = None
+        self.held = False
+        self.dir = None
+
+    @property
+    def where(self):
+        return self.dir.path(LOCK_NAME) if self.dir else "the lock"
+
+    def _write_temp(self):
+        tmp = "%s.%d.tmp" % (LOCK_NAME, os.getpid())
+        try:
+            os.unlink(tmp, dir_fd=self.dir.fd)  # a leftover of this pid's earlier life (never followed)
+        except FileNotFoundError:
+            pass
+        fd = self.dir.create_file(tmp)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_stores.lock_info(self.now(), self.ttl, self.set_id), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp
+
+    def acquire(self):
+        self.dir = self.store._source_dir(self.host, self.source, create=True)
+        try:
+            for dummy in range(20):
+                try:
+                    tmp = self._write_temp()
+                    try:
+                        # link() fails if the lock exists: creation and contents are one atomic step.
+                        os.link(tmp, LOCK_NAME, src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd, follow_symlinks=False)
+                    finally:
+                        os.unlink(tmp, dir_fd=self.dir.fd)
+                except FileExistsError:
+                    self._handle_existing()
+                    continue
+                except OSError as exc:
+                    raise StoreError(describe_os_error(exc, escape(self.where)))
+                self.held = True
+                return self
+            raise _stores.LockedError("Could not take the lock %s: it keeps changing hands." % escape(self.where))
+        except BaseException:
+            if not self.held:
+                self.dir.close()
+                self.dir = None
+            raise
+
+    def _read(self):
+        try:
+            raw = self.dir.read_bounded(LOCK_NAME, MAX_LOCK_BYTES)
+            info = json.loads(raw.decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, RecursionError, _manifest.ManifestError, StoreError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def _handle_existing(self):
+        kind = self.dir.entry_type(LOCK_NAME)
+        if kind not in (None, "file"):
+            raise UnsafeEntryError("The lock %s is not a regular file (%s); remove it by hand after checking the store."
+                                   % (escape(self.where), kind))
+        info = self._read()
+        if info is None:
+            return
+        state = _stores.lock_holder_state(info, socket.gethostname(), self.now())
+        if state == "live":
+            raise _stores.LockedError(_stores.locked_message(info, escape(self.where)))
+        # Stale: move it aside atomically so that only one contender takes over.
+        aside = "%s.stale-%d" % (LOCK_NAME, os.getpid())
+        try:
+            os.rename(LOCK_NAME, aside, src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd)
+        except FileNotFoundError:
+            return
+        try:
+            moved = json.loads(self.dir.read_bounded(aside, MAX_LOCK_BYTES).decode("utf-8"))
+        except (OSError, ValueError, RecursionError, _manifest.ManifestError, StoreError):
+            moved = {}
+        if moved != info and isinstance(moved, dict) and moved:
+            # A contender replaced the stale lock meanwhile: put its lock back.
+            try:
+                os.link(aside, LOCK_NAME, src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd, follow_symlinks=False)
+            except OSError:
+                pass
+            os.unlink(aside, dir_fd=self.dir.fd)
+            return
+        try:
+            os.unlink(aside, dir_fd=self.dir.fd)
+        except OSError:
+            pass
+        self.stale = _stores.stale_report(info, state)
+
+    def update(self, set_id):
+        self.set_id = set_id
+        if self.held:
+            try:
+                tmp = self._write_temp()
+                os.rename(tmp, LOCK_NAME, src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd)
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, escape(self.where)))
+
+    def release(self):
+        if self.held:
+            try:
+                os.unlink(LOCK_NAME, dir_fd=self.dir.fd)
+            except FileNotFoundError:
+                pass
+            self.held = False
+        if self.dir is not None:
+            self.dir.close()
+            self.dir = None
+
+
+class DirStore(_stores.Store):
+    """A store that is a directory on a local or mounted file system."""
+
+    kind = "dir"
+    capabilities = frozenset(["trees", "hard_links"])
+
+    def __init__(self, spec, runner=None):
+        path = spec.get("path")
+        if not path or not isinstance(path, str) or not os.path.isabs(path):
+            raise StoreError("The dir store path must be an absolute path, not %s." % ("%r" % escape(path) if path is not None else "None"))
+        self.root = os.path.normpath(path)
+        self.allow_shared = bool(spec.get("allow_shared"))
+
+    def describe(self):
+        return {"kind": self.kind, "path": self.root}
+
+    def location(self, host=None, source=None, set_id=None, name=None):
+        parts = [self.root] + [p for p in (host, source, set_id, name) if p]
+        return os.path.join(*parts)
+
+    def exists(self):
+        return os.path.isdir(self.root)
+
+    # -------------------------------------------------------------- walking
+    def _root_dir(self, create=False):
+        """The root, checked: its parent exists, and only its owner may write to it."""
+        parent = os.path.dirname(self.root)
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+            if not os.path.isdir(parent):
+                raise StoreError("The parent directory %s of the dir store does not exist; mount the backup disk "
+                                 "or create it first (the store is never created on an unmounted mount point)." % parent)
+            try:
+                os.mkdir(self.root, DIR_MODE)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, self.root))
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, "the dir store %s" % self.root))
+        mode = os.fstat(fd).st_mode
+        if mode & 0o022 and not self.allow_shared:
+            os.close(fd)
+            raise StoreError(
+                "The dir store %s is writable by group or others (mode %04o), so anyone there could plant sets; "
+                "run chmod go-w on it, or set allow_shared: true in the store options if that is intended."
+                % (self.root, stat.S_IMODE(mode)))
+        return _Dir(fd, self.root)
+
+    def _walk(self, parts, create=False):
+        current = self._root_dir(create=create)
+        try:
+            for part in parts:
+                nxt = current.sub(part, create=create)
+                current.close()
+                current = nxt
+        except BaseException:
+            current.close()
+            raise
+        return current
+
+    def _source_dir(self, host, source, create=False):
+        return self._walk([_manifest.check_name(host, "host"), _manifest.check_name(source, "source")], create)
+
+    def _set_dir(self, host, source, set_id):
+        return self._walk([_manifest.check_name(host, "host"), _manifest.check_name(source, "source"),
+                           _stores.check_set_id(set_id)])
+
+    # -------------------------------------------------------------- listing
+    def _plain_dirs(self, parts):
+        try:
+            with self._walk(parts) as directory:
+                return [n for n in directory.names()
+                        if _manifest.NAME_RE.match(n) and n not in (".", "..") and directory.entry_type(n) == "dir"]
+        except FileNotFoundError:
+            return []
+
+    def hosts(self):
+        return self._plain_dirs([])
+
+    def sources(self, host):
+        return self._plain_dirs([_manifest.check_name(host, "host")])
+
+    def listing(self, host, source):
+        try:
+            directory = self._source_dir(host, source)
+        except FileNotFoundError:
+            return _stores.Listing()
+        sets, partials, strays = [], [], []
+        with directory:
+            for name in directory.names():
+                base = name
+                for suffix in (PARTIAL_SUFFIX, DELETING_SUFFIX):
+                    if name.endswith(suffix):
+                        base = name[: -len(suffix)]
+                if not _manifest.SET_ID_RE.match(base):
+                    continue
+                kind = directory.entry_type(name)
+                if kind != "dir":
+                    strays.append({"name": escape(name), "problem": "not a plain directory (%s)" % kind})
+                    continue
+                if base != name:
+                    partials.append(name)
+                    continue
+                manifest_kind = _entry_in(directory, name, _manifest.MANIFEST_NAME)
+                if manifest_kind == "file":
+                    sets.append(name)
+                elif manifest_kind is None:
+                    strays.append({"name": escape(name), "problem": "no manifest (incomplete)"})
+                else:
+                    strays.append({"name": escape(name), "problem": "manifest is not a regular file (%s)" % manifest_kind})
+        return _stores.Listing(sets, partials, strays)
+
+    # -------------------------------------------------------------- reading
+    def read_manifest_bytes(self, host, source, set_id):
+        where = "The manifest of set %s/%s/%s" % (host, source, set_id)
+        try:
+            with self._set_dir(host, source, set_id) as directory:
+                return directory.read_bounded(_manifest.MANIFEST_NAME, _stores.MAX_MANIFEST_BYTES)
+        except FileNotFoundError:
+            raise _manifest.ManifestError("%s is missing (%s): the set is incomplete."
+                                          % (where, self.location(host, source, set_id, _manifest.MANIFEST_NAME)))
+
+    def open_payload(self, host, source, set_id, name):
+        _stores.check_file_name(name)
+        with self._set_dir(host, source, set_id) as directory:
+            return directory.open_file(name)
+
+    def payload_names(self, host, source, set_id):
+        with self._set_dir(host, source, set_id) as directory:
+            return [n for n in directory.names() if n != _manifest.MANIFEST_NAME]
+
+    # -------------------------------------------------------------- writing
+    def begin(self, host, source, set_id):
+        _stores.check_set_id(set_id)
+        return DirSetWriter(self, host, source, set_id)
+
+    def delete_set(self, host, source, set_id):
+        with self._source_dir(host, source) as directory:
+            doomed = set_id + DELETING_SUFFIX
+            try:
+                # Hide the set first so a half-deleted set never looks complete.
+                if directory.entry_type(_stores.check_set_id(set_id)) != "dir":
+                    raise UnsafeEntryError("Set %s/%s/%s is not a plain directory; it is left alone."
+                                           % (host, source, escape(set_id)))
+                os.rename(set_id, doomed, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+                directory.fsync()
+                directory.remove_tree(doomed)
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, directory.path(set_id)))
+
+    def remove_partials(self, host, source):
+        """Drop leftovers of crashed runs (partial and half-deleted sets); only while holding the lock."""
+        removed = []
+        try:
+            directory = self._source_dir(host, source)
+        except FileNotFoundError:
+            return removed
+        with directory:
+            for name in self.listing(host, source).partials:
+                try:
+                    directory.remove_tree(name)
+                except (OSError, StoreError):
+                    continue
+                removed.append(name)
+        return removed
+
+    def lock(self, host, source, ttl=86400.0):
+        return DirLock(self, host, source, ttl)
+
+    # -------------------------------------------------------------- objects
+    def _object_dir(self, host, source, parts, create=False):
+        return self._walk([_manifest.check_name(host, "host"), _manifest.check_name(source, "source"), OBJECTS_DIR]
+                          + parts[:-1], create=create)
+
+    def put_object(self, host, source, name, reader):
+        parts = _stores.check_object_name(name)
+        with self._object_dir(host, source, parts, create=True) as directory:
+            base = parts[-1]
+            tmp = ".%s.%d.tmp" % (base, os.getpid())
+            try:
+                os.unlink(tmp, dir_fd=directory.fd)
+            except FileNotFoundError:
+                pass
+            fd = directory.create_file(tmp)
+            digest = hashlib.sha256()
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    while True:
+                        block = reader.read(_stores.CHUNK)
+                        if not block:
+                            break
+                        digest.update(block)
+                        handle.write(block)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(tmp, base, src_dir_fd=directory.fd, dst_dir_fd=directory.fd, follow_symlinks=False)
+                    outcome = "created"
+                except FileExistsError:
+                    with directory.open_file(base) as existing:
+                        dummy, other = _stores.hash_reader(existing)
+                    if other != digest.hexdigest():
+                        raise _stores.ObjectExistsError(
+                            "Object %s of %s/%s already exists with different content; it is never overwritten."
+                            % (name, host, source))
+                    outcome = "identical"
+                directory.fsync()
+                return outcome
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, directory.path(base)))
+            finally:
+                try:
+                    os.unlink(tmp, dir_fd=directory.fd)
+                except OSError:
+                    pass
+
+    def open_object(self, host, source, name):
+        parts = _stores.check_object_name(name)
+        with self._object_dir(host, source, parts) as directory:
+            return directory.open_file(parts[-1])
+
+    def list_objects(self, host, source, prefix=""):
+        found = []
+        try:
+            top = self._walk([_manifest.check_name(host, "host"), _manifest.check_name(source, "source"), OBJECTS_DIR])
+        except FileNotFoundError:
+            return found
+        stack = [(top, "")]
+        while stack:
+            directory, rel = stack.pop()
+            with directory:
+                for name in directory.names():
+                    if not _stores.OBJECT_PART_RE.match(name):
+                        continue
+                    full = rel + name
+                    kind = directory.entry_type(name)
+                    if kind == "file" and full.startswith(prefix):
+                        found.append(full)
+                    elif kind == "dir" and full.count("/") < _stores.OBJECT_MAX_DEPTH - 1:
+                        stack.append((directory.sub(name), full + "/"))
+        return sorted(found)
+
+    def delete_object(self, host, source, name):
+        parts = _stores.check_object_name(name)
+        try:
+            with self._object_dir(host, source, parts) as directory:
+                if directory.entry_type(parts[-1]) not in (None, "file"):
+                    raise UnsafeEntryError("Object %s is not a regular file; it is left alone." % name)
+                os.unlink(parts[-1], dir_fd=directory.fd)
+        except FileNotFoundError:
+            pass
+
+
+def _entry_in(directory, sub, name):
+    """The type of ``sub/name`` without following links, or None."""
+    try:
+        with directory.sub(sub) as inner:
+            return inner.entry_type(name)
+    except FileNotFoundError:
+        return None
+    except StoreError:
+        return "other"
+
+
+_stores.register_kind("dir", DirStore, OPTIONS, required=("path",))

@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The restore job skeleton: load, preconditions, verify the chain, identity, workspace, consume, finalise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._pipeline import Stage
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule, make_set
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
+
+FULL = "20261101T000000Z-full"
+INC = "20261102T000000Z-incremental"
+
+
+@pytest.fixture(params=["dir", "memory"])
+def kind(request, tmp_path):
+    return store_kinds.FACTORIES[request.param](tmp_path)
+
+
+class Engine(object):
+    """Streams every payload through cat into a file per member; records the order of calls."""
+
+    def __init__(self, out_dir, fail_preconditions=False):
+        self.out_dir = out_dir
+        self.calls = []
+        self.fail_preconditions = fail_preconditions
+        self.workspaces = []
+
+    def preconditions(self, job):
+        self.calls.append("preconditions")
+        if self.fail_preconditions:
+            raise LifeboatError("The target exists.")
+
+    def consume(self, job, member):
+        self.calls.append(member["set_id"])
+        self.workspaces.append(job.workspace)
+        assert os.path.isdir(job.workspace)
+        for entry in member["files"]:
+            target = os.path.join(self.out_dir, member["set_id"] + "-" + entry["name"])
+            job.unpack(member, entry["name"], target)
+
+    def finalise(self, job):
+        self.calls.append("finalise")
+
+
+def chain_store(kind):
+    store, tamper = kind
+    make_set(store, "db1", "app", FULL, files={"data": b"full data"})
+    make_set(store, "db1", "app", INC, files={"data": b"inc data"}, parent=FULL)
+    return store, tamper
+
+
+def test_chain_is_consumed_full_first(kind, tmp_path):
+    store, dummy = chain_store(kind)
+    engine = Engine(str(tmp_path))
+    job = _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path))
+    result = job.run(engine)
+    assert engine.calls == ["preconditions", FULL, INC, "finalise"]
+    assert (tmp_path / (FULL + "-data")).read_bytes() == b"full data"
+    assert (tmp_path / (INC + "-data")).read_bytes() == b"inc data"
+    assert result["set_id"] == INC and result["chain"] == [FULL, INC]
+    assert result["verified_files"] == 2 and result["changed"] is True
+    assert not os.path.exists(engine.workspaces[0])
+
+
+def test_check_mode_verifies_but_consumes_nothing(kind, tmp_path):
+    store, dummy = chain_store(kind)
+    engine = Engine(str(tmp_path))
+    result = _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path)).run(engine, check_mode=True)
+    assert engine.calls == ["preconditions"]
+    assert result["chain"] == [FULL, INC]
+
+
+def test_preconditions_come_before_hashing(kind, tmp_path):
+    store, tamper = chain_store(kind)
+    tamper("db1", "app", FULL, "data", b"tampered!")
+    engine = Engine(str(tmp_path), fail_preconditions=True)
+    with pytest.raises(LifeboatError, match="The target exists"):
+        _jobs.RestoreJob(FakeModule(), store, "db1", "app").run(engine)
+
+
+def test_a_corrupt_parent_stops_before_anything_is_consumed(kind, tmp_path):
+    store, tamper = chain_store(kind)
+    tamper("db1", "app", FULL, "data", b"tampered!")
+    engine = Engine(str(tmp_path))
+    with pytest.raises(LifeboatError, match="%s failed verification" % FULL):
+        _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path)).run(engine)
+    assert engine.calls == ["preconditions"]
+
+
+def test_an_encrypted_set_needs_an_identity(kind):
+    store, dummy = kind
+    make_set(store, "db1", "app", FULL, encryption={"method": "age", "recipients": ["sha256:" + "0" * 32]})
+    with pytest.raises(LifeboatError, match="pass age_identity"):
+        _jobs.RestoreJob(FakeModule(), store, "db1", "app").load()
+
+
+@pytest.mark.skipif(not shutil.which("zstd"), reason="zstd is not installed")
+def test_stream_decodes_into_the_consumer(tmp_path):
+    store, dummy = store_kinds.FACTORIES["memory"](tmp_path)
+    job = _jobs.BackupJob(store, "db1", "app", "test", "printf")
+    codec = _jobs.Codec(FakeModule(), "zstd")
+
+    def produce(writer, manifest, workspace):
+        _jobs.write_stream(writer, manifest, "data.zst", [Stage("printf", ["printf", "%s", "hello"])] + codec.stages())
+        codec.record(manifest)
+    job.run(produce)
+    out = tmp_path / "out"
+
+    class Cat(object):
+        def preconditions(self, job):
+            pass
+
+        def consume(self, job, member):
+            job.stream(member, "data.zst", [Stage("sh", ["sh", "-c", 'cat > "$0"', str(out)])])
+
+        def finalise(self, job):
+            pass
+    result = _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path)).run(Cat())
+    assert out.read_bytes() == b"hello"
+    assert result["cmd"][0][0][0].endswith("zstd")
