@@ -386,22 +386,18 @@ def test_failed_produce_leaves_nothing(store, produce, error):
 
 
 class FullDiskWriter(object):
-    """A set writer whose payload file is /dev/full: every write that reaches the disk fails with ENOSPC."""
+    """A set writer whose payload sink is /dev/full: every write that reaches the disk fails with ENOSPC."""
 
     def __init__(self, path):
         self.path = path
 
     def open(self, name):
-        return open("/dev/full", "wb")
-
-    def file_path(self, name):
-        return os.path.join(self.path, name)
+        return _store_dir.DirSink(os.open("/dev/full", os.O_WRONLY), os.path.join(self.path, name))
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 @pytest.mark.parametrize("head", ["", "abc"])
-def test_write_stream_full_disk_when_closing_is_one_sentence(tmp_path, head):
-    """A few bytes left in the file's buffer make close() hit the full disk again: still one StoreError."""
+def test_write_stream_full_disk_is_one_sentence(tmp_path, head):
     stages = [Stage("producer", ["sh", "-c", "printf '%s'; sleep 0.2; head -c 3000000 /dev/zero" % head])]
     with pytest.raises(_stores.StoreError) as info:
         _jobs.write_stream(FullDiskWriter(str(tmp_path)), _manifest.new_manifest(
@@ -410,38 +406,30 @@ def test_write_stream_full_disk_when_closing_is_one_sentence(tmp_path, head):
                                % os.path.join(str(tmp_path), "dump.pgc"))
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 def test_write_stream_full_disk_at_the_final_close(tmp_path):
-    """All data fits in the buffer: only close() meets the full disk."""
+    """All data was accepted: only the sink's close (fsync, upload completion) meets the full disk."""
 
-    synced = open(str(tmp_path / "fsync-target"), "wb")
-
-    class Sink(object):
-        """Data waits in a large buffer that only close() writes to /dev/full."""
-
-        def __init__(self):
-            self.handle = open("/dev/full", "wb", buffering=1 << 20)
+    class Sink(_stores.Sink):
+        name = str(tmp_path / "dump.pgc")
+        aborted = False
 
         def write(self, data):
-            return self.handle.write(data)
-
-        def flush(self):
-            pass
-
-        def fileno(self):
-            return synced.fileno()
+            return len(data)
 
         def close(self):
-            self.handle.close()
+            raise OSError(28, "No space left on device")
 
-    class BufferedOnly(FullDiskWriter):
+        def abort(self):
+            Sink.aborted = True
+
+    class ClosingFull(FullDiskWriter):
         def open(self, name):
             return Sink()
 
     with pytest.raises(_stores.StoreError, match="^No space left on the device holding .*dump.pgc"):
-        _jobs.write_stream(BufferedOnly(str(tmp_path)), _manifest.new_manifest(
+        _jobs.write_stream(ClosingFull(str(tmp_path)), _manifest.new_manifest(
             "20261126T031500Z-full", "db1", "app", "test", "printf"), "dump.pgc", [Stage("printf", ["printf", "abc"])])
-    synced.close()
+    assert Sink.aborted
 
 
 def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
@@ -668,7 +656,7 @@ def test_encrypted_set_restores_with_an_in_memory_identity(store, recipient, tmp
     public, identity = recipient
     codec = _jobs.Codec(FakeModule(), "zstd", None, 0, [public])
 
-    def produce(writer, manifest):
+    def produce(writer, manifest, *rest):
         _jobs.write_stream(writer, manifest, "data.txt" + codec.suffix(),
                            [Stage("printf", ["printf", "%s", "top secret rows"])] + codec.stages())
         codec.record(manifest)

@@ -287,11 +287,11 @@ def test_encrypted_backup(monkeypatch, tmp_path, pg, store_path):
 
 @pytest.mark.parametrize("error, sentence", [("No space left on device", "No space left on the device holding "),
                                              ("Disk quota exceeded", "Disk quota exceeded while writing ")])
-def test_directory_dump_into_a_full_store(monkeypatch, tmp_path, pg, store_path, error, sentence):
-    """pg_dump -Fd writes into the set's staging directory: a full store is named as such."""
+def test_directory_dump_into_a_full_workspace(monkeypatch, tmp_path, pg, store_path, error, sentence):
+    """pg_dump -Fd writes into the local workspace: a full disk there is named as such."""
     pg.behave({"pg_dump": {"rc": 1, "stderr": "pg_dump: error: could not write to output file: %s\n" % error}})
     outcome = run_module(monkeypatch, tmp_path, postgresql_backup, args_for(pg, store_path, format="directory"))
     assert outcome.failed
     msg = outcome.result["msg"]
-    assert msg.startswith(sentence) and ".partial/staging" in msg and store_path in msg
+    assert msg.startswith(sentence) and "lifeboat-backup-" in msg and store_path not in msg
     assert os.listdir(_store_dir.DirStore({"path": store_path}).location("db1", "app")) == []
