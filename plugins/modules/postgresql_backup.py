@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - lifeboat.backup._postgres
   - lifeboat.backup._store
   - lifeboat.backup._codec
+  - lifeboat.backup._signing
 attributes:
   check_mode:
     support: full
@@ -207,6 +208,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
@@ -234,7 +236,8 @@ def build_plan(module):
                         params["compression_threads"], params["encrypt_recipients"])
     job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or default_source,
                           "postgresql", method, labels=params["labels"], max_age=params["max_age"],
-                          work_dir=params["work_dir"] or module.tmpdir)
+                          work_dir=params["work_dir"] or module.tmpdir,
+                          signer=_codec.signer_from_params(params, runner_for(module)))
     bin_dir = params["pg_bin_dir"]
     plan = dict(store=store, codec=codec, job=job, method=method, format=fmt,
                 psql=_postgres.find_binary(module, "psql", bin_dir))
@@ -310,6 +313,7 @@ def main():
     argument_spec = _postgres.connection_argument_spec()
     argument_spec.update(_jobs.store_argument_spec())
     argument_spec.update(_jobs.codec_argument_spec())
+    argument_spec.update(_codec.signing_argument_spec())
     argument_spec.update(
         method=dict(type="str", default="pg_dump", choices=["pg_dump", "pg_dumpall"]),
         db=dict(type="str", aliases=["database"]),
@@ -325,6 +329,7 @@ def main():
         argument_spec=argument_spec,
         supports_check_mode=True,
         required_if=[("method", "pg_dump", ["db"])],
+        mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
     cmd = []

@@ -21,7 +21,9 @@ FAMILIES = {
     "store": ["store", "host"],
     "postgresql": ["login_host", "login_port", "login_user", "login_password", "login_unix_socket", "login_db",
                    "ssl_mode", "ca_cert", "ssl_cert", "ssl_key", "connect_timeout", "pg_bin_dir"],
-    "backup": ["compression", "compression_level", "compression_threads", "encrypt_recipients"],
+    "backup": ["compression", "compression_level", "compression_threads", "encrypt_recipients", "sign_key",
+               "sign_key_file"],
+    "trust": ["trusted_signers", "trusted_signers_file"],
     "restore": ["age_identity", "age_identity_file"],
 }
 
