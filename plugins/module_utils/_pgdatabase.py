@@ -181,6 +181,21 @@ class DatabaseEntries(object):
         return name
 
     def _add(self, r):
+        """Match one statement; only a statement that matched to its end changes anything."""
+        action = self._match(r)
+        r.end()
+        action()
+
+    def _set(self, **changes):
+        def apply():
+            for key, value in changes.items():
+                setattr(self, key, value)
+        return apply
+
+    def _append(self, items, item):
+        return lambda: items.append(item)
+
+    def _match(self, r):
         if r.maybe("create", "database"):
             if self.name is not None:
                 raise EntryError("a second CREATE DATABASE")
@@ -191,67 +206,60 @@ class DatabaseEntries(object):
                 key = r.name()
                 r.maybe_punct("=")
                 kind, value = r.peek()
-                if kind not in ("string", "word", "ident", "number"):
+                if kind not in ("string", "word", "ident"):
                     raise EntryError("bad option value")
                 r.pos += 1
-                options.append((key, value))
-            for key, value in options:
+                options.append((key, kind, value))
+            for key, kind, value in options:
                 if key == "template":
                     if value != "template0":
                         raise EntryError("template other than template0")
                 elif key == "locale_provider":
-                    if value not in LOCALE_PROVIDERS:
+                    if kind != "word" or value not in LOCALE_PROVIDERS:
                         raise EntryError("unknown locale provider")
-                elif key not in CREATE_OPTIONS:
+                elif key not in CREATE_OPTIONS or kind != "string":
                     raise EntryError("option %s is not carried" % key)
-            self.name = name
-            self.create = [(k, v) for k, v in options if k != "template"]
-        elif r.maybe("alter", "database"):
+            return self._set(name=name, create=[(k, v) for k, dummy, v in options if k != "template"])
+        if r.maybe("alter", "database"):
             self._database(r)
             if r.maybe("owner", "to"):
-                self.owner = r.name()
-            elif r.maybe("set"):
-                self.settings.append(self._setting(r))
-            elif r.maybe("connection", "limit") or r.maybe("with", "connection", "limit"):
+                return self._set(owner=r.name())
+            if r.maybe("set"):
+                return self._append(self.settings, self._setting(r))
+            if r.maybe("connection", "limit") or r.maybe("with", "connection", "limit"):
                 r.maybe_punct("=")
                 kind, value = r.peek()
                 if kind != "number":
                     raise EntryError("bad connection limit")
                 r.pos += 1
-                self.connection_limit = int(value)
-            elif r.maybe("is_template") or r.maybe("with", "is_template"):
+                return self._set(connection_limit=int(value))
+            if r.maybe("is_template") or r.maybe("with", "is_template"):
                 r.maybe_punct("=")
                 kind, value = r.peek()
                 if kind != "word" or value not in ("true", "false"):
                     raise EntryError("bad is_template")
                 r.pos += 1
-                self.is_template = value == "true"
-            else:
-                raise EntryError("unknown ALTER DATABASE")
-        elif r.maybe("alter", "role"):
+                return self._set(is_template=value == "true")
+            raise EntryError("unknown ALTER DATABASE")
+        if r.maybe("alter", "role"):
             role = r.name()
             r.keyword("in", "database")
             self._database(r)
             r.keyword("set")
             guc, values = self._setting(r)
-            self.role_settings.append((role, guc, values))
-        elif r.maybe("comment", "on", "database"):
+            return self._append(self.role_settings, (role, guc, values))
+        if r.maybe("comment", "on", "database"):
             self._database(r)
             r.keyword("is")
-            if r.maybe("null"):
-                self.comment = None
-            else:
-                self.comment = r.string()
-            self.has_comment = True
-        elif r.peek() in (("word", "grant"), ("word", "revoke")):
-            self.acl.append(self._acl(r))
-        elif r.maybe("set", "session", "authorization"):
-            self.acl.append(("become", r.name()))
-        elif r.maybe("reset", "session", "authorization"):
-            self.acl.append(("reset",))
-        else:
-            raise EntryError("unknown statement")
-        r.end()
+            comment = None if r.maybe("null") else r.string()
+            return self._set(comment=comment, has_comment=True)
+        if r.peek() in (("word", "grant"), ("word", "revoke")):
+            return self._append(self.acl, self._acl(r))
+        if r.maybe("set", "session", "authorization"):
+            return self._append(self.acl, ("become", r.name()))
+        if r.maybe("reset", "session", "authorization"):
+            return self._append(self.acl, ("reset",))
+        raise EntryError("unknown statement")
 
     def _setting(self, r):
         parts = [r.name()]
