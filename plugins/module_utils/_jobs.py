@@ -583,7 +583,7 @@ class RestoreJob(object):
 
     # ---------------------------------------------------------- payload access for engines
     def decode_stages(self, member):
-        return decode_stages(self.module, member, self.identity.path if self.identity else None)
+        return decode_stages(self.module, member, self.identity)
 
     def open(self, member, name):
         return self.store.open_payload(member["host"], member["source"], member["set_id"], name)

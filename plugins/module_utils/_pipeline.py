@@ -410,3 +410,45 @@ def run_to_consumer(stages, consume, stdin=None, env=None):
 def describe(stages):
     """The argv lists of a pipeline, for results (they never hold secrets)."""
     return [list(stage.argv) for stage in stages]
+
+
+def pump(stages, source, consume, env=None, chunk=CHUNK):
+    """Feed the open file ``source`` through ``stages`` and hand their output to ``consume``.
+
+    ``consume(block)`` gets the bytes in bounded blocks, in order; it returns
+    False to stop reading early (a consumer that needs only the head of the
+    stream), and then the stages are stopped and their exit status is not
+    judged. Without stages the source itself is read. Raises PipelineError if
+    a stage fails; whatever ``consume`` raises stops every stage first.
+    Returns True if the whole stream was consumed.
+    """
+    if not stages:
+        fd = source.fileno()
+        while True:
+            block = os.read(fd, chunk)
+            if not block:
+                return True
+            if consume(block) is False:
+                return False
+    running = _Running(stages, source, env)
+    try:
+        fd = running.stdout.fileno()
+        while True:
+            try:
+                block = os.read(fd, chunk)
+            except OSError as exc:
+                raise PipelineError("Reading the output of %s failed: %s." % (stages[-1].name, exc.strerror or exc),
+                                    stage=stages[-1].name)
+            if not block:
+                break
+            if consume(block) is False:
+                running.kill()
+                running.close()
+                return False
+    except BaseException:
+        running.kill()
+        running.close()
+        raise
+    running.wait()
+    running.check()
+    return True

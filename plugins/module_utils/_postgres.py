@@ -19,6 +19,7 @@ Connection settings travel as PG* environment variables, so that every tool
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -40,6 +41,10 @@ DUMP_FORMATS = {
     "plain": ("p", "dump.sql"),
 }
 DUMPALL_NAME = "dumpall.sql"
+
+# psql releases of August 2025 (CVE-2025-8714) added \restrict; a plain or pg_dumpall set is
+# replayed only by a psql that has it.
+RESTRICT_MINIMUM = "13.22, 14.19, 15.14, 16.10, 17.6 or 18.0"
 
 # Queried before a dump: server version, recovery state, WAL position, timeline.
 PROBE_SQL = (
@@ -185,11 +190,43 @@ def connection_env(params, dbname=None, passfile=None):
 
 
 def run_sql(module, psql, env, db, sql, tool="psql"):
-    """Run ``sql`` (read by psql from stdin, never argv) and return its unaligned output."""
+    """Run ``sql`` (read by psql from stdin, never argv) and return its unaligned output.
+
+    The SQL is UTF-8 text (names may hold any character), so psql is told so;
+    the server converts it to the database's encoding.
+    """
+    env = dict(env, PGCLIENTENCODING="UTF8")
     rc, out, err = runner_for(module).run(psql_query_argv(psql, db), data=sql, env=env, pass_fds=env_pass_fds(env))
     if rc != 0:
         raise PostgresError(explain_error(err, module.params, tool))
     return out
+
+
+def run_json(module, psql, env, db, sql):
+    """Run a query whose one result is a JSON value (names with tabs or line breaks survive); return it."""
+    out = run_sql(module, psql, env, db, sql)
+    lines = [line for line in out.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise PostgresError("Unexpected answer from PostgreSQL at %s: %r." % (where(module.params), out[:200]))
+    try:
+        return json.loads(lines[0])
+    except ValueError:
+        raise PostgresError("Unexpected answer from PostgreSQL at %s: %r." % (where(module.params), lines[0][:200]))
+
+
+def check_restrict(module, psql, env, db, version=None):
+    """Refuse a psql that has no ``\\restrict`` (restricted mode), which replaying a SQL set needs."""
+    key = "lifeboatprobe"
+    rc, out, err = module.run_command(psql_query_argv(psql, db), data="\\restrict %s\n\\unrestrict %s\nSELECT 1;\n" % (key, key),
+                                      environ_update=env, binary_data=True)
+    if rc == 0:
+        return
+    if "restrict" in err and ("invalid command" in err or "Invalid command" in err):
+        raise PostgresError(
+            "%s%s has no \\restrict, which a restore of a plain or pg_dumpall set needs to keep the set's SQL from "
+            "running client-side commands; use psql %s or later (pg_bin_dir)."
+            % (psql, (" (%s)" % version) if version else "", RESTRICT_MINIMUM))
+    raise PostgresError(explain_error(err, module.params, "psql"))
 
 
 def run_probe(module, psql, env, db):
@@ -208,6 +245,17 @@ def where(params):
     return "%s port %s" % (host, params.get("login_port") or 5432)
 
 
+def quote_conninfo(value):
+    """A libpq connection-string value: always quoted, so that it is a value and nothing else."""
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def dbname_arg(name):
+    """What to pass as ``-d``: libpq reads a bare ``-d`` value holding ``=`` as a whole connection
+    string, so a database name always travels as ``dbname='...'``."""
+    return "dbname=" + quote_conninfo(name)
+
+
 def pg_dump_argv(binary, db, fmt, jobs=1, output=None, extra=None):
     """pg_dump writes uncompressed output (-Z0): compression happens in the pipeline."""
     if fmt not in DUMP_FORMATS:
@@ -222,21 +270,23 @@ def pg_dump_argv(binary, db, fmt, jobs=1, output=None, extra=None):
     elif jobs and int(jobs) > 1:
         raise PostgresError("jobs > 1 needs format: directory (pg_dump runs in parallel only then).")
     argv += list(extra or [])
-    argv += ["-d", db]
+    argv += ["-d", dbname_arg(db)]
     return argv
 
 
-def pg_dumpall_argv(binary, globals_only=False, extra=None):
+def pg_dumpall_argv(binary, globals_only=False, extra=None, login_db=None):
     argv = [binary, "--no-password"]
     if globals_only:
         argv.append("--globals-only")
+    if login_db:
+        argv += ["-l", dbname_arg(login_db)]
     argv += list(extra or [])
     return argv
 
 
 def pg_restore_argv(binary, db, fmt, jobs=1, path=None, no_owner=False):
     """pg_restore into ``db``; from stdin unless ``path`` (parallel restore needs a file)."""
-    argv = [binary, "--no-password", "--exit-on-error", "-d", db]
+    argv = [binary, "--no-password", "--exit-on-error", "-d", dbname_arg(db)]
     if no_owner:
         argv += ["--no-owner", "--no-privileges"]
     if jobs and int(jobs) > 1:
@@ -255,7 +305,7 @@ def psql_argv(binary, db=None, single_transaction=False, stop_on_error=True, qui
     if single_transaction:
         argv.append("--single-transaction")
     if db:
-        argv += ["-d", db]
+        argv += ["-d", dbname_arg(db)]
     return argv
 
 
@@ -263,7 +313,7 @@ def psql_query_argv(binary, db=None):
     """psql for a query read from stdin; unaligned, tuples only, field separator TAB."""
     argv = [binary, "--no-password", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
     if db:
-        argv += ["-d", db]
+        argv += ["-d", dbname_arg(db)]
     return argv
 
 

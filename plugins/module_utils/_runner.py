@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import signal
 import subprocess
 
@@ -54,6 +55,19 @@ def _die_with_parent(parent_pid):
         if os.getppid() != parent_pid:
             os._exit(1)
     return _preexec
+
+
+_FD_PATH = re.compile(r"^/dev/fd/(\d+)\Z")
+
+
+def named_fds(env):
+    """Descriptors that ``env`` names as ``/dev/fd/N`` values."""
+    found = set()
+    for value in (env or {}).values():
+        match = _FD_PATH.match(value) if isinstance(value, str) else None
+        if match:
+            found.add(int(match.group(1)))
+    return found
 
 
 class CommandError(LifeboatError):
@@ -96,8 +110,14 @@ class Runner(object):
         return found
 
     def popen(self, argv, stdin=None, stdout=None, stderr=None, env=None, cwd=None, pass_fds=()):
-        """Start one process (the pipeline's building block)."""
+        """Start one process (the pipeline's building block).
+
+        A descriptor that the environment names as a file (``PGPASSFILE=/dev/fd/N``)
+        is inherited with ``pass_fds``: a secret handed over by name reaches
+        the child that was told about it, and no other.
+        """
         argv = [str(a) for a in argv]
+        pass_fds = tuple(sorted(set(pass_fds or ()) | named_fds(env)))
         try:
             return subprocess.Popen(
                 argv,

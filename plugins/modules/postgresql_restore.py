@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.backup._postgres
   - lifeboat.backup._store
+  - lifeboat.backup._signing.trust
 attributes:
   check_mode:
     support: full
@@ -161,9 +162,13 @@ cmd:
   elements: list
 """
 
+import hashlib
+import json
 import os
 import re
+import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -171,20 +176,130 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pgdatabase
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils import _psqlscript
+from ansible_collections.lifeboat.backup.plugins.module_utils import _runner
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
-MAX_IDENT = 63
-IGNORABLE_SQL_ERROR = re.compile(r"ERROR:\s+(role|database|tablespace|schema) \"[^\"]*\" already exists")
+MAX_IDENT = 63  # PostgreSQL cuts names at 63 bytes (NAMEDATALEN - 1)
+# The server quotes names in its messages without escaping, so a role called we"ird reads
+# role "we"ird" already exists: match to the end of the line.
+IGNORABLE_SQL_ERROR = re.compile(r"ERROR:\s+(role|database|tablespace|schema) \".*\" already exists\s*\Z")
+MARKER = "lifeboat.backup restore "
+SCRATCH = "scratch"
+OLD_COPY = "old copy"
+SWAP_ATTEMPTS = 3
+MAX_RENDER = 16 * 1024 * 1024
+MAX_WARNINGS = 100
 
 
-def scratch_name(target):
-    suffix = "_lifeboat_%d" % os.getpid()
-    return target[:MAX_IDENT - len(suffix)] + suffix
+def derived_name(target, tag):
+    """``target`` cut to fit ``tag`` within 63 bytes, at a character boundary, then ``tag``."""
+    room = MAX_IDENT - len(tag.encode("utf-8"))
+    return target.encode("utf-8")[:room].decode("utf-8", "ignore") + tag
+
+
+def scratch_name(target, run):
+    return derived_name(target, "_lifeboat_%s" % run)
+
+
+def aside_name(target, run):
+    return derived_name(target, "_lifeboat_old_%s" % run)
+
+
+def marker(kind, target, run):
+    """The comment that makes a database of this module recognisable to the next restore of ``target``."""
+    return MARKER + kind + " " + json.dumps({"target": target, "run": run}, sort_keys=True)
+
+
+def parse_marker(comment):
+    """(kind, target, run) of a marker comment, or None."""
+    if not isinstance(comment, str) or not comment.startswith(MARKER):
+        return None
+    for kind in (SCRATCH, OLD_COPY):
+        prefix = MARKER + kind + " "
+        if comment.startswith(prefix):
+            try:
+                data = json.loads(comment[len(prefix):])
+            except ValueError:
+                return None
+            if isinstance(data, dict) and isinstance(data.get("target"), str) and isinstance(data.get("run"), str):
+                return kind, data["target"], data["run"]
+    return None
+
+
+def lock_key(target):
+    """A signed 64-bit advisory lock key for restores into ``target``."""
+    digest = hashlib.sha256(b"lifeboat.backup restore\0" + target.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def q(name):
+    return _postgres.quote_ident(name)
+
+
+def lit(value):
+    return _postgres.quote_literal(value)
+
+
+class TargetLock(object):
+    """A session-level advisory lock on the restore target, held by a psql for the whole restore.
+
+    It keeps two restores of one target apart, and lets the next restore tell a
+    scratch database of a dead run (its psql died with it, the lock is free) from
+    one in use. The lock lives in the maintenance database.
+    """
+
+    def __init__(self, restore, target):
+        self.restore = restore
+        self.target = target
+        self.proc = None
+        self.log = None
+
+    def __enter__(self):
+        restore = self.restore
+        argv = _postgres.psql_query_argv(restore.psql, restore.maintenance)
+        self.log = tempfile.TemporaryFile()
+        self.proc = restore.runner.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                         env=restore.full_env(restore.maintenance))
+        try:
+            self.proc.stdin.write(b"SELECT pg_try_advisory_lock(%d);\n" % lock_key(self.target))
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline().strip()
+        except OSError:
+            answer = b""
+        if answer == b"t":
+            return self
+        self.log.seek(0)
+        err = self.log.read().decode("utf-8", "replace")
+        self.__exit__()
+        if answer == b"f":
+            raise LifeboatError('Another restore into database "%s" is running on PostgreSQL at %s; wait for it to finish.'
+                                % (self.target, _postgres.where(restore.params)))
+        raise LifeboatError(_postgres.explain_error(err, restore.params, "psql"))
+
+    def __exit__(self, *exc_info):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.stdout.close()
+            except OSError:
+                pass
+            self.proc.wait()
+            self.proc = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        return False
 
 
 class Restore(object):
@@ -196,16 +311,39 @@ class Restore(object):
         self.creds = creds
         self.manifest = manifest
         self.store = store
+        self.runner = _runner.runner_for(module)
         self.bin_dir = self.params["pg_bin_dir"]
         self.psql = _postgres.find_binary(module, "psql", self.bin_dir)
         self.maintenance = self.params["login_db"]
         self.cmd = []
+        self.changed = False
+        self.dumpall = manifest["method"] == "pg_dumpall"
+        self.fmt = self.check_format()
+
+    def check_format(self):
+        """The set's dump format, checked before anything happens: a set's options come from the store."""
+        options = self.manifest["options"]
+        fmt = options.get("format", "plain" if self.dumpall else "custom")
+        allowed = ("plain",) if self.dumpall else tuple(_postgres.DUMP_FORMATS)
+        if not isinstance(fmt, str) or fmt not in allowed:
+            raise LifeboatError("Set %s names the dump format %r, which postgresql_restore cannot restore (it knows %s)."
+                                % (self.manifest["set_id"], fmt, ", ".join(allowed)))
+        return fmt
 
     def env(self, db=None):
         return self.creds.env(db)
 
+    def full_env(self, db=None):
+        return dict(os.environ, **self.env(db))
+
     def sql(self, statement, db=None):
         return _postgres.run_sql(self.module, self.psql, self.env(db or self.maintenance), db or self.maintenance, statement)
+
+    def json(self, query):
+        return _postgres.run_json(self.module, self.psql, self.env(self.maintenance), self.maintenance, query)
+
+    def check_restrict(self):
+        _postgres.check_restrict(self.module, self.psql, self.env(self.maintenance), self.maintenance)
 
     def payload(self):
         return self.manifest["files"][0]["name"]
@@ -223,7 +361,7 @@ class Restore(object):
         self.cmd.append(_pipeline.describe(stages))
         with self.open_payload() as handle:
             try:
-                return _pipeline.run_from_source(stages, handle, env=dict(os.environ, **self.env()))
+                return _pipeline.run_from_source(stages, handle, env=self.full_env())
             except _pipeline.PipelineError as exc:
                 raise LifeboatError(self.explain(exc))
 
@@ -245,6 +383,7 @@ class Restore(object):
                 return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=dict(os.environ, **self.env()))
             except _pipeline.PipelineError as exc:
                 raise LifeboatError(self.explain(exc))
+    # ---------------------------------------------------------------- archives
 
     def unpack(self, identity, work):
         """Decode the payload into ``work``: a file (custom) or a directory (directory format).
@@ -254,7 +393,7 @@ class Restore(object):
         are extracted in Python under the same check (_archive).
         """
         m = self.manifest
-        if m["options"].get("format") == "directory":
+        if self.fmt == "directory":
             target = os.path.join(work, "dump")
             os.mkdir(target, 0o700)
             what = "the payload %s of set %s" % (self.payload(), m["set_id"])
@@ -279,32 +418,245 @@ class Restore(object):
             with open(target, "wb") as sink:
                 try:
                     # A scratch copy for pg_restore -j: no write-back, no fsync.
-                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=dict(os.environ, **self.env()))
+                    _pipeline.run_to_sink(decode, sink, stdin=handle, env=self.full_env())
                 except _pipeline.PipelineError as exc:
                     raise LifeboatError(self.explain(exc))
                 except _pipeline.SinkError as exc:
                     raise LifeboatError(_stores.describe_os_error(exc.os_error, "work_dir %s" % work))
         return target
 
-    def restore_database(self, identity, db, work):
+    def archive(self, identity, work):
+        """A path pg_restore can read (unpacked if need be), or None to stream a custom archive."""
+        if self.fmt == "directory":
+            return self.unpack(identity, work)
+        if self.params["jobs"] > 1 or not _jobs.decode_stages(self.module, self.manifest, identity):
+            return self.unpack(identity, work)
+        return None
+
+    def render_entries(self, identity, archive, work):
+        """The archive's database entries, as pg_restore --create renders them, parsed strictly."""
+        pg_restore = _postgres.find_binary(self.module, "pg_restore", self.bin_dir)
+        # A schema filter that matches nothing leaves only the entries about the database itself.
+        argv = [pg_restore, "--create", "-n", "lifeboat_no_schema_%s" % secrets.token_hex(8), "-f", "-",
+                "-F", _postgres.DUMP_FORMATS[self.fmt][0]]
+        if archive:
+            argv.append(archive)
+        self.cmd.append([argv])
+        with tempfile.TemporaryFile(dir=work) as out, tempfile.TemporaryFile(dir=work) as err:
+            proc = self.runner.popen(argv, stdin=subprocess.PIPE if not archive else None, stdout=out, stderr=err,
+                                     env=self.full_env())
+            try:
+                if not archive:
+                    self.feed_head(identity, proc)
+            finally:
+                if proc.stdin:
+                    try:
+                        proc.stdin.close()
+                    except OSError:
+                        pass
+                proc.wait()
+            if proc.returncode != 0:
+                err.seek(0)
+                raise LifeboatError("pg_restore cannot read the database entries of set %s: %s"
+                                    % (self.manifest["set_id"], _last_line(err.read())))
+            if out.tell() > MAX_RENDER:
+                raise LifeboatError("The database entries of set %s are larger than %d bytes; refusing them."
+                                    % (self.manifest["set_id"], MAX_RENDER))
+            out.seek(0)
+            return _pgdatabase.parse(out.read())
+
+    def feed_head(self, identity, proc):
+        """Stream the decoded payload into ``proc`` until it stops reading (it needs only the archive's head)."""
+        fd = proc.stdin.fileno()
+
+        def consume(block):
+            view = memoryview(block)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except BrokenPipeError:
+                return False
+            finally:
+                view.release()
+            return True
+
+        stages = _jobs.decode_stages(self.module, self.manifest, identity)
+        with self.open_payload() as handle:
+            try:
+                _pipeline.pump(stages, handle, consume, env=self.full_env())
+            except _pipeline.PipelineError as exc:
+                raise LifeboatError(self.explain(exc))
+
+    # ---------------------------------------------------------------- psql replay
+
+    def replay(self, identity, db, work, allow_connect, single_transaction, stop_on_error):
+        """Replay the set's SQL in restricted psql sessions; returns the finished Replay (close it)."""
+
+        def argv_for(name):
+            return _postgres.psql_argv(self.psql, name, single_transaction=single_transaction,
+                                       stop_on_error=stop_on_error) + ["-f", "-"]
+
+        stages = _jobs.decode_stages(self.module, self.manifest, identity)
+        self.cmd.append(_pipeline.describe(stages) + [argv_for(db)])
+        replay = _psqlscript.Replay(argv_for, self.full_env, db, allow_connect=allow_connect, spool_dir=work,
+                                    runner=self.runner)
+        try:
+            with self.open_payload() as handle:
+                try:
+                    _pipeline.pump(stages, handle, self._feeder(replay), env=self.full_env())
+                except _pipeline.PipelineError as exc:
+                    raise LifeboatError(self.explain(exc))
+            replay.finish()
+        except _psqlscript.ReplayError as exc:
+            replay.close()
+            raise LifeboatError(self.explain_session(exc.session))
+        except BaseException:
+            replay.close()
+            raise
+        return replay
+
+    def _feeder(self, replay):
+        def feed(block):
+            try:
+                replay.feed(block)
+            finally:
+                # A pg_dumpall replay changes the cluster as soon as its first psql runs.
+                if self.dumpall and replay.started:
+                    self.changed = True
+        return feed
+
+    def explain_session(self, session):
+        """One sentence for a psql of the replay that failed."""
+        for line, dummy, text in session.messages():
+            sentence = _postgres.explain_error(text, self.params, "psql")
+            if line is not None and line > 0:
+                sentence = "%s (line %d of the set's SQL)" % (sentence.rstrip("."), line)
+            return sentence.rstrip(".") + "."
+        session.log.seek(0)
+        return "psql on database %s stopped with exit status %s: %s" % (
+            session.db, session.returncode, _last_line(session.log.read()))
+
+    # ---------------------------------------------------------------- pg_dump sets
+
+    def restore_database(self, identity, db, archive, work):
         """Load a pg_dump set into the (empty) database ``db``."""
-        fmt = self.manifest["options"].get("format", "custom")
-        jobs = self.params["jobs"]
-        if fmt == "plain":
-            argv = _postgres.psql_argv(self.psql, db, single_transaction=True) + ["-f", "-"]
-            self.stream(identity, [_pipeline.Stage("psql", argv)])
+        if self.fmt == "plain":
+            self.replay(identity, db, work, allow_connect=False, single_transaction=True, stop_on_error=True).close()
             return
         pg_restore = _postgres.find_binary(self.module, "pg_restore", self.bin_dir)
-        if fmt == "custom" and jobs <= 1:
-            argv = _postgres.pg_restore_argv(pg_restore, db, fmt, no_owner=self.params["no_owner"])
+        if archive is None:
+            argv = _postgres.pg_restore_argv(pg_restore, db, self.fmt, no_owner=self.params["no_owner"])
             self.stream(identity, [_pipeline.Stage("pg_restore", argv)])
             return
-        path = self.unpack(identity, work)
-        argv = _postgres.pg_restore_argv(pg_restore, db, fmt, jobs, path, self.params["no_owner"])
+        argv = _postgres.pg_restore_argv(pg_restore, db, self.fmt, self.params["jobs"], archive, self.params["no_owner"])
         self.cmd.append([argv])
-        rc, dummy, err = runner_for(self.module).run(argv, env=self.env(db), pass_fds=self.creds.pass_fds)
+        rc, dummy, err = self.runner.run(argv, env=self.full_env(db))
         if rc != 0:
             raise LifeboatError(_postgres.explain_error(err, self.params, "pg_restore"))
+
+    def leftovers(self, target):
+        """Databases that earlier restores of ``target`` left behind (a killed run): [(name, kind)]."""
+        rows = self.json(
+            "SELECT coalesce(json_agg(json_build_object('name', d.datname, 'comment', c.description) ORDER BY d.datname), "
+            "'[]') FROM pg_database d JOIN pg_shdescription c ON c.objoid = d.oid "
+            "AND c.classoid = 'pg_database'::regclass WHERE c.description LIKE %s;\n" % lit(MARKER + "%"))
+        found = []
+        for row in rows if isinstance(rows, list) else []:
+            parsed = parse_marker(row.get("comment")) if isinstance(row, dict) else None
+            if parsed and parsed[1] == target and isinstance(row.get("name"), str) and row["name"] != target:
+                found.append((row["name"], parsed[0]))
+        return found
+
+    def drop(self, name):
+        self.sql("DROP DATABASE IF EXISTS %s WITH (FORCE);\n" % q(name))
+
+    def drop_quietly(self, name):
+        try:
+            self.drop(name)
+        except Exception:  # best effort: the next restore of the target finds it by its marker
+            pass
+
+    def pick_names(self, target):
+        """Scratch and aside names (63 bytes at most, checked by the server) that no database has."""
+        for dummy in range(5):
+            run = secrets.token_hex(4)
+            scratch, aside = scratch_name(target, run), aside_name(target, run)
+            facts = self.json(
+                "SELECT json_build_object('taken', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database "
+                "WHERE datname IN (%(s)s, %(a)s)), 'fits', (%(s)s::name::text = %(s)s AND %(a)s::name::text = %(a)s "
+                "AND %(t)s::name::text = %(t)s), 'template', (SELECT datistemplate FROM pg_database "
+                "WHERE datname = %(t)s));\n" % dict(s=lit(scratch), a=lit(aside), t=lit(target)))
+            if not facts.get("fits"):
+                raise LifeboatError('PostgreSQL at %s cannot hold a scratch name for "%s" within 63 bytes in its '
+                                    'encoding; restore into a shorter target_db.' % (_postgres.where(self.params), target))
+            if not facts.get("taken") and scratch != target and aside != target:
+                return run, scratch, aside, bool(facts.get("template"))
+        raise LifeboatError('Cannot find a free scratch name for "%s" on PostgreSQL at %s.'
+                            % (target, _postgres.where(self.params)))
+
+    def create_scratch(self, scratch, target, run, entries):
+        create = entries.create_sql(scratch) if entries else "CREATE DATABASE %s TEMPLATE template0;" % q(scratch)
+        try:
+            self.sql(create + "\n")
+        except LifeboatError as exc:
+            if entries and entries.create:
+                raise LifeboatError("Cannot create the database with the set's encoding and locale (%s): %s"
+                                    % (", ".join("%s %s" % (k.upper(), v) for k, v in entries.create), exc))
+            raise
+        self.sql("COMMENT ON DATABASE %s IS %s;\n" % (q(scratch), lit(marker(SCRATCH, target, run))))
+
+    def swap(self, target, scratch, aside, run, exists, template, entries):
+        """Put the restored copy in place in one transaction: the old database is renamed aside and the
+        copy renamed in together, or neither is. Returns the statements that carried the database's properties."""
+        props = entries.sql(target, self.params["no_owner"]) if entries else []
+        statements = [
+            "BEGIN;",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname IN (%s, %s) "
+            "AND pid <> pg_backend_pid();" % (lit(target), lit(scratch)),
+        ]
+        if exists:
+            statements.append("ALTER DATABASE %s RENAME TO %s;" % (q(target), q(aside)))
+            if template:
+                statements.append("ALTER DATABASE %s IS_TEMPLATE false;" % q(aside))
+            statements.append("COMMENT ON DATABASE %s IS %s;" % (q(aside), lit(marker(OLD_COPY, target, run))))
+        statements += ["ALTER DATABASE %s RENAME TO %s;" % (q(scratch), q(target)),
+                       "COMMENT ON DATABASE %s IS NULL;" % q(target)]
+        statements += props + ["COMMIT;"]
+        script = "\n".join(statements) + "\n"
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
+            try:
+                self.sql(script)
+                return props
+            except LifeboatError as exc:
+                busy = "being accessed by other users" in str(exc)
+                if busy and attempt < SWAP_ATTEMPTS:
+                    continue
+                if exists:
+                    raise LifeboatError('Swapping the restored copy in as "%s" failed, so the old "%s" was kept as it '
+                                        'was and the restored copy dropped: %s' % (target, target, exc))
+                raise LifeboatError('Renaming the restored copy to "%s" failed, so it was dropped: %s' % (target, exc))
+        return props  # not reached
+
+    def restore_dumpall(self, identity, work):
+        replay = self.replay(identity, self.maintenance, work, allow_connect=True, single_transaction=False,
+                             stop_on_error=False)
+        try:
+            ignored, fatal = [], []
+            for session in replay.sessions:
+                for line, kind, text in session.messages():
+                    if kind == "ERROR" and IGNORABLE_SQL_ERROR.search(text):
+                        if len(ignored) < MAX_WARNINGS:
+                            ignored.append(text.strip())
+                    else:
+                        fatal.append((line, text.strip()))
+        finally:
+            replay.close()
+        if fatal:
+            line, text = fatal[0]
+            where = (" at line %d of the set's SQL" % line) if line else ""
+            raise LifeboatError("Replaying the pg_dumpall set hit %d error(s), the first%s: %s"
+                                % (len(fatal), where, text))
+        return ignored
 
     def check_empty_cluster(self):
         """A whole-cluster set replays over a live cluster badly (rows appended twice): refuse that."""
@@ -318,19 +670,114 @@ class Restore(object):
                 "A whole-cluster pg_dumpall set restores only into an empty cluster, but this one holds %s; "
                 "restore into a freshly initialised cluster." % ", ".join(names))
 
-    def restore_dumpall(self, identity):
-        argv = _postgres.psql_argv(self.psql, self.maintenance, stop_on_error=False) + ["-f", "-"]
-        dummy, err = self.stream(identity, [_pipeline.Stage("psql", argv)])
-        errors = [line for line in err.splitlines() if "ERROR:" in line]
-        fatal = [line for line in errors if not IGNORABLE_SQL_ERROR.search(line)]
-        if fatal:
-            raise LifeboatError("Replaying the pg_dumpall set hit %d error(s), first: %s" % (len(fatal), fatal[0].strip()))
-        return errors
+
+def _last_line(raw):
+    lines = [line.strip() for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+def restore_pg_dump(restore, identity, work, exists, result):
+    """Restore into a scratch database, then swap it in as the target."""
+    target = restore.params["target_db"]
+    with TargetLock(restore, target):
+        removed = []
+        for name, kind in restore.leftovers(target):
+            restore.drop(name)
+            restore.changed = True
+            removed.append(name)
+        result["removed_scratch"] = removed
+        archive, entries = None, None
+        if restore.fmt != "plain":
+            archive = restore.archive(identity, work)
+            entries = restore.render_entries(identity, archive, work)
+            notes = entries.not_carried(restore.params["no_owner"])
+            result["not_carried"] = notes
+            if entries.skipped:
+                restore.module.warn("Set %s holds database entries that were not carried: %s"
+                                    % (restore.manifest["set_id"], "; ".join(entries.skipped)))
+        run, scratch, aside, template = restore.pick_names(target)
+        restore.create_scratch(scratch, target, run, entries)
+        try:
+            restore.restore_database(identity, scratch, archive, work)
+            result["database_sql"] = restore.swap(target, scratch, aside, run, exists, template, entries)
+        except BaseException:
+            # Whatever went wrong (not only our own errors), the scratch copy goes.
+            restore.drop_quietly(scratch)
+            raise
+        if exists:
+            try:
+                restore.drop(aside)
+            except LifeboatError as exc:
+                result["kept_old"] = aside
+                restore.module.warn('The old copy of "%s" was kept as "%s" because dropping it failed (%s); the next '
+                                    'restore of "%s" drops it, or drop it by hand.' % (target, aside, exc, target))
+
+
+def run(module, result, state):
+    """The whole restore; fills ``result``. Raises LifeboatError (or anything) on failure."""
+    params = module.params
+    started = time.monotonic()
+    if params["jobs"] < 1:
+        raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
+    store = _store_kinds.open_store(params["store"])
+    host = _jobs.default_host(params)
+    trust = _codec.trust_from_params(params, runner_for(module))
+    manifest, chain = _jobs.load_set(store, host, params["source"], params["set_id"], trust=trust)
+    result.update(set_id=manifest["set_id"], bytes=manifest["bytes"], verified_files=len(manifest["files"]),
+                  path=store.location(host, params["source"], manifest["set_id"]))
+    if manifest["engine"] != "postgresql":
+        raise LifeboatError("Set %s was made by %s, not PostgreSQL; use that engine's restore module."
+                            % (manifest["set_id"], manifest["engine"]))
+    dumpall = manifest["method"] == "pg_dumpall"
+    target = params["target_db"]
+    if not dumpall and not target:
+        raise LifeboatError("target_db is required to restore a pg_dump set.")
+    if not dumpall and len(target.encode("utf-8")) > MAX_IDENT:
+        raise LifeboatError('target_db "%s" is %d bytes long; PostgreSQL names hold at most %d bytes.'
+                            % (target, len(target.encode("utf-8")), MAX_IDENT))
+    if manifest["encryption"] and not (params["age_identity"] or params["age_identity_file"]):
+        raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or age_identity_file."
+                            % manifest["set_id"])
+    with _postgres.Credentials(params, tmpdir=module.tmpdir) as creds:
+        restore = state["restore"] = Restore(module, creds, manifest, store)
+        exists = False
+        if not dumpall:
+            exists = _postgres.database_exists(module, restore.psql, creds.env(restore.maintenance),
+                                               restore.maintenance, target)
+            if exists and not params["clean"]:
+                raise LifeboatError('Database "%s" already exists; set clean: true to replace it, or pick another target_db.'
+                                    % target)
+            if exists and target == restore.maintenance:
+                raise LifeboatError('target_db "%s" is login_db, the database this module connects to; set login_db '
+                                    'to another database (such as postgres) to replace it.' % target)
+        else:
+            restore.check_empty_cluster()
+        if restore.fmt == "plain":
+            restore.check_restrict()
+        # Cheap checks above; now re-hash the whole chain before anything touches the server.
+        _jobs.verify_chain(store, chain)
+        if module.check_mode:
+            if not dumpall:
+                result["removed_scratch"] = [name for name, dummy in restore.leftovers(target)]
+            result.update(changed=True, replaced=exists, duration_s=round(time.monotonic() - started, 3))
+            return
+        work = tempfile.mkdtemp(prefix="lifeboat-restore-", dir=params["work_dir"] or module.tmpdir)
+        try:
+            with _jobs.Identity(params["age_identity"], params["age_identity_file"], tmpdir=work) as identity:
+                if dumpall:
+                    result["warnings_sql"] = restore.restore_dumpall(identity, work)
+                else:
+                    restore_pg_dump(restore, identity, work, exists, result)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            result["cmd"] = restore.cmd
+    result.update(changed=True, replaced=exists, duration_s=round(time.monotonic() - started, 3))
 
 
 def main():
     argument_spec = _postgres.connection_argument_spec()
     argument_spec.update(_jobs.store_argument_spec())
+    argument_spec.update(_codec.trust_argument_spec())
     argument_spec.update(
         source=dict(type="str", required=True),
         set_id=dict(type="str"),
@@ -345,80 +792,25 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=[("age_identity", "age_identity_file")],
+        mutually_exclusive=[("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
-    params = module.params
-    started = time.monotonic()
-    result = dict(changed=False, set_id=None, target_db=params["target_db"], cmd=[])
+    result = dict(changed=False, set_id=None, target_db=module.params["target_db"], cmd=[])
+    state = {"restore": None}
+    failure = None
     try:
-        if params["jobs"] < 1:
-            raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
-        store = _store_kinds.open_store(params["store"])
-        host = _jobs.default_host(params)
-        manifest, chain = _jobs.load_set(store, host, params["source"], params["set_id"])
-        result.update(set_id=manifest["set_id"], bytes=manifest["bytes"], verified_files=len(manifest["files"]),
-                      path=store.location(host, params["source"], manifest["set_id"]))
-        if manifest["engine"] != "postgresql":
-            raise LifeboatError("Set %s was made by %s, not PostgreSQL; use that engine's restore module."
-                                % (manifest["set_id"], manifest["engine"]))
-        dumpall = manifest["method"] == "pg_dumpall"
-        if not dumpall and not params["target_db"]:
-            raise LifeboatError("target_db is required to restore a pg_dump set.")
-        if manifest["encryption"] and not (params["age_identity"] or params["age_identity_file"]):
-            raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or age_identity_file."
-                                % manifest["set_id"])
-        with _postgres.Credentials(params, tmpdir=module.tmpdir) as creds:
-            restore = Restore(module, creds, manifest, store)
-            exists = False
-            if not dumpall:
-                exists = _postgres.database_exists(module, restore.psql, creds.env(restore.maintenance),
-                                                   restore.maintenance, params["target_db"])
-                if exists and not params["clean"]:
-                    raise LifeboatError('Database "%s" already exists; set clean: true to replace it, or pick another target_db.'
-                                        % params["target_db"])
-            else:
-                restore.check_empty_cluster()
-            # Cheap checks above; now re-hash the whole chain before anything touches the server.
-            _jobs.verify_chain(store, chain)
-            if module.check_mode:
-                result.update(changed=True, replaced=exists, duration_s=round(time.monotonic() - started, 3))
-                module.exit_json(**result)
-            work = tempfile.mkdtemp(prefix="lifeboat-restore-", dir=params["work_dir"] or module.tmpdir)
-            try:
-                with _jobs.Identity(params["age_identity"], params["age_identity_file"], tmpdir=work) as identity:
-                    if dumpall:
-                        result["warnings_sql"] = restore.restore_dumpall(identity)
-                    else:
-                        restore_into_scratch(restore, identity, work, exists)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-                result["cmd"] = restore.cmd
-        result.update(changed=True, replaced=exists, duration_s=round(time.monotonic() - started, 3))
+        run(module, result, state)
     except LifeboatError as exc:
-        result["msg"] = str(exc)
+        failure = str(exc)
+    except Exception as exc:  # one sentence, never a traceback; the scratch copy is gone already
+        failure = "The restore failed unexpectedly (%s: %s)." % (type(exc).__name__, " ".join(str(exc).split()))
+    if failure is not None:
+        # A failed pg_dump restore leaves the server as it was (unless it removed a killed run's
+        # leftovers); a pg_dumpall replay that ran has changed the cluster.
+        result["changed"] = bool(state["restore"] is not None and state["restore"].changed)
+        result["msg"] = failure
         module.fail_json(**result)
     module.exit_json(**result)
-
-
-def restore_into_scratch(restore, identity, work, exists):
-    """Restore into a scratch database, then swap it in as the target."""
-    target = restore.params["target_db"]
-    scratch = scratch_name(target)
-    q = _postgres.quote_ident
-    restore.sql("DROP DATABASE IF EXISTS %s WITH (FORCE);\n" % q(scratch))
-    restore.sql("CREATE DATABASE %s TEMPLATE template0;\n" % q(scratch))
-    try:
-        restore.restore_database(identity, scratch, work)
-        if exists:
-            restore.sql("DROP DATABASE %s WITH (FORCE);\n" % q(target))
-        restore.sql("ALTER DATABASE %s RENAME TO %s;\n" % (q(scratch), q(target)))
-    except LifeboatError:
-        try:
-            restore.sql("DROP DATABASE IF EXISTS %s WITH (FORCE);\n" % q(scratch))
-        except LifeboatError:
-            pass
-        raise
 
 
 if __name__ == "__main__":

@@ -214,14 +214,30 @@ if args == ["--version"]:
     behaviour = {}  # --version always works
     out = ("%%s (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n" %% name).encode()
 elif name == "psql":
-    sql = sys.stdin.buffer.read().decode("utf-8", "replace")
+    first = sys.stdin.buffer.readline()
+    if b"pg_try_advisory_lock" in first:
+        # The restore lock: a session that answers at once and lives until its stdin closes.
+        sys.stdout.write(behaviour.get("lock", "t") + "\n")
+        sys.stdout.flush()
+    sql = (first + sys.stdin.buffer.read()).decode("utf-8", "replace")
     record["stdin"] = sql
-    if "pg_is_in_recovery" in sql:
+    for needle, error in behaviour.get("fail_if", {}).items():
+        if needle in sql:
+            behaviour = {"rc": 3, "stderr": error}
+    if "pg_try_advisory_lock" in sql:
+        out = b""
+    elif "pg_is_in_recovery" in sql:
         out = behaviour.get("probe", "15.18\tf\t0/3000148\t1\n").encode()
+    elif "\\restrict lifeboatprobe" in sql and behaviour.get("no_restrict"):
+        behaviour = {"rc": 3, "stderr": "psql:<stdin>:1: error: invalid command \\restrict\n"}
     elif "count(*)" in sql:
         out = behaviour.get("count", "0\n").encode()
     elif "SELECT datname" in sql:
         out = behaviour.get("datnames", "").encode()
+    elif "'taken'" in sql:
+        out = behaviour.get("names", '{"taken": [], "fits": true, "template": false}\n').encode()
+    elif "pg_shdescription" in sql:
+        out = behaviour.get("leftovers", "[]\n").encode()
 elif name == "pg_dump":
     if "-f" in args:
         target = args[args.index("-f") + 1]
@@ -234,6 +250,12 @@ elif name == "pg_dump":
         out = bytes.fromhex(%(dump)r)
 elif name == "pg_dumpall":
     out = b"-- fake pg_dumpall\nCREATE ROLE app;\n"
+elif name == "pg_restore" and "--create" in args:
+    # Rendering the archive's database entries: read the head of the archive only.
+    if not (args and os.path.isabs(args[-1])):
+        sys.stdin.buffer.read(16)
+    out = behaviour.get("render", "").encode()
+    behaviour = {}
 elif name == "pg_restore":
     source = args[-1] if args and os.path.isabs(args[-1]) and os.path.exists(args[-1]) else None
     if source and os.path.isdir(source):
@@ -272,7 +294,8 @@ class FakePostgres(object):
             os.chmod(path, 0o755)
 
     def behave(self, behaviour):
-        """{tool: {rc, stderr, probe, count, datnames}} for the next invocations."""
+        """{tool: {rc, stderr, probe, count, datnames, names, leftovers, lock, no_restrict, fail_if, render}}
+        for the next invocations (psql's ``fail_if`` maps a piece of SQL to the stderr of a failure)."""
         with open(os.path.join(self.log_dir, "behaviour.txt"), "w") as handle:
             handle.write(repr(behaviour))
 

@@ -30,15 +30,15 @@ SOCKET = {"login_unix_socket": "/var/run/postgresql", "login_host": "ignored.exa
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (("pg_dump", "app", "custom"), ["pg_dump", "--no-password", "-F", "c", "-Z0", "-d", "app"]),
-        (("pg_dump", "app", "plain"), ["pg_dump", "--no-password", "-F", "p", "-d", "app"]),
+        (("pg_dump", "app", "custom"), ["pg_dump", "--no-password", "-F", "c", "-Z0", "-d", "dbname='app'"]),
+        (("pg_dump", "app", "plain"), ["pg_dump", "--no-password", "-F", "p", "-d", "dbname='app'"]),
         (("/usr/lib/postgresql/15/bin/pg_dump", "app", "custom", 1, None, ["--schema", "public"]),
-         ["/usr/lib/postgresql/15/bin/pg_dump", "--no-password", "-F", "c", "-Z0", "--schema", "public", "-d", "app"]),
+         ["/usr/lib/postgresql/15/bin/pg_dump", "--no-password", "-F", "c", "-Z0", "--schema", "public", "-d", "dbname='app'"]),
         (("pg_dump", "app", "directory", 4, "/tmp/x/dump"),
-         ["pg_dump", "--no-password", "-F", "d", "-Z0", "-j", "4", "-f", "/tmp/x/dump", "-d", "app"]),
+         ["pg_dump", "--no-password", "-F", "d", "-Z0", "-j", "4", "-f", "/tmp/x/dump", "-d", "dbname='app'"]),
         (("pg_dump", "app", "directory", 1, "/tmp/x/dump"),
-         ["pg_dump", "--no-password", "-F", "d", "-Z0", "-j", "1", "-f", "/tmp/x/dump", "-d", "app"]),
-        (("pg_dump", "my db", "custom", None), ["pg_dump", "--no-password", "-F", "c", "-Z0", "-d", "my db"]),
+         ["pg_dump", "--no-password", "-F", "d", "-Z0", "-j", "1", "-f", "/tmp/x/dump", "-d", "dbname='app'"]),
+        (("pg_dump", "my db", "custom", None), ["pg_dump", "--no-password", "-F", "c", "-Z0", "-d", "dbname='my db'"]),
     ],
 )
 def test_pg_dump_argv(args, expected):
@@ -66,8 +66,9 @@ def test_pg_dump_argv_errors(args, fragment):
     [
         (("pg_dumpall",), ["pg_dumpall", "--no-password"]),
         (("pg_dumpall", True), ["pg_dumpall", "--no-password", "--globals-only"]),
-        (("pg_dumpall", False, ["-l", "postgres"]), ["pg_dumpall", "--no-password", "-l", "postgres"]),
-        (("pg_dumpall", True, ["-l", "maint"]), ["pg_dumpall", "--no-password", "--globals-only", "-l", "maint"]),
+        (("pg_dumpall", False, None, "postgres"), ["pg_dumpall", "--no-password", "-l", "dbname='postgres'"]),
+        (("pg_dumpall", True, None, "a=b"), ["pg_dumpall", "--no-password", "--globals-only", "-l", "dbname='a=b'"]),
+        (("pg_dumpall", True, ["--no-comments"]), ["pg_dumpall", "--no-password", "--globals-only", "--no-comments"]),
     ],
 )
 def test_pg_dumpall_argv(args, expected):
@@ -75,18 +76,42 @@ def test_pg_dumpall_argv(args, expected):
 
 
 @pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("app", "dbname='app'"),
+        ("a=b", "dbname='a=b'"),
+        ("host=evil dbname=x", "dbname='host=evil dbname=x'"),
+        ("it's", "dbname='it\\'s'"),
+        ("back\\slash", "dbname='back\\\\slash'"),
+        ('q"uote', "dbname='q\"uote'"),
+        ("postgresql://evil/x", "dbname='postgresql://evil/x'"),
+        ("名前 é", "dbname='名前 é'"),
+    ],
+)
+def test_database_names_are_never_read_as_connection_strings(name, expected):
+    """libpq reads a -d value holding '=' (or a URI) as a whole connection string: names always travel quoted."""
+    assert _postgres.dbname_arg(name) == expected
+    for argv in (_postgres.pg_dump_argv("pg_dump", name, "custom"),
+                 _postgres.pg_restore_argv("pg_restore", name, "custom"),
+                 _postgres.psql_argv("psql", name),
+                 _postgres.psql_query_argv("psql", name)):
+        assert argv[argv.index("-d") + 1] == expected
+    assert _postgres.pg_dumpall_argv("pg_dumpall", login_db=name)[-1] == expected
+
+
+@pytest.mark.parametrize(
     "kwargs, expected",
     [
-        (dict(db="app", fmt="custom"), ["pg_restore", "--no-password", "--exit-on-error", "-d", "app", "-F", "c"]),
+        (dict(db="app", fmt="custom"), ["pg_restore", "--no-password", "--exit-on-error", "-d", "dbname='app'", "-F", "c"]),
         (dict(db="app", fmt="custom", no_owner=True),
-         ["pg_restore", "--no-password", "--exit-on-error", "-d", "app", "--no-owner", "--no-privileges", "-F", "c"]),
+         ["pg_restore", "--no-password", "--exit-on-error", "-d", "dbname='app'", "--no-owner", "--no-privileges", "-F", "c"]),
         (dict(db="app", fmt="custom", jobs=4, path="/w/dump.pgc"),
-         ["pg_restore", "--no-password", "--exit-on-error", "-d", "app", "-j", "4", "-F", "c", "/w/dump.pgc"]),
+         ["pg_restore", "--no-password", "--exit-on-error", "-d", "dbname='app'", "-j", "4", "-F", "c", "/w/dump.pgc"]),
         (dict(db="app", fmt="directory", jobs=2, path="/w/dump", no_owner=True),
-         ["pg_restore", "--no-password", "--exit-on-error", "-d", "app", "--no-owner", "--no-privileges",
+         ["pg_restore", "--no-password", "--exit-on-error", "-d", "dbname='app'", "--no-owner", "--no-privileges",
           "-j", "2", "-F", "d", "/w/dump"]),
         (dict(db="app", fmt="directory", jobs=1, path="/w/dump"),
-         ["pg_restore", "--no-password", "--exit-on-error", "-d", "app", "-F", "d", "/w/dump"]),
+         ["pg_restore", "--no-password", "--exit-on-error", "-d", "dbname='app'", "-F", "d", "/w/dump"]),
     ],
 )
 def test_pg_restore_argv(kwargs, expected):
@@ -102,11 +127,11 @@ def test_pg_restore_argv_parallel_needs_path():
     "kwargs, expected",
     [
         (dict(), ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1"]),
-        (dict(db="app"), ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "app"]),
+        (dict(db="app"), ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "dbname='app'"]),
         (dict(db="app", single_transaction=True),
-         ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", "app"]),
+         ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", "dbname='app'"]),
         (dict(db="postgres", stop_on_error=False),
-         ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", "postgres"]),
+         ["psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", "dbname='postgres'"]),
         (dict(quiet=False), ["psql", "--no-password", "-X", "-a", "-v", "ON_ERROR_STOP=1"]),
     ],
 )
@@ -118,7 +143,7 @@ def test_psql_argv(kwargs, expected):
     "db, expected",
     [
         (None, ["psql", "--no-password", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]),
-        ("postgres", ["psql", "--no-password", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]),
+        ("postgres", ["psql", "--no-password", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", "dbname='postgres'"]),
     ],
 )
 def test_psql_query_argv(db, expected):
@@ -129,7 +154,7 @@ def all_argvs(binary="/usr/bin/x"):
     return [
         _postgres.pg_dump_argv(binary, "app", "custom"),
         _postgres.pg_dump_argv(binary, "app", "directory", 4, "/w/d"),
-        _postgres.pg_dumpall_argv(binary, True, ["-l", "postgres"]),
+        _postgres.pg_dumpall_argv(binary, True, login_db="postgres"),
         _postgres.pg_restore_argv(binary, "app", "custom", 2, "/w/p", True),
         _postgres.psql_argv(binary, "app", True),
         _postgres.psql_query_argv(binary, "app"),
@@ -539,7 +564,8 @@ def test_run_probe_sends_sql_on_stdin():
     call = module.calls[0]
     assert call["argv"] == _postgres.psql_query_argv("/usr/bin/psql", "app")
     assert call["data"] == _postgres.PROBE_SQL + ";\n"
-    assert call["env"] is env
+    # the SQL is UTF-8 text whatever the server's encoding: psql is told so
+    assert call["env"] == dict(env, PGCLIENTENCODING="UTF8")
     assert call["pass_fds"] == ()
 
 

@@ -80,9 +80,9 @@ def test_backup_then_idempotent_rerun(monkeypatch, tmp_path, pg, store_path):
     assert subprocess.run([ZSTD, "-d", "-c", payload], stdout=subprocess.PIPE, check=True).stdout == FAKE_DUMP
 
     dump_bin = os.path.join(pg.bin_dir, "pg_dump")
-    assert result["cmd"] == [[dump_bin, "--no-password", "-F", "c", "-Z0", "-d", "app"], [ZSTD, "-q", "-c", "-T0"]]
+    assert result["cmd"] == [[dump_bin, "--no-password", "-F", "c", "-Z0", "-d", "dbname='app'"], [ZSTD, "-q", "-c", "-T0"]]
     (dump,) = dumps(pg)
-    assert dump["argv"] == [dump_bin, "--no-password", "-F", "c", "-Z0", "-d", "app"]
+    assert dump["argv"] == [dump_bin, "--no-password", "-F", "c", "-Z0", "-d", "dbname='app'"]
     env = dump["env"]
     assert (env["PGHOST"], env["PGPORT"], env["PGUSER"], env["PGDATABASE"]) == (SOCKET, "5432", "postgres", "app")
     assert (env["LANG"], env["LC_ALL"], env["PGPASSWORD"]) == ("C", "C", "")
@@ -116,7 +116,7 @@ def test_check_mode_touches_nothing(monkeypatch, tmp_path, pg, store_path):
     assert _manifest.SET_ID_RE.match(outcome.result["set_id"])
     assert outcome.result["position"]["lsn"] == "0/3000148"
     assert outcome.result["cmd"] == [[os.path.join(pg.bin_dir, "pg_dump"), "--no-password", "-F", "c", "-Z0",
-                                      "-d", "app"]]
+                                      "-d", "dbname='app'"]]
     assert not os.path.exists(store_path)
     assert [c["tool"] for c in pg.calls()] == ["psql"]  # only the read-only probe
     assert_no_secret(pg, outcome.result)
@@ -175,7 +175,7 @@ def test_directory_format_in_parallel(monkeypatch, tmp_path, pg, store_path):
     argv = dump["argv"]
     # Run through the runner, not the pipeline: it gets the passfile descriptor all the same.
     assert dump["passfile"] == SOCKET + ":5432:*:postgres:s3cr\\:et\\\\pw\n"
-    assert argv[1:6] == ["--no-password", "-F", "d", "-Z0", "-j"] and argv[6] == "3" and argv[-2:] == ["-d", "app"]
+    assert argv[1:6] == ["--no-password", "-F", "d", "-Z0", "-j"] and argv[6] == "3" and argv[-2:] == ["-d", "dbname='app'"]
     staging = argv[argv.index("-f") + 1]
     # pg_dump -Fd writes into a local workspace, never inside the store
     assert not staging.startswith(store_path)
@@ -188,7 +188,7 @@ def test_directory_format_in_parallel(monkeypatch, tmp_path, pg, store_path):
     assert result["manifest"]["options"]["jobs"] == 3
     # cmd shows the parallel dump (with a placeholder for the staging path), then the tar stream.
     assert result["cmd"][0] == [os.path.join(pg.bin_dir, "pg_dump"), "--no-password", "-F", "d", "-Z0", "-j", "3",
-                                "-f", "<staging>/dump", "-d", "app"]
+                                "-f", "<staging>/dump", "-d", "dbname='app'"]
     assert result["cmd"][1][0].endswith("tar") and result["cmd"][1][1:] == ["-C", "<staging>", "-cf", "-", "."]
 
 
@@ -205,7 +205,7 @@ def test_pg_dumpall_globals(monkeypatch, tmp_path, pg, store_path):
     assert [f["name"] for f in result["files"]] == ["dumpall.sql.gz"]
     (dump,) = [c for c in pg.calls("pg_dumpall") if c["argv"][1:] != ["--version"]]
     assert dump["argv"] == [os.path.join(pg.bin_dir, "pg_dumpall"), "--no-password", "--globals-only",
-                            "-l", "postgres"]
+                            "-l", "dbname='postgres'"]
     assert result["manifest"]["tool_versions"]["pg_dumpall"] == "15.18"
     versions = result["manifest"]["tool_versions"]
     assert versions.get("pigz") or versions.get("gzip")  # the codec's version line (pigz when installed)

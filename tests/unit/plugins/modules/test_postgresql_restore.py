@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -17,6 +18,7 @@ import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
+from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
@@ -61,11 +63,29 @@ class Log(object):
         return [c for c in self.pg.calls()[self.skip:] if tool is None or c["tool"] == tool]
 
     def sql(self):
-        return [c["stdin"] for c in self.calls("psql")]
+        """What every psql but the lock session was given (that one ends last, when its run does)."""
+        return [c["stdin"] for c in self.calls("psql") if not c["stdin"].startswith("SELECT pg_try_advisory_lock(")]
+
+    def locks(self):
+        return [c["stdin"] for c in self.calls("psql") if c["stdin"].startswith("SELECT pg_try_advisory_lock(")]
 
 
-def scratch():
-    return postgresql_restore.scratch_name("app_copy")
+def scratch(log):
+    """The scratch database a run created (its name holds a random run id)."""
+    for sql in log.sql():
+        match = re.match(r'CREATE DATABASE "([^"]+)" TEMPLATE template0', sql)
+        if match:
+            return match.group(1)
+    raise AssertionError("no scratch database was created: %r" % log.sql())
+
+
+def swap_script(log):
+    (script,) = [sql for sql in log.sql() if sql.startswith("BEGIN;")]
+    return script.splitlines()
+
+
+def age_argvs(result):
+    return [argv for stages in result["cmd"] for argv in stages if argv[0] == shutil.which("age")]
 
 
 def assert_no_secret(log, result):
@@ -88,36 +108,76 @@ def test_round_trip_into_new_database(monkeypatch, tmp_path, pg, store_path):
     assert result["verified_files"] == 1
     assert result["bytes"] == made["bytes"]
     assert result["target_db"] == "app_copy"
+    assert result["removed_scratch"] == []
     assert pg.restored() == [FAKE_DUMP]
-    assert log.sql() == [
-        "SELECT count(*) FROM pg_database WHERE datname = 'app_copy';\n",
-        'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(),
-        'CREATE DATABASE "%s" TEMPLATE template0;\n' % scratch(),
-        'ALTER DATABASE "%s" RENAME TO "app_copy";\n' % scratch(),
-    ]
-    (pg_restore,) = log.calls("pg_restore")
-    assert pg_restore["argv"] == [os.path.join(pg.bin_dir, "pg_restore"), "--no-password", "--exit-on-error",
-                                  "-d", scratch(), "-F", "c"]
-    assert pg_restore["passfile"] == SOCKET + ":5432:*:postgres:rest0re\\:pw\n"
-    assert all(call.get("passfile") == pg_restore["passfile"] for call in log.calls())
-    assert result["cmd"] == [[[shutil.which("zstd"), "-q", "-d", "-c"], pg_restore["argv"]]]
+    name = scratch(log)
+    assert re.match(r"^app_copy_lifeboat_[0-9a-f]{8}$", name)
+    sql = log.sql()
+    assert sql[0] == "SELECT count(*) FROM pg_database WHERE datname = 'app_copy';\n"
+    assert log.locks() == ["SELECT pg_try_advisory_lock(%d);\n" % postgresql_restore.lock_key("app_copy")]
+    assert sql[-2] == 'COMMENT ON DATABASE "%s" IS %s;\n' % (
+        name, _postgres.quote_literal(postgresql_restore.marker("scratch", "app_copy", name[-8:])))
+    assert sql[-1] == "\n".join([
+        "BEGIN;",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname IN ('app_copy', '%s') "
+        "AND pid <> pg_backend_pid();" % name,
+        'ALTER DATABASE "%s" RENAME TO "app_copy";' % name,
+        'COMMENT ON DATABASE "app_copy" IS NULL;',
+        "COMMIT;"]) + "\n"
+    render, load = log.calls("pg_restore")
+    assert render["argv"][1:5] == ["--create", "-n", render["argv"][3], "-f"]
+    assert load["argv"] == [os.path.join(pg.bin_dir, "pg_restore"), "--no-password", "--exit-on-error",
+                            "-d", "dbname='%s'" % name, "-F", "c"]
+    assert load["passfile"] == SOCKET + ":5432:*:postgres:rest0re\\:pw\n"
+    assert result["cmd"] == [[render["argv"]], [[shutil.which("zstd"), "-q", "-d", "-c"], load["argv"]]]
     assert_no_secret(log, result)
 
 
 @needs_zstd
-def test_clean_replaces_existing_database_after_the_copy_is_complete(monkeypatch, tmp_path, pg, store_path):
+def test_clean_swaps_in_one_transaction_after_the_copy_is_complete(monkeypatch, tmp_path, pg, store_path):
     backup(monkeypatch, tmp_path, pg, store_path)
     pg.behave({"psql": {"count": "1\n"}})
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, clean=True)
     assert not outcome.failed, outcome.result
     assert outcome.result["replaced"] is True
-    sql = log.sql()
-    assert sql[-2:] == ['DROP DATABASE "app_copy" WITH (FORCE);\n',
-                        'ALTER DATABASE "%s" RENAME TO "app_copy";\n' % scratch()]
-    # the old database is dropped only after pg_restore finished
+    name = scratch(log)
+    run = name[-8:]
+    aside = "app_copy_lifeboat_old_%s" % run
+    script = swap_script(log)
+    assert script[0] == "BEGIN;" and script[-1] == "COMMIT;"
+    assert script[2:6] == [
+        'ALTER DATABASE "app_copy" RENAME TO "%s";' % aside,
+        'COMMENT ON DATABASE "%s" IS %s;' % (aside, _postgres.quote_literal(
+            postgresql_restore.marker("old copy", "app_copy", run))),
+        'ALTER DATABASE "%s" RENAME TO "app_copy";' % name,
+        'COMMENT ON DATABASE "app_copy" IS NULL;',
+    ]
+    # the old copy is dropped only after the swap committed, and nothing is ever dropped before
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % aside
+    assert not any(sql.startswith("DROP") for sql in log.sql()[:-1])
     order = [c["tool"] for c in log.calls()]
     assert order.index("pg_restore") < len(order) - 2
+
+
+@needs_zstd
+def test_failed_swap_keeps_the_old_database_and_says_so(monkeypatch, tmp_path, pg, store_path):
+    backup(monkeypatch, tmp_path, pg, store_path)
+    pg.behave({"psql": {"count": "1\n", "fail_if": {
+        "BEGIN;": 'psql:<stdin>:5: ERROR:  database "app_copy_lifeboat_x" is being accessed by other users\n'}}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path, clean=True)
+    assert outcome.failed
+    assert outcome.result["msg"].startswith('Swapping the restored copy in as "app_copy" failed, so the old "app_copy" '
+                                            'was kept as it was and the restored copy dropped: ')
+    assert "being accessed by other users" in outcome.result["msg"]
+    assert outcome.result["changed"] is False
+    name = scratch(log)
+    sql = log.sql()
+    # tried three times, then the scratch copy (only it) was dropped
+    assert len([s for s in sql if s.startswith("BEGIN;")]) == 3
+    assert sql[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % name
+    assert [s for s in sql if s.startswith("DROP")] == [sql[-1]]
 
 
 @needs_zstd
@@ -140,7 +200,8 @@ def test_check_mode_only_reads(monkeypatch, tmp_path, pg, store_path):
     assert not outcome.failed, outcome.result
     assert outcome.result["changed"] is True
     assert outcome.result["replaced"] is False
-    assert log.sql() == ["SELECT count(*) FROM pg_database WHERE datname = 'app_copy';\n"]
+    assert outcome.result["removed_scratch"] == []
+    assert all(sql.startswith("SELECT ") for sql in log.sql())
     assert log.calls("pg_restore") == []
 
 
@@ -174,8 +235,9 @@ def test_failed_restore_drops_the_scratch_database(monkeypatch, tmp_path, pg, st
     assert outcome.result["msg"] == ("User lacks the privilege to read public on PostgreSQL at %s port 5432; "
                                      "grant it or use another login_user." % SOCKET)
     sql = log.sql()
-    assert sql[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch()
+    assert sql[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
     assert not any("RENAME" in s for s in sql)
+    assert outcome.result["changed"] is False
 
 
 @needs_zstd
@@ -186,11 +248,12 @@ def test_parallel_restore_unpacks_into_work_dir(monkeypatch, tmp_path, pg, store
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, jobs=3, no_owner=True, work_dir=str(work))
     assert not outcome.failed, outcome.result
-    (call,) = log.calls("pg_restore")
+    render, call = log.calls("pg_restore")
+    assert render["argv"][-1] == call["argv"][-1]  # the entries are read from the unpacked copy
     argv = call["argv"]
     assert call["passfile"] == SOCKET + ":5432:*:postgres:rest0re\\:pw\n"
-    assert argv[1:-1] == ["--no-password", "--exit-on-error", "-d", scratch(), "--no-owner", "--no-privileges",
-                          "-j", "3", "-F", "c"]
+    assert argv[1:-1] == ["--no-password", "--exit-on-error", "-d", "dbname='%s'" % scratch(log), "--no-owner",
+                          "--no-privileges", "-j", "3", "-F", "c"]
     assert argv[-1].startswith(str(work)) and argv[-1].endswith("dump.pgc")
     assert pg.restored() == [FAKE_DUMP]
     assert os.listdir(str(work)) == []  # the unpacked copy is removed
@@ -201,7 +264,7 @@ def test_uncompressed_parallel_restore_copies_out_of_the_store(monkeypatch, tmp_
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, jobs=2)
     assert not outcome.failed, outcome.result
-    (call,) = log.calls("pg_restore")
+    dummy, call = log.calls("pg_restore")
     # pg_restore -j reads a private copy: no tool is pointed at a path inside the store
     assert not call["argv"][-1].startswith(made["path"])
     assert call["argv"][-1].endswith("dump.pgc")
@@ -214,22 +277,184 @@ def test_directory_format_round_trip(monkeypatch, tmp_path, pg, store_path):
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, jobs=2)
     assert not outcome.failed, outcome.result
-    (call,) = log.calls("pg_restore")
+    dummy, call = log.calls("pg_restore")
     assert call["argv"][-3:-1] == ["-F", "d"]
     # the fake pg_restore concatenates the directory's files in name order
     assert pg.restored() == [b"rows\n" * 100 + b"TOC"]
 
 
-def test_plain_format_replays_with_psql(monkeypatch, tmp_path, pg, store_path):
-    backup(monkeypatch, tmp_path, pg, store_path, format="plain", compression="none")
+PLAIN = (b"--\n-- PostgreSQL database dump\n--\n\n\\restrict Xy12\n\nSET client_encoding = 'UTF8';\n"
+         b"CREATE TABLE t (a text);\nCOPY public.t (a) FROM stdin;\n\\N\nline\\\\with\\tescapes\n\\.\n\n"
+         b"\\unrestrict Xy12\n")
+
+
+def plain_set(store_path, payload, method="pg_dump", fmt="plain"):
+    store = _stores.DirStore(store_path)
+    name = "dump.sql" if method == "pg_dump" else "dumpall.sql"
+    return make_set(store, "db1", "app" if method == "pg_dump" else "globals", "20261101T000000Z-full",
+                    files={name: payload}, method=method,
+                    options={"format": fmt, "globals_only": method == "pg_dumpall"})
+
+
+def test_plain_format_replays_in_restricted_psql(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path)
     assert not outcome.failed, outcome.result
-    replay = [c for c in log.calls("psql") if "-f" in c["argv"]]
-    assert len(replay) == 1
-    assert replay[0]["argv"][1:] == ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                                     "-d", scratch(), "-f", "-"]
-    assert replay[0]["stdin"] == FAKE_DUMP.decode("utf-8", "replace")
+    name = scratch(log)
+    (replay,) = [c for c in log.calls("psql") if "-f" in c["argv"]]
+    assert replay["argv"][1:] == ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                  "-d", "dbname='%s'" % name, "-f", "-"]
+    first, rest = replay["stdin"].split("\n", 1)
+    # a fresh random key, before any byte of the set; the set's own key lines are blanked
+    assert re.match(r"^\\restrict [0-9a-f]{64}$", first)
+    assert first[10:] not in outcome.result["cmd"].__repr__()
+    assert rest == PLAIN.decode().replace("\\restrict Xy12", "").replace("\\unrestrict Xy12", "")
+    assert outcome.result["database_sql"] == []
+    assert log.calls("pg_restore") == []
+
+
+@pytest.mark.parametrize("line, command", [
+    (b"\\! touch /tmp/owned", "\\!"),
+    (b"\\o /tmp/owned", "\\o"),
+    (b"\\copy t to '/tmp/owned'", "\\copy"),
+    (b"SELECT 1 \\g /tmp/owned", "\\g"),
+    (b"\\unrestrict `touch /tmp/owned`", "\\unrestrict"),
+    (b"\\connect host=elsewhere dbname=x", "\\connect"),
+])
+def test_plain_meta_command_is_refused_before_psql_sees_it(monkeypatch, tmp_path, pg, store_path, line, command):
+    plain_set(store_path, b"CREATE TABLE t (a int);\n" + line + b"\nSELECT 2;\n")
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "The set's SQL holds the psql meta-command %s at line 2; a restore never runs client-side commands from a "
+        "set, so it refuses this one (the set may have been tampered with)." % command)
+    replays = [c for c in log.calls("psql") if c["stdin"].startswith("\\restrict ")]
+    assert all(line not in c["stdin"].encode() for c in replays)
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
+    assert outcome.result["changed"] is False
+
+
+def test_psql_without_restrict_is_refused(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+    pg.behave({"psql": {"no_restrict": True}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "%s has no \\restrict, which a restore of a plain or pg_dumpall set needs to keep the set's SQL from running "
+        "client-side commands; use psql 13.22, 14.19, 15.14, 16.10, 17.6 or 18.0 or later (pg_bin_dir)."
+        % os.path.join(pg.bin_dir, "psql"))
+    assert all(sql.startswith(("SELECT ", "\\restrict lifeboatprobe")) for sql in log.sql())
+
+
+@pytest.mark.parametrize("fmt", ["bogus", 7, None])
+def test_unknown_format_is_refused_before_the_server_is_touched(monkeypatch, tmp_path, pg, store_path, fmt):
+    plain_set(store_path, b"SELECT 1;\n", fmt=fmt)
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == ("Set 20261101T000000Z-full names the dump format %r, which postgresql_restore "
+                                     "cannot restore (it knows custom, directory, plain)." % (fmt,))
+    assert log.calls() == []
+
+
+def test_any_exception_drops_the_scratch_database(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+
+    def boom(*args, **kwargs):
+        raise KeyError("format")
+
+    monkeypatch.setattr(postgresql_restore.Restore, "restore_database", boom)
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == "The restore failed unexpectedly (KeyError: 'format')."
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
+
+
+def test_leftovers_of_a_killed_run_are_dropped_and_reported(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+    rows = [
+        {"name": "app_copy_lifeboat_0badc0de", "comment": postgresql_restore.marker("scratch", "app_copy", "0badc0de")},
+        {"name": "app_copy_lifeboat_old_1badc0de",
+         "comment": postgresql_restore.marker("old copy", "app_copy", "1badc0de")},
+        {"name": "other_lifeboat_2badc0de", "comment": postgresql_restore.marker("scratch", "other", "2badc0de")},
+        {"name": "forged", "comment": "lifeboat.backup restore scratch {not json"},
+    ]
+    pg.behave({"psql": {"leftovers": json.dumps(rows) + "\n"}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path, check_mode=True)
+    assert outcome.result["removed_scratch"] == ["app_copy_lifeboat_0badc0de", "app_copy_lifeboat_old_1badc0de"]
+    assert not any(sql.startswith("DROP") for sql in log.sql())
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert not outcome.failed, outcome.result
+    assert outcome.result["removed_scratch"] == ["app_copy_lifeboat_0badc0de", "app_copy_lifeboat_old_1badc0de"]
+    drops = [sql for sql in log.sql() if sql.startswith("DROP")]
+    assert drops == ['DROP DATABASE IF EXISTS "app_copy_lifeboat_0badc0de" WITH (FORCE);\n',
+                     'DROP DATABASE IF EXISTS "app_copy_lifeboat_old_1badc0de" WITH (FORCE);\n']
+
+
+def test_a_second_restore_of_the_same_target_waits_for_none(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+    pg.behave({"psql": {"lock": "f"}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == ('Another restore into database "app_copy" is running on PostgreSQL at %s port '
+                                     '5432; wait for it to finish.' % SOCKET)
+    assert not any(sql.startswith(("CREATE", "DROP")) for sql in log.sql())
+
+
+RENDERED = """--
+-- Name: app; Type: DATABASE; Schema: -; Owner: appowner
+--
+
+CREATE DATABASE app WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8';
+
+
+ALTER DATABASE app OWNER TO appowner;
+
+\\unrestrict abc
+\\connect app
+\\restrict abc
+
+COMMENT ON DATABASE app IS 'closed;
+to the public';
+ALTER DATABASE app SET work_mem TO '7MB';
+ALTER ROLE reader IN DATABASE app SET statement_timeout TO '5s';
+REVOKE CONNECT,TEMPORARY ON DATABASE app FROM PUBLIC;
+GRANT CONNECT ON DATABASE app TO reader;
+SECURITY LABEL FOR selinux ON DATABASE app IS 'x';
+"""
+
+
+@needs_zstd
+@pytest.mark.parametrize("no_owner", [False, True])
+def test_database_properties_are_rebuilt_for_the_new_name(monkeypatch, tmp_path, pg, store_path, no_owner):
+    backup(monkeypatch, tmp_path, pg, store_path)
+    pg.behave({"pg_restore": {"render": RENDERED}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path, no_owner=no_owner)
+    assert not outcome.failed, outcome.result
+    name = scratch(log)
+    create = [sql for sql in log.sql() if sql.startswith("CREATE DATABASE")]
+    assert create == ['CREATE DATABASE "%s" TEMPLATE template0 ENCODING \'UTF8\' LOCALE \'C.UTF-8\';\n' % name]
+    props = [
+        'ALTER DATABASE "app_copy" OWNER TO "appowner";',
+        'COMMENT ON DATABASE "app_copy" IS \'closed;\nto the public\';',
+        'ALTER DATABASE "app_copy" SET "work_mem" TO \'7MB\';',
+        'ALTER ROLE "reader" IN DATABASE "app_copy" SET "statement_timeout" TO \'5s\';',
+        'REVOKE CONNECT,TEMPORARY ON DATABASE "app_copy" FROM PUBLIC;',
+        'GRANT CONNECT ON DATABASE "app_copy" TO "reader";',
+    ]
+    if no_owner:
+        props = [props[1], props[2]]
+    assert outcome.result["database_sql"] == props
+    assert "\n".join(swap_script(log)).endswith("\n".join(props) + "\nCOMMIT;")
+    assert outcome.result["not_carried"][0] == "not carried: SECURITY LABEL FOR selinux ON DATABASE app IS 'x';"
+    assert len(outcome.result["not_carried"]) == (4 if no_owner else 1)
 
 
 @pytest.mark.skipif(not (shutil.which("age-keygen") and shutil.which("age") and shutil.which("zstd")),
@@ -251,11 +476,11 @@ def test_encrypted_set(monkeypatch, tmp_path, pg, store_path):
 
     outcome = restore(monkeypatch, tmp_path, pg, store_path, age_identity_file=identity)
     assert not outcome.failed, outcome.result
-    assert outcome.result["cmd"][0][0] == [shutil.which("age"), "--decrypt", "-i", identity]
+    assert age_argvs(outcome.result)[0] == [shutil.which("age"), "--decrypt", "-i", identity]
 
     outcome = restore(monkeypatch, tmp_path, pg, store_path, age_identity=secret, clean=True)
     assert not outcome.failed, outcome.result
-    age_argv = outcome.result["cmd"][0][0]
+    age_argv = age_argvs(outcome.result)[0]
     assert age_argv[:3] == [shutil.which("age"), "--decrypt", "-i"]
     assert not os.path.exists(age_argv[3])  # the temporary identity file is gone
     assert secret not in json.dumps(outcome.result)
@@ -272,25 +497,31 @@ def test_encrypted_set(monkeypatch, tmp_path, pg, store_path):
 def test_globals_replay_ignores_already_exists(monkeypatch, tmp_path, pg, store_path):
     backup(monkeypatch, tmp_path, pg, store_path, method="pg_dumpall", globals_only=True, db=None,
            compression="none")
-    pg.behave({"psql": {"stderr": 'psql:<stdin>:2: ERROR:  role "app" already exists\n'}})
+    pg.behave({"psql": {"stderr": 'psql:<stdin>:2: ERROR:  role "app" already exists\n'
+                                  'psql:<stdin>:3: ERROR:  role "we"ird" already exists\n'}})
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path, source="globals", target_db=None)
     assert not outcome.failed, outcome.result
-    assert outcome.result["warnings_sql"] == ['psql:<stdin>:2: ERROR:  role "app" already exists']
-    (replay,) = log.calls("psql")
-    assert replay["argv"][1:] == ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", "postgres", "-f", "-"]
-    assert replay["stdin"] == "-- fake pg_dumpall\nCREATE ROLE app;\n"
+    assert outcome.result["warnings_sql"] == ['psql:<stdin>:2: ERROR:  role "app" already exists',
+                                              'psql:<stdin>:3: ERROR:  role "we"ird" already exists']
+    (replay,) = [c for c in log.calls("psql") if c["stdin"].startswith("\\restrict ") and "probe" not in c["stdin"]]
+    assert replay["argv"][1:] == ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", "dbname='postgres'",
+                                  "-f", "-"]
+    assert replay["stdin"].split("\n", 1)[1] == "-- fake pg_dumpall\nCREATE ROLE app;\n"
 
 
-def test_globals_replay_fails_on_real_errors(monkeypatch, tmp_path, pg, store_path):
+def test_globals_replay_judges_all_of_its_output(monkeypatch, tmp_path, pg, store_path):
     backup(monkeypatch, tmp_path, pg, store_path, method="pg_dumpall", globals_only=True, db=None,
            compression="none")
+    notices = "".join("psql:<stdin>:4: NOTICE:  %s\n" % ("x" * 100) for dummy in range(80))
     pg.behave({"psql": {"stderr": 'psql:<stdin>:2: ERROR:  role "app" already exists\n'
-                                  "psql:<stdin>:3: ERROR:  syntax error at or near \"CREAT\"\n"}})
+                                  "psql:<stdin>:3: ERROR:  syntax error at or near \"CREAT\"\n" + notices}})
     outcome = restore(monkeypatch, tmp_path, pg, store_path, source="globals", target_db=None)
     assert outcome.failed
-    assert outcome.result["msg"] == ('Replaying the pg_dumpall set hit 1 error(s), first: '
-                                     'psql:<stdin>:3: ERROR:  syntax error at or near "CREAT"')
+    # the replay ran, so the cluster may have changed
+    assert outcome.result["changed"] is True
+    assert outcome.result["msg"] == ('Replaying the pg_dumpall set hit 1 error(s), the first at line 2 of the set\'s '
+                                     'SQL: psql:<stdin>:3: ERROR:  syntax error at or near "CREAT"')
 
 
 def test_whole_cluster_set_needs_an_empty_cluster(monkeypatch, tmp_path, pg, store_path):
@@ -331,14 +562,41 @@ def test_set_of_another_engine_is_refused(monkeypatch, tmp_path, pg, store_path)
                                      "use that engine's restore module.")
 
 
-@pytest.mark.parametrize("target", ["app", "a" * 63, "x" * 100, "Mixed Case", ""])
-def test_scratch_name(target):
-    name = postgresql_restore.scratch_name(target)
-    suffix = "_lifeboat_%d" % os.getpid()
-    assert name.endswith(suffix)
-    assert len(name) <= postgresql_restore.MAX_IDENT
-    assert name == target[:63 - len(suffix)] + suffix
-    assert name != target
+@pytest.mark.parametrize("target", ["app", "a" * 63, "a" * 62, "é" * 31 + "x", "名" * 21, "x" * 40 + "é" * 11,
+                                    "Mixed Case", "a=b", 'q"uote'])
+def test_scratch_and_aside_names_fit_in_63_bytes(target):
+    """PostgreSQL cuts names at 63 bytes: a name cut by characters could equal the target and drop it."""
+    for make, tag in ((postgresql_restore.scratch_name, "_lifeboat_0123abcd"),
+                      (postgresql_restore.aside_name, "_lifeboat_old_0123abcd")):
+        name = make(target, "0123abcd")
+        raw = name.encode("utf-8")
+        assert len(raw) <= postgresql_restore.MAX_IDENT
+        assert name.endswith(tag)
+        assert target.startswith(name[:-len(tag)])
+        assert name != target
+        assert raw[:postgresql_restore.MAX_IDENT].decode("utf-8") == name
+    assert postgresql_restore.scratch_name(target, "0123abcd") != postgresql_restore.aside_name(target, "0123abcd")
+
+
+def test_target_longer_than_63_bytes_is_refused(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path, target_db="é" * 32)
+    assert outcome.failed
+    assert outcome.result["msg"] == 'target_db "%s" is 64 bytes long; PostgreSQL names hold at most 63 bytes.' % ("é" * 32)
+    assert log.calls() == []
+
+
+@pytest.mark.parametrize("comment, parsed", [
+    (postgresql_restore.marker("scratch", "a\tb\n", "00ff"), ("scratch", "a\tb\n", "00ff")),
+    (postgresql_restore.marker("old copy", 'x"y', "1"), ("old copy", 'x"y', "1")),
+    ("lifeboat.backup restore scratch []", None),
+    ("lifeboat.backup restore scratch {\"target\": 1, \"run\": \"x\"}", None),
+    ("a comment", None),
+    (None, None),
+])
+def test_markers(comment, parsed):
+    assert postgresql_restore.parse_marker(comment) == parsed
 
 
 @pytest.mark.parametrize(
@@ -348,6 +606,8 @@ def test_scratch_name(target):
         ('ERROR:  database "app" already exists', True),
         ('ERROR:  tablespace "fast" already exists', True),
         ('ERROR:  schema "public" already exists', True),
+        ('psql:<stdin>:7: ERROR:  role "we"ird" already exists', True),
+        ('ERROR:  role "a" already exists" and more', False),
         ('ERROR:  relation "t" already exists', False),
         ('ERROR:  role "x" does not exist', False),
         ("ERROR:  syntax error at or near \"x\"", False),
