@@ -55,6 +55,8 @@ FLUSH_EVERY = 64 * 1024 * 1024
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Payload files are also read: the pipeline reads back what a tool wrote into them for the SHA-256.
+O_CREATE_RW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 OPTIONS = dict(
     path=dict(type="path"),
@@ -223,9 +225,9 @@ class _Dir(object):
                                           % (escape(self.path(name)), limit))
         return data
 
-    def create_file(self, name):
+    def create_file(self, name, flags=O_CREATE):
         try:
-            return os.open(name, O_CREATE, FILE_MODE, dir_fd=self.fd)
+            return os.open(name, flags, FILE_MODE, dir_fd=self.fd)
         except OSError as exc:
             raise StoreError(describe_os_error(exc, escape(self.path(name))))
 
@@ -274,7 +276,12 @@ class _Flusher(threading.Thread):
 
 
 class DirSink(_stores.Sink):
-    """A payload file in a partial set: written through, flushed as it grows, fsynced on close."""
+    """A payload file in a partial set: written through, flushed as it grows, fsynced on close.
+
+    ``fileno()`` hands the pipeline the file itself (open for reading and
+    writing), so that the last tool of a pipeline can write it directly;
+    ``note_written`` then keeps the write-back going as the file grows.
+    """
 
     def __init__(self, fd, name, flush_every=FLUSH_EVERY):
         self.fd = fd
@@ -291,7 +298,16 @@ class DirSink(_stores.Sink):
                 view = view[os.write(self.fd, view):]
         finally:
             view.release()
-        self.written += len(data)
+        self.note_written(len(data))
+
+    def fileno(self):
+        if self.fd is None:
+            raise ValueError("the sink %s is closed" % self.name)
+        return self.fd
+
+    def note_written(self, count):
+        """``count`` more bytes are in the file (written here or by a tool through ``fileno``)."""
+        self.written += count
         if self.written - self.kicked >= self.flush_every:
             self.kicked = self.written
             if self.flusher is None:
@@ -348,7 +364,7 @@ class DirSetWriter(_stores.SetWriter):
 
     def open(self, name):
         _stores.check_file_name(name)
-        sink = DirSink(self.dir.create_file(name), self.dir.path(name))
+        sink = DirSink(self.dir.create_file(name, O_CREATE_RW), self.dir.path(name))
         self.sinks.append(sink)
         return sink
 
