@@ -237,8 +237,8 @@ class PostgresBench(object):
             conn = dict(self.module_args(), login_password=self.cluster.password)
             self.reset_source(DB)
             self.cluster.settle()
-            r["profile"] = {"backup": profile_direct("postgresql_backup", dict(conn, db=DB, format="custom",
-                                                                                compression="zstd"), "backup")}
+            backup_args = dict(conn, db=DB, format="custom", compression="zstd")
+            r["profile"] = {"backup": profile_direct("postgresql_backup", backup_args, "backup")}
             self.cluster.drop_db(RESTORE_DB)
             self.cluster.settle()
             r["profile"]["restore"] = profile_direct("postgresql_restore", dict(conn, source=DB, target_db=RESTORE_DB,

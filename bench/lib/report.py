@@ -5,6 +5,7 @@
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -75,8 +76,8 @@ def machine_info(work_dir, tools=("pg_dump", "zstd")):
 def machine_table(m, extra=()):
     """Markdown lines describing the machine (``extra``: more (label, value) rows)."""
     lines = ["| machine | |", "|---|---|",
-             "| CPU | %s × %s (sha_ni: %s), %s GiB RAM |" % (m["nproc"], m["cpu"], "yes" if m["sha_ni"] else "no",
-                                                          m["mem_gib"]),
+             "| CPU | %s × %s (sha_ni: %s), %s GiB RAM |"
+             % (m["nproc"], m["cpu"], "yes" if m["sha_ni"] else "no", m["mem_gib"]),
              "| OS | %s, kernel %s, bench dir on %s |" % (m["os"], m["kernel"], m["fs"]),
              "| software | Python %s; %s |" % (m["python"], m["ansible"])]
     lines += ["| %s | %s |" % row for row in extra]
@@ -97,7 +98,7 @@ def table(header, rows, align=None):
 
 
 def fmt_s(x, digits=2):
-    return "—" if x is None or x != x else "%.*f" % (digits, x)
+    return "—" if x is None or math.isnan(x) else "%.*f" % (digits, x)
 
 
 def mib(b):

@@ -60,8 +60,7 @@ def _read_manifests(store, host, source, set_ids):
     """The store's bulk read (``Store.read_manifests``), or one ``read_manifest`` per set for a reader without it."""
     bulk = getattr(store, "read_manifests", None)
     if bulk is not None:
-        for item in bulk(host, source, set_ids):
-            yield item
+        yield from bulk(host, source, set_ids)
         return
     for set_id in set_ids:
         try:
