@@ -25,6 +25,11 @@ Timed, interleaved, --reps times each, on each store:
                `echo 3 > /proc/sys/vm/drop_caches` (root; it affects the whole machine)
   ansible      ansible localhost -m lifeboat.backup.backup_info (warm)
   report       backup_info's report() in this process (no interpreter start-up)
+  scan         _catalog.scan alone in this process (listing and every manifest, validated)
+  exit         what AnsibleModule.exit_json does with report()'s result: the no_log
+               scrub (remove_values) and the JSON encoding, in this process
+  exit-latest  the same for a result without the list of every set (latest,
+               rpo_status, invalid, partials only), to show what the list costs
   plan         BackupJob.plan() with max_age 1d in this process: the decision a
                backup with max_age takes before it runs (deep: one source with
                10,000 sets; fleet: one source with 25)
@@ -157,6 +162,22 @@ def ensure_store(info_dir, shape):
     return root, stamp, False
 
 
+def exit_encoder():
+    """A function doing what exit_json does to a result (no_log scrub, JSON for the controller); returns its size."""
+    # pylint: disable=import-outside-toplevel
+    from ansible.module_utils.common.parameters import remove_values
+    try:
+        from ansible.module_utils.common import json as module_json
+        encoder = module_json.get_module_encoder("legacy", module_json.Direction.MODULE_TO_CONTROLLER)
+    except (ImportError, AttributeError, ValueError):
+        encoder = None
+
+    def cost(result):
+        scrubbed = remove_values(result, set())
+        return len(json.dumps(scrubbed, cls=encoder) if encoder else json.dumps(scrubbed))
+    return cost
+
+
 def evict_manifests(root):
     """Drop the page-cache pages of every file in the store (clean pages only; dentries and inodes stay)."""
     count = 0
@@ -179,13 +200,15 @@ def drop_caches():
 
 def run_bench(args):
     import_collection()
-    from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs, _store_kinds  # pylint: disable=import-outside-toplevel
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog, _jobs, _store_kinds  # pylint: disable=import-outside-toplevel
     from ansible_collections.lifeboat.backup.plugins.modules import backup_info  # pylint: disable=import-outside-toplevel
     from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow  # pylint: disable=import-outside-toplevel
 
     info_dir = private_dir("info")
     r = {"machine": machine_info(info_dir, tools=()), "reps": args.reps, "shapes": {}, "notes": []}
-    variants = ["direct", "direct-cold", "ansible", "report", "plan"] + (["cold"] if args.drop_caches else [])
+    variants = (["direct", "direct-cold", "ansible", "report", "scan", "exit", "exit-latest", "plan"]
+                + (["cold"] if args.drop_caches else []))
+    exit_cost = exit_encoder()
     for shape in SHAPES:
         root, stamp, reused = ensure_store(info_dir, shape)
         spec = dict(SHAPES[shape], step=str(SHAPES[shape]["step"]))
@@ -216,6 +239,17 @@ def run_bench(args):
                 result = backup_info.report(store, None, None, None, utcnow())
                 wall = time.perf_counter() - t0
                 return {"wall": wall, "sets": len(result["sets"])}
+            if name == "scan":
+                t0 = time.perf_counter()
+                sets, dummy, dummy2 = _catalog.scan(store)
+                return {"wall": time.perf_counter() - t0, "sets": len(sets)}
+            if name in ("exit", "exit-latest"):
+                result = backup_info.report(store, None, None, None, utcnow())
+                if name == "exit-latest":
+                    result.pop("sets")
+                t0 = time.perf_counter()
+                size = exit_cost(result)
+                return {"wall": time.perf_counter() - t0, "result_bytes": size}
             job = _jobs.BackupJob(store, host, source, "postgresql", "pg_dump", max_age="1d")
             t0 = time.perf_counter()
             plan = job.plan()
@@ -249,6 +283,9 @@ def render(r):
         "cold": "the same after `echo 3 > /proc/sys/vm/drop_caches`",
         "ansible": "`ansible localhost -m lifeboat.backup.backup_info` (warm)",
         "report": "backup_info's `report()` in-process (no interpreter start-up, no JSON output)",
+        "scan": "`_catalog.scan` alone, in-process: listing and every manifest read and validated",
+        "exit": "exit_json's work on that result, in-process: no_log scrub (`remove_values`) and JSON",
+        "exit-latest": "the same for a result without the list of every set",
         "plan": "`BackupJob.plan()` with `max_age: 1d`, in-process: the decision before a backup",
     }
     for shape, res in r["shapes"].items():
