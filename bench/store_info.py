@@ -30,6 +30,7 @@ Timed, interleaved, --reps times each, on each store:
                scrub (remove_values) and the JSON encoding, in this process
   exit-latest  the same for a result without the list of every set (latest,
                rpo_status, invalid, partials only), to show what the list costs
+  direct@REV   with --compare REV: `direct` with the collection as of git revision REV
   plan         BackupJob.plan() with max_age 1d in this process: the decision a
                backup with max_age takes before it runs (deep: one source with
                10,000 sets; fleet: one source with 25)
@@ -47,7 +48,7 @@ import sys
 import time
 
 from lib import BenchError, cli, log, private_dir
-from lib.modules import import_collection, profile_direct, run_ansible, run_direct
+from lib.modules import collection_at, import_collection, profile_direct, run_ansible, run_direct
 from lib.report import fmt_peak, fmt_s, loadavg, machine_info, machine_table, table, verdict, write_results
 from lib.timing import interleaved, med, spread
 
@@ -62,7 +63,7 @@ PROFILE_ROWS = [
     ("whole module (python, under cProfile)", lambda f, fn: fn == "<module>" and f == "<string>", "ct"),
     ("_catalog.scan (listing + every manifest)", lambda f, fn: fn == "scan" and f.endswith("_catalog.py"), "ct"),
     ("store listing (names only)", lambda f, fn: fn == "listing" and f.endswith("_store_dir.py"), "ct"),
-    ("manifest reads (open + read)", lambda f, fn: fn in ("read_manifest_bytes", "read_manifests")
+    ("manifest reads (open + read)", lambda f, fn: fn in ("read_manifest_bytes", "read_manifests_bytes")
      and f.endswith("_store_dir.py"), "ct"),
     ("JSON parsing (json.loads)", lambda f, fn: fn == "loads" and f.endswith("json/__init__.py"), "ct"),
     ("manifest validation", lambda f, fn: fn == "validate" and f.endswith("_manifest.py"), "ct"),
@@ -207,7 +208,8 @@ def run_bench(args):
     info_dir = private_dir("info")
     r = {"machine": machine_info(info_dir, tools=()), "reps": args.reps, "shapes": {}, "notes": []}
     variants = (["direct", "direct-cold", "ansible", "report", "scan", "exit", "exit-latest", "plan"]
-                + (["cold"] if args.drop_caches else []))
+                + (["cold"] if args.drop_caches else []) + (["direct@" + args.compare] if args.compare else []))
+    other = collection_at(args.compare) if args.compare else None
     exit_cost = exit_encoder()
     for shape in SHAPES:
         root, stamp, reused = ensure_store(info_dir, shape)
@@ -219,12 +221,12 @@ def run_bench(args):
         run_direct("backup_info", module_args)  # warm the page cache and the imports
 
         def one(name):
-            if name in ("direct", "direct-cold", "cold"):
+            if name in ("direct", "direct-cold", "cold") or name.startswith("direct@"):
                 if name == "direct-cold":
                     evict_manifests(root)
                 elif name == "cold":
                     drop_caches()
-                run, result = run_direct("backup_info", module_args)
+                run, result = run_direct("backup_info", module_args, collections=other if "@" in name else None)
                 if len(result["sets"]) != SETS or result["invalid"]:
                     raise BenchError("backup_info found %d sets and %d invalid entries in %s, not %d and 0"
                                      % (len(result["sets"]), len(result["invalid"]), root, SETS))
@@ -293,6 +295,9 @@ def render(r):
         L += ["## Store `%s`: %d hosts × %d sources × %d sets" % (shape, spec["hosts"], spec["sources"], spec["sets"]),
               "", "Generated %s%s." % (res["stamp"].get("generated"), ", reused" if res["reused"] else
                                        " in %s s" % res["stamp"].get("seconds")), ""]
+        for name in res["runs"]:
+            if name.startswith("direct@"):
+                names[name] = "`direct` with the collection as of commit %s" % name.split("@", 1)[1]
         rows = []
         for name, label in names.items():
             runs = res["runs"].get(name)
@@ -326,6 +331,7 @@ def main(argv=None):
     p.add_argument("--drop-caches", action="store_true",
                    help="also time a truly cold run after dropping the whole machine's caches (root)")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the cProfile runs")
+    p.add_argument("--compare", metavar="REV", help="also time the direct run with the collection as of git revision REV")
 
     def run(args_):
         args = cli.parse(p, args_)

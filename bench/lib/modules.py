@@ -13,6 +13,7 @@ import json
 import os
 import pstats
 import re
+import subprocess
 
 from lib import ANSIBLE, PY, REPO, VENV_BIN, BenchError, bench_dir
 from lib.procs import timed
@@ -30,6 +31,20 @@ def collections_path():
         os.unlink(link)
     if not os.path.lexists(link):
         os.symlink(REPO, link)
+    return root
+
+
+def collection_at(rev):
+    """A collections root holding lifeboat.backup as of git revision ``rev`` (plugins/ and meta/, from git archive)."""
+    root = os.path.join(bench_dir(), "rev-" + re.sub(r"[^A-Za-z0-9._-]", "_", rev))
+    tree = os.path.join(root, "ansible_collections", "lifeboat", "backup")
+    if not os.path.isdir(os.path.join(tree, "plugins")):
+        os.makedirs(tree, exist_ok=True)
+        archive = subprocess.run(["git", "-C", REPO, "archive", rev, "plugins", "meta", "galaxy.yml"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if archive.returncode != 0:
+            raise BenchError("git archive %s failed: %s" % (rev, archive.stderr.decode().strip()))
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
     return root
 
 
@@ -102,11 +117,14 @@ def _result(run, what):
     return result
 
 
-def run_direct(module, args, env=None, cwd=None):
-    """Run ``lifeboat.backup.MODULE`` with ``python -m`` (no ansible); returns (Run, result dict)."""
+def run_direct(module, args, env=None, cwd=None, collections=None):
+    """Run ``lifeboat.backup.MODULE`` with ``python -m`` (no ansible); returns (Run, result dict).
+
+    ``collections`` is another collections root (``collection_at``) to run the module from.
+    """
     path = _args_file("direct-args.json", args)
     env = dict(env or ansible_env())
-    env["PYTHONPATH"] = collections_path()
+    env["PYTHONPATH"] = collections or collections_path()
     try:
         run = timed([PY, "-m", MODULE_PACKAGE + module, path], env, cwd or bench_dir())
     finally:
