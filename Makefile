@@ -19,6 +19,8 @@ IT_ROOT  := /tmp/lifeboat-it
 # Extra ansible-test arguments, e.g. `make integration ANSIBLE_TEST_ARGS="--allow-destructive backup_postgresql"`
 # or `make units ANSIBLE_TEST_ARGS="tests/unit/plugins/module_utils/test_manifest.py"`.
 ANSIBLE_TEST_ARGS ?=
+# Benchmarks to run (bench/run.sh names; all when empty), e.g. `make bench BENCH="store_info s3_upload"`.
+BENCH ?=
 
 NAMESPACE := $(shell awk '/^namespace:/ {print $$2}' galaxy.yml)
 NAME      := $(shell awk '/^name:/ {print $$2}' galaxy.yml)
@@ -100,7 +102,7 @@ docs: build
 test: setup sanity lint docs units integration
 
 bench: setup
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH)
 
 clean:
 	rm -rf build collections tests/output .pytest_cache

@@ -1,31 +1,66 @@
 #!/usr/bin/env bash
-# Benchmark entry point (`make bench`): lifeboat.backup.postgresql_backup/_restore
-# against raw `pg_dump | zstd` and plain pg_dump/pg_restore on a >= 500 MiB database.
-# Writes bench/results/latest.md (and latest.json) and prints the table.
+# Benchmark entry point (`make bench`, `make bench BENCH="store_info s3_upload"`).
 #
-#   bench/run.sh [--keep | --clean] [--reps N] [--restore-reps N] [--no-profile]
+#   bench/run.sh [NAME ...] [OPTIONS]      (names first, then options)
 #
-#   LIFEBOAT_BENCH_DIR    work directory (default /tmp/lifeboat-bench): cluster in pg/,
-#                         reused by the next run when its database is still there
+# NAMEs are benchmarks, files bench/NAME.py; without one, every benchmark in
+# DEFAULT below runs, in that order:
+#   postgresql   postgresql_backup/_restore against raw `pg_dump | zstd` and pg_restore (>= 500 MiB)
+#   store_info   backup_info and the max_age decision over 10,000 sets in a dir store
+#   s3_upload    1 GiB into an s3 store against boto3's upload_file (moto on 127.0.0.1)
+# and, by name only, the ablations on the postgresql benchmark's cluster:
+#   relay_check  where the backup loses time against `pg_dump | zstd > file`
+#   restore_check  the same for the restore
+#
+# OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
+# run, each ignores the options that are not its own. Common ones: --reps N,
+# --keep (leave the PostgreSQL cluster running), --clean.
+#
+#   LIFEBOAT_BENCH_DIR    work directory (default /tmp/lifeboat-bench): the cluster in pg/,
+#                         the generated stores, the 1 GiB upload file; reused by the next run
 #   LIFEBOAT_PG_PASSWORD  password of the bench role (default: a random one kept in
 #                         $LIFEBOAT_BENCH_DIR/pg_password, mode 0600); never put on argv
 #
-# At the end the cluster is stopped (its data stays for the next run); --keep leaves
-# it running, --clean deletes the whole work directory.
+# Each benchmark writes bench/results/NAME.md and NAME.json and prints the Markdown.
+# The run stops at the first benchmark that fails; one that cannot run here
+# (a missing store kind or tool) says why and the others go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEFAULT=(postgresql store_info s3_upload)
+NEEDS_PG=(postgresql relay_check restore_check)
 
 py=.venv/bin/python
 if [[ ! -x "$py" ]]; then
     echo "bench: .venv is missing; run 'make setup' (or use 'make bench')" >&2
     exit 1
 fi
+
+names=()
+options=()
+for arg in "$@"; do
+    if [[ "$arg" == -* || ${#options[@]} -gt 0 ]]; then
+        options+=("$arg")
+    elif [[ -f "bench/$arg.py" && "$arg" != _* ]]; then
+        names+=("$arg")
+    else
+        echo "bench: no benchmark named '$arg' (bench/$arg.py); known: ${DEFAULT[*]} relay_check restore_check" >&2
+        exit 2
+    fi
+done
+(( ${#names[@]} )) || names=("${DEFAULT[@]}")
+
 missing=()
 for tool in zstd bash sync; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-for tool in pg_dump pg_restore psql initdb; do
-    [[ -x "${LIFEBOAT_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}/$tool" ]] || missing+=("$tool")
+for name in "${names[@]}"; do
+    if [[ " ${NEEDS_PG[*]} " == *" $name "* ]]; then
+        for tool in pg_dump pg_restore psql initdb; do
+            [[ -x "${LIFEBOAT_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}/$tool" ]] || missing+=("$tool")
+        done
+        break
+    fi
 done
 if (( ${#missing[@]} )); then
     echo "bench: missing tools: ${missing[*]} (see bindep.txt)" >&2
@@ -33,4 +68,10 @@ if (( ${#missing[@]} )); then
 fi
 
 export PATH="$PWD/.venv/bin:$PATH"
-exec "$py" bench/bench.py "$@"
+if (( ${#names[@]} > 1 )); then
+    export LIFEBOAT_BENCH_SHARED_OPTIONS=1
+fi
+for name in "${names[@]}"; do
+    echo "bench: === $name" >&2
+    "$py" "bench/$name.py" ${options[@]+"${options[@]}"}
+done

@@ -53,11 +53,11 @@ def scan(store, host=None, source=None):
         sources = [source] if source else store.sources(one_host)
         for one_source in sources:
             listing = store.listing(one_host, one_source)
-            for set_id in listing.sets:
-                try:
-                    sets.append(store.read_manifest(one_host, one_source, set_id))
-                except LifeboatError as exc:
-                    invalid.append({"host": one_host, "source": one_source, "set_id": set_id, "error": str(exc)})
+            for set_id, manifest, error in _read_manifests(store, one_host, one_source, listing.sets):
+                if error is None:
+                    sets.append(manifest)
+                else:
+                    invalid.append({"host": one_host, "source": one_source, "set_id": set_id, "error": str(error)})
             for stray in listing.strays:
                 invalid.append({"host": one_host, "source": one_source, "set_id": stray["name"],
                                 "error": "Entry %s is not a usable set: %s." % (stray["name"], stray["problem"])})
@@ -65,6 +65,21 @@ def scan(store, host=None, source=None):
                 partials.append({"host": one_host, "source": one_source, "name": name})
     sets.sort(key=sort_key)
     return sets, invalid, partials
+
+
+def _read_manifests(store, host, source, set_ids):
+    """The store's bulk read (``Store.read_manifests``), or one ``read_manifest`` per set for a reader without it."""
+    bulk = getattr(store, "read_manifests", None)
+    if bulk is not None:
+        yield from bulk(host, source, set_ids)
+        return
+    for set_id in set_ids:
+        try:
+            manifest = store.read_manifest(host, source, set_id)
+        except LifeboatError as exc:
+            yield set_id, None, exc
+            continue
+        yield set_id, manifest, None
 
 
 def sort_key(manifest):

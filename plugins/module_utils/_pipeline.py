@@ -17,13 +17,16 @@ fails behind a compressor fails the pipeline.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
+import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import CommandError, Runner
@@ -33,6 +36,10 @@ CHUNK = 1024 * 1024
 FLUSH_EVERY = 64 * 1024 * 1024
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 STDERR_TAIL = 4000
+# How long the read-back of a sink's file waits for its writer to add more.
+FOLLOW_POLL = 0.01
+# Errors a tool reports (in the C locale) when it cannot write a sink's file: they are the sink's failure.
+SINK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
 
 COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 ENCRYPTION_SUFFIX = ".age"
@@ -57,14 +64,21 @@ class SinkError(LifeboatError):
 
 
 class Stage(object):
-    """One process of a pipeline."""
+    """One process of a pipeline.
 
-    def __init__(self, name, argv, env=None, cwd=None, pass_fds=()):
+    ``sequential`` says that the program writes its standard output front to
+    back and never seeks in it (zstd, gzip, age do; pg_dump -Fc rewrites its
+    table of contents when its output is a file). Only such a last stage may
+    write straight into a sink's file (see ``run_to_sink``).
+    """
+
+    def __init__(self, name, argv, env=None, cwd=None, pass_fds=(), sequential=False):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.env = env
         self.cwd = cwd
         self.pass_fds = tuple(pass_fds or ())
+        self.sequential = sequential
 
     def __repr__(self):
         return "Stage(%r, %r)" % (self.name, self.argv)
@@ -84,14 +98,14 @@ def compress_stages(algorithm, binary, level=None, threads=0):
             argv.append("-%d" % int(level))
             if int(level) > 19:
                 argv.insert(1, "--ultra")
-        return [Stage("zstd", argv)]
+        return [Stage("zstd", argv, sequential=True)]
     if algorithm == "gzip":
         argv = [binary, "-c"]
         if os.path.basename(binary) == "pigz" and threads:
             argv += ["-p", str(int(threads))]
         if level is not None:
             argv.append("-%d" % int(level))
-        return [Stage(os.path.basename(binary), argv)]
+        return [Stage(os.path.basename(binary), argv, sequential=True)]
     raise LifeboatError("Unknown compression %r; use zstd, gzip or none." % algorithm)
 
 
@@ -111,7 +125,7 @@ def encrypt_stages(binary, recipients):
     argv = [binary, "--encrypt"]
     for recipient in recipients:
         argv += ["-r", recipient]
-    return [Stage("age", argv)]
+    return [Stage("age", argv, sequential=True)]
 
 
 def decrypt_stages(binary, identity_file, pass_fds=()):
@@ -176,7 +190,7 @@ class _Pump(threading.Thread):
 class _Running(object):
     """Started processes of one pipeline, with their stderr captured to temp files."""
 
-    def __init__(self, stages, stdin, env, runner=None):
+    def __init__(self, stages, stdin, env, runner=None, stdout=None):
         runner = runner or Runner()
         self.stages = stages
         self.procs = []
@@ -194,10 +208,11 @@ class _Running(object):
                 self.errs.append(err)
                 stage_env = dict(env or os.environ)
                 stage_env.update(stage.env or {})
+                last = index == len(stages) - 1
                 proc = runner.popen(
                     stage.argv,
                     stdin=previous,
-                    stdout=subprocess.PIPE,
+                    stdout=stdout if last and stdout is not None else subprocess.PIPE,
                     stderr=err,
                     env=stage_env,
                     cwd=stage.cwd,
@@ -302,9 +317,21 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, runner=None):
     written. Raises PipelineError if any stage fails, SinkError if writing
     fails; in both cases all processes are stopped before it returns. One
     preallocated buffer carries every block: memory stays flat whatever the size.
+
+    When the last stage is ``sequential`` and the sink has a ``fileno()`` that
+    is a regular file open for reading and writing, with nothing after its
+    current position, the last stage writes that file itself: no byte passes
+    through this process on its way in. The bytes are read back from the page
+    cache behind the writer for the SHA-256, and ``sink.note_written(count)``
+    (when the sink has it) hears of each block, so that the sink can keep its
+    own write-back going. A write error the tool reports (no space, quota,
+    I/O) is raised as SinkError, as for a sink written from here.
     """
     if not stages:
         raise LifeboatError("A pipeline needs at least one stage.")
+    fd = _direct_fd(sink) if stages[-1].sequential else None
+    if fd is not None:
+        return _run_to_file(stages, sink, fd, stdin, env, chunk, runner)
     running = _Running(stages, stdin, env, runner)
     digest = hashlib.sha256()
     size = 0
@@ -350,6 +377,112 @@ def run_to_sink(stages, sink, stdin=None, env=None, chunk=CHUNK, runner=None):
     running.wait()
     running.check()
     return size, digest.hexdigest()
+
+
+def _direct_fd(sink):
+    """The descriptor the last stage may write to directly, or None (then the bytes are copied through here).
+
+    Only a regular file, open for reading and writing, whose current position
+    is its end qualifies: what the tool appends is then exactly the payload, and
+    can be read back. A buffered sink is flushed first.
+    """
+    fileno = getattr(sink, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        flush = getattr(sink, "flush", None)
+        if flush is not None:
+            flush()
+        fd = fileno()
+        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+            return None
+        st = os.fstat(fd)
+        writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
+        at_end = os.lseek(fd, 0, os.SEEK_CUR) == st.st_size
+    except Exception:  # pylint: disable=broad-except
+        return None  # a sink that cannot say has no descriptor for us: copy through this process
+    if not stat.S_ISREG(st.st_mode) or not writable or not at_end:
+        return None
+    return fd
+
+
+def _run_to_file(stages, sink, fd, stdin, env, chunk, runner):
+    """run_to_sink when the last stage writes the sink's file ``fd`` itself: follow it and hash what it wrote."""
+    start = os.lseek(fd, 0, os.SEEK_CUR)
+    note = getattr(sink, "note_written", None)
+    running = _Running(stages, stdin, env, runner, stdout=fd)
+    last = running.procs[-1]
+    digest = hashlib.sha256()
+    pos = start
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    try:
+        while True:
+            finished = last.poll() is not None
+            end = os.fstat(fd).st_size
+            while pos < end:
+                count = os.preadv(fd, [view[:min(chunk, end - pos)]], pos)
+                if not count:
+                    break
+                digest.update(view[:count])
+                pos += count
+                if note is not None:
+                    note(count)
+            if finished:
+                break
+            time.sleep(FOLLOW_POLL)
+        running.wait()
+        final = os.lseek(fd, 0, os.SEEK_CUR)
+        if final != pos or os.fstat(fd).st_size != pos:
+            # The tool did not write front to back after all: hash what the file holds now.
+            digest, pos = _hash_range(fd, start, view, chunk)
+            os.lseek(fd, pos, os.SEEK_SET)
+    except OSError as exc:
+        running.kill()
+        running.close()
+        raise SinkError(str(exc), os_error=exc)
+    except BaseException:
+        running.kill()
+        running.close()
+        raise
+    finally:
+        view.release()
+    try:
+        running.check()
+    except PipelineError as exc:
+        error = _write_error(exc, stages[-1])
+        if error is not None:
+            raise SinkError(str(error), os_error=error)
+        raise
+    seek = getattr(sink, "seek", None)
+    if seek is not None:
+        try:
+            seek(pos)  # a buffered file object learns where its descriptor now is
+        except (OSError, ValueError):
+            pass
+    return pos - start, digest.hexdigest()
+
+
+def _hash_range(fd, start, view, chunk):
+    digest = hashlib.sha256()
+    pos = start
+    while True:
+        count = os.preadv(fd, [view[:chunk]], pos)
+        if not count:
+            return digest, pos
+        digest.update(view[:count])
+        pos += count
+
+
+def _write_error(exc, last):
+    """The OSError behind a failure of the last stage that could not write the sink's file, or None."""
+    if exc.stage != last.name or not exc.stderr:
+        return None
+    text = exc.stderr.lower()
+    for number in SINK_ERRNOS:
+        if os.strerror(number).lower() in text:
+            return OSError(number, os.strerror(number))
+    return None
 
 
 def run_from_source(stages, source, env=None):

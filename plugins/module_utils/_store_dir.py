@@ -33,7 +33,7 @@ import socket
 import stat
 import threading
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import (
@@ -55,6 +55,8 @@ FLUSH_EVERY = 64 * 1024 * 1024
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Payload files are also read: the pipeline reads back what a tool wrote into them for the SHA-256.
+O_CREATE_RW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 OPTIONS = dict(
     path=dict(type="path"),
@@ -73,9 +75,18 @@ def _fsync_fd(fd):
 class _Dir(object):
     """An open directory inside the store (a descriptor), closed on exit."""
 
-    def __init__(self, fd, where):
+    def __init__(self, fd, where, name=None):
         self.fd = fd
-        self.where = where
+        # The path is for messages only: joined when first asked for.
+        self._where = where
+        self._name = name
+
+    @property
+    def where(self):
+        if self._name is not None:
+            self._where = os.path.join(self._where, self._name)
+            self._name = None
+        return self._where
 
     def __enter__(self):
         return self
@@ -112,10 +123,27 @@ class _Dir(object):
         except OSError as exc:
             raise StoreError(describe_os_error(exc, self.where))
 
+    def typed_names(self):
+        """Sorted (name, type) pairs, the type as in ``entry_type``, from the directory entries themselves.
+
+        The kernel reports each entry's type with its name, so no entry is
+        stat'ed (one is, without following links, where the file system does not
+        say).
+        """
+        found = []
+        try:
+            with os.scandir(self.fd) as entries:
+                for entry in entries:
+                    found.append((entry.name, _entry_kind(entry)))
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, self.where))
+        found.sort()
+        return [item for item in found if item[1] is not None]
+
     def sub(self, name, create=False):
         """Open the subdirectory ``name`` (never through a link); create it (0700) if asked."""
         try:
-            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.path(name))
+            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.where, name)
         except FileNotFoundError:
             if not create:
                 raise
@@ -128,7 +156,7 @@ class _Dir(object):
         except OSError as exc:
             raise StoreError(describe_os_error(exc, self.path(name)))
         try:
-            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.path(name))
+            return _Dir(os.open(name, O_DIR, dir_fd=self.fd), self.where, name)
         except OSError as exc:
             raise self._unsafe(exc, name)
 
@@ -142,6 +170,11 @@ class _Dir(object):
 
     def open_file(self, name, limit=None):
         """Open a regular file for reading; a link, FIFO or device is refused at once."""
+        fd, dummy = self._open_regular(name, limit)
+        return os.fdopen(fd, "rb", buffering=0)
+
+    def _open_regular(self, name, limit=None):
+        """(descriptor, size) of the regular file ``name``, blocking reads; refused unread above ``limit``."""
         try:
             fd = os.open(name, O_READ, dir_fd=self.fd)
         except FileNotFoundError:
@@ -160,22 +193,41 @@ class _Dir(object):
                 raise _manifest.ManifestError("%s is %d bytes, more than the limit of %d; it is refused unread."
                                               % (escape(self.path(name)), st.st_size, limit))
             os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb", buffering=0)
+            return fd, st.st_size
         except BaseException:
             os.close(fd)
             raise
 
     def read_bounded(self, name, limit):
-        with self.open_file(name, limit) as handle:
-            data = handle.read(limit + 1)
+        """The content of a regular file of at most ``limit`` bytes.
+
+        Reads what fstat announced plus one byte, then on to the end in small
+        blocks (a file that grows meanwhile is refused past ``limit``), so a
+        small file costs a small buffer.
+        """
+        fd, size = self._open_regular(name, limit)
+        chunks = []
+        total = 0
+        want = size + 1
+        try:
+            while total <= limit:
+                block = os.read(fd, min(want, limit + 1 - total))
+                if not block:
+                    break
+                chunks.append(block)
+                total += len(block)
+                want = 64 * 1024
+        finally:
+            os.close(fd)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(data) > limit:
             raise _manifest.ManifestError("%s is more than the limit of %d bytes; it is refused."
                                           % (escape(self.path(name)), limit))
         return data
 
-    def create_file(self, name):
+    def create_file(self, name, flags=O_CREATE):
         try:
-            return os.open(name, O_CREATE, FILE_MODE, dir_fd=self.fd)
+            return os.open(name, flags, FILE_MODE, dir_fd=self.fd)
         except OSError as exc:
             raise StoreError(describe_os_error(exc, escape(self.path(name))))
 
@@ -224,7 +276,12 @@ class _Flusher(threading.Thread):
 
 
 class DirSink(_stores.Sink):
-    """A payload file in a partial set: written through, flushed as it grows, fsynced on close."""
+    """A payload file in a partial set: written through, flushed as it grows, fsynced on close.
+
+    ``fileno()`` hands the pipeline the file itself (open for reading and
+    writing), so that the last tool of a pipeline can write it directly;
+    ``note_written`` then keeps the write-back going as the file grows.
+    """
 
     def __init__(self, fd, name, flush_every=FLUSH_EVERY):
         self.fd = fd
@@ -241,7 +298,16 @@ class DirSink(_stores.Sink):
                 view = view[os.write(self.fd, view):]
         finally:
             view.release()
-        self.written += len(data)
+        self.note_written(len(data))
+
+    def fileno(self):
+        if self.fd is None:
+            raise ValueError("the sink %s is closed" % self.name)
+        return self.fd
+
+    def note_written(self, count):
+        """``count`` more bytes are in the file (written here or by a tool through ``fileno``)."""
+        self.written += count
         if self.written - self.kicked >= self.flush_every:
             self.kicked = self.written
             if self.flusher is None:
@@ -298,7 +364,7 @@ class DirSetWriter(_stores.SetWriter):
 
     def open(self, name):
         _stores.check_file_name(name)
-        sink = DirSink(self.dir.create_file(name), self.dir.path(name))
+        sink = DirSink(self.dir.create_file(name, O_CREATE_RW), self.dir.path(name))
         self.sinks.append(sink)
         return sink
 
@@ -547,8 +613,8 @@ class DirStore(_stores.Store):
     def _plain_dirs(self, parts):
         try:
             with self._walk(parts) as directory:
-                return [n for n in directory.names()
-                        if _manifest.NAME_RE.match(n) and n not in (".", "..") and directory.entry_type(n) == "dir"]
+                return [n for n, kind in directory.typed_names()
+                        if kind == "dir" and _manifest.NAME_RE.match(n) and n not in (".", "..")]
         except FileNotFoundError:
             return []
 
@@ -565,14 +631,13 @@ class DirStore(_stores.Store):
             return _stores.Listing()
         sets, partials, strays = [], [], []
         with directory:
-            for name in directory.names():
+            for name, kind in directory.typed_names():
                 base = name
                 for suffix in (PARTIAL_SUFFIX, DELETING_SUFFIX):
                     if name.endswith(suffix):
                         base = name[: -len(suffix)]
                 if not _manifest.SET_ID_RE.match(base):
                     continue
-                kind = directory.entry_type(name)
                 if kind != "dir":
                     strays.append({"name": escape(name), "problem": "not a plain directory (%s)" % kind})
                     continue
@@ -597,6 +662,40 @@ class DirStore(_stores.Store):
         except FileNotFoundError:
             raise _manifest.ManifestError("%s is missing (%s): the set is incomplete."
                                           % (where, self.location(host, source, set_id, _manifest.MANIFEST_NAME)))
+
+    def read_manifests_bytes(self, host, source, set_ids):
+        """The manifests of many sets of one source: the source directory is opened once, not once per set."""
+        try:
+            directory = self._source_dir(host, source)
+        except FileNotFoundError:
+            directory = None
+        except _stores.StoreError as exc:
+            for set_id in set_ids:
+                yield set_id, None, exc
+            return
+        try:
+            for set_id in set_ids:
+                where = "The manifest of set %s/%s/%s" % (host, source, set_id)
+                try:
+                    if directory is None:
+                        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+                    with directory.sub(_stores.check_set_id(set_id)) as set_dir:
+                        raw = set_dir.read_bounded(_manifest.MANIFEST_NAME, _stores.MAX_MANIFEST_BYTES)
+                except FileNotFoundError:
+                    yield set_id, None, _manifest.ManifestError(
+                        "%s is missing (%s): the set is incomplete."
+                        % (where, self.location(host, source, set_id, _manifest.MANIFEST_NAME)))
+                    continue
+                except LifeboatError as exc:
+                    yield set_id, None, exc
+                    continue
+                except OSError as exc:
+                    yield set_id, None, StoreError(describe_os_error(exc, escape(where)))
+                    continue
+                yield set_id, raw, None
+        finally:
+            if directory is not None:
+                directory.close()
 
     def open_payload(self, host, source, set_id, name):
         _stores.check_file_name(name)
@@ -727,6 +826,20 @@ class DirStore(_stores.Store):
                 os.unlink(parts[-1], dir_fd=directory.fd)
         except FileNotFoundError:
             pass
+
+
+def _entry_kind(entry):
+    """The type of a scandir entry without following links: as ``_Dir.entry_type``; None once it is gone."""
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_dir(follow_symlinks=False):
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+    except FileNotFoundError:
+        return None
+    return "other"
 
 
 def _entry_in(directory, sub, name):

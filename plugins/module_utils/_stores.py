@@ -317,13 +317,45 @@ class Store(object):
 
     def read_manifest(self, host, source, set_id):
         """The validated manifest of a set; it must name the place it was found in."""
+        return self.check_manifest(host, source, set_id, self.read_manifest_bytes(host, source, set_id))
+
+    def check_manifest(self, host, source, set_id, raw):
+        """Validate ``raw`` manifest bytes read from ``host/source/set_id``; it must name that place."""
         where = "The manifest of set %s/%s/%s" % (host, source, set_id)
-        data = _manifest.loads(self.read_manifest_bytes(host, source, set_id), where)
+        data = _manifest.loads(raw, where)
         if (data["host"], data["source"], data["set_id"]) != (host, source, set_id):
             raise _manifest.ManifestError(
                 "%s names %s/%s/%s: it was moved or edited." % (
                     where, escape(data["host"]), escape(data["source"]), escape(data["set_id"])))
         return data
+
+    def read_manifests_bytes(self, host, source, set_ids):
+        """``(set_id, raw, None)`` or ``(set_id, None, error)`` for each of ``set_ids``, in order.
+
+        The bulk form of ``read_manifest_bytes``, with the same limits and
+        errors; a kind may share work between the sets of one source (the
+        ``dir`` kind opens the source directory once).
+        """
+        for set_id in set_ids:
+            try:
+                raw = self.read_manifest_bytes(host, source, set_id)
+            except LifeboatError as exc:
+                yield set_id, None, exc
+                continue
+            yield set_id, raw, None
+
+    def read_manifests(self, host, source, set_ids):
+        """``(set_id, manifest, None)`` or ``(set_id, None, error)`` for each of ``set_ids``: the catalog's read."""
+        for set_id, raw, error in self.read_manifests_bytes(host, source, set_ids):
+            if error is None:
+                try:
+                    manifest = self.check_manifest(host, source, set_id, raw)
+                except LifeboatError as exc:
+                    error = exc
+                else:
+                    yield set_id, manifest, None
+                    continue
+            yield set_id, None, error
 
     def open_payload(self, host, source, set_id, name):
         """A binary reader (``read``, ``readinto``, ``close``; ``fileno`` where there is one)."""
