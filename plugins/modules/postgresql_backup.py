@@ -261,9 +261,8 @@ def dump_stages(module, plan, env, staging=None, pass_fds=()):
     """
     params = module.params
     if plan["method"] == "pg_dumpall":
-        producer = _pipeline.Stage("pg_dumpall", _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"],
-                                                                            login_db=params["login_db"]),
-                                   env, pass_fds=pass_fds)
+        argv = _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"], login_db=params["login_db"])
+        producer = _pipeline.Stage("pg_dumpall", argv, env, pass_fds=pass_fds)
     elif plan["format"] == "directory":
         producer = _pipeline.Stage("tar", [plan["tar"], "-C", staging or "<staging>", "-cf", "-", "."])
     else:

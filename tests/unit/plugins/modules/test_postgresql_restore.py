@@ -19,7 +19,6 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import (

@@ -30,7 +30,7 @@ def find_scratch(args):
              "FROM pg_database d JOIN pg_shdescription c ON c.objoid = d.oid WHERE c.description LIKE '%s%%'"
              % MARKER)
     proc = subprocess.run([args.psql, "-X", "-A", "-t", "-d", conninfo(args.socket, args.port, "postgres"),
-                           "-c", query], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                           "-c", query], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         return None
     for row in json.loads(proc.stdout.decode("utf-8") or "[]"):
