@@ -217,8 +217,8 @@ def run_json(module, psql, env, db, sql):
 def check_restrict(module, psql, env, db, version=None):
     """Refuse a psql that has no ``\\restrict`` (restricted mode), which replaying a SQL set needs."""
     key = "lifeboatprobe"
-    rc, out, err = module.run_command(psql_query_argv(psql, db), data="\\restrict %s\n\\unrestrict %s\nSELECT 1;\n" % (key, key),
-                                      environ_update=env, binary_data=True)
+    rc, out, err = runner_for(module).run(psql_query_argv(psql, db),
+                                          data="\\restrict %s\n\\unrestrict %s\nSELECT 1;\n" % (key, key), env=env)
     if rc == 0:
         return
     if "restrict" in err and ("invalid command" in err or "Invalid command" in err):
