@@ -243,8 +243,8 @@ def dump_stages(module, plan, env, staging=None):
     """The pipeline that produces the payload file (for directory format: after the dump ran)."""
     params = module.params
     if plan["method"] == "pg_dumpall":
-        producer = _pipeline.Stage("pg_dumpall", _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"],
-                                                                            login_db=params["login_db"]), env)
+        argv = _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"], login_db=params["login_db"])
+        producer = _pipeline.Stage("pg_dumpall", argv, env)
     elif plan["format"] == "directory":
         producer = _pipeline.Stage("tar", [plan["tar"], "-C", staging or "<staging>", "-cf", "-", "."])
     else:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+
 def conninfo(socket, port, db):
     def q(value):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -26,7 +27,7 @@ def find_scratch(args):
     """A scratch database of the target: TARGET_lifeboat_<run> (not an old copy, TARGET_lifeboat_old_<run>)."""
     query = "SELECT coalesce(json_agg(datname), '[]') FROM pg_database"
     proc = subprocess.run([args.psql, "-X", "-A", "-t", "-d", conninfo(args.socket, args.port, "postgres"),
-                           "-c", query], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                           "-c", query], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         return None
     prefix = args.target + "_lifeboat_"
