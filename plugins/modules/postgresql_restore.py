@@ -517,8 +517,11 @@ class Restore(object):
                     raise LifeboatError(self.explain(exc))
             replay.finish()
         except _psqlscript.ReplayError as exc:
-            replay.close()
-            raise LifeboatError(self.explain_session(exc.session))
+            try:
+                message = self.explain_session(exc.session)
+            finally:
+                replay.close()
+            raise LifeboatError(message)
         except BaseException:
             replay.close()
             raise
@@ -537,6 +540,11 @@ class Restore(object):
     def explain_session(self, session):
         """One sentence for a psql of the replay that failed."""
         for line, dummy, text in session.messages():
+            if "backslash commands are restricted" in text:
+                # The reader missed it (psql lexed the set otherwise); restricted mode refused it.
+                return ("psql refused a meta-command at line %s of the set's SQL (restricted mode); a restore never "
+                        "runs client-side commands from a set, so it stopped (the set may have been tampered with)."
+                        % (line if line is not None else "?"))
             sentence = _postgres.explain_error(text, self.params, "psql")
             if line is not None and line > 0:
                 sentence = "%s (line %d of the set's SQL)" % (sentence.rstrip("."), line)
