@@ -545,7 +545,13 @@ class Restore(object):
                 return ("psql refused a meta-command at line %s of the set's SQL (restricted mode); a restore never "
                         "runs client-side commands from a set, so it stopped (the set may have been tampered with)."
                         % (line if line is not None else "?"))
-            sentence = _postgres.explain_error(text, self.params, "psql")
+            missing = re.search(r'role "(.*)" does not exist', text)
+            if missing and not self.dumpall:
+                # no_owner does not apply to the SQL of a plain set: do not point there
+                sentence = ('The set refers to role "%s", which does not exist on PostgreSQL at %s; create that role '
+                            "first, since a plain set's SQL runs as written" % (missing.group(1), _postgres.where(self.params)))
+            else:
+                sentence = _postgres.explain_error(text, self.params, "psql")
             if line is not None and line > 0:
                 sentence = "%s (line %d of the set's SQL)" % (sentence.rstrip("."), line)
             return sentence.rstrip(".") + "."

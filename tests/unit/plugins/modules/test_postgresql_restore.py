@@ -348,8 +348,8 @@ def test_a_failing_plain_replay_is_explained_with_its_line(monkeypatch, tmp_path
     outcome = restore(monkeypatch, tmp_path, pg, store_path)
     assert outcome.failed
     assert outcome.result["msg"] == (
-        'The set refers to role "ghost", which does not exist on PostgreSQL at %s port 5432; create that role first '
-        "or restore with no_owner: true (line 2 of the set's SQL)." % SOCKET)
+        'The set refers to role "ghost", which does not exist on PostgreSQL at %s port 5432; create that role first, '
+        "since a plain set's SQL runs as written (line 2 of the set's SQL)." % SOCKET)
     assert outcome.result["changed"] is False
 
 
