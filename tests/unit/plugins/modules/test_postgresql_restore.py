@@ -331,8 +331,8 @@ def test_plain_meta_command_is_refused_before_psql_sees_it(monkeypatch, tmp_path
 
 def test_what_restricted_psql_refuses_fails_the_restore_naming_the_line(monkeypatch, tmp_path, pg, store_path):
     plain_set(store_path, b"SELECT 1;\nSELECT 'b';\n")
-    pg.behave({"psql": {"fail_if": {"SELECT 'b'": "psql:<stdin>:3: error: backslash commands are restricted; "
-                                                   "only \\unrestrict is allowed\n"}}})
+    refusal = "psql:<stdin>:3: error: backslash commands are restricted; only \\unrestrict is allowed\n"
+    pg.behave({"psql": {"fail_if": {"SELECT 'b'": refusal}}})
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path)
     assert outcome.failed
