@@ -371,8 +371,9 @@ def _acl_sql(entry, db):
     if verb == "grant":
         return "GRANT %s ON DATABASE %s TO %s%s;" % (",".join(privileges), db, who,
                                                      " WITH GRANT OPTION" if with_option else "")
-    return "REVOKE %s%s ON DATABASE %s FROM %s%s;" % (
-        "GRANT OPTION FOR " if grant_option_for else "", ",".join(privileges), db, who, " CASCADE" if cascade else "")
+    option = "GRANT OPTION FOR " if grant_option_for else ""
+    return "REVOKE %s%s ON DATABASE %s FROM %s%s;" % (option, ",".join(privileges), db, who,
+                                                      " CASCADE" if cascade else "")
 
 
 def parse(script):

@@ -50,6 +50,10 @@ MAX_STATEMENT = 1024 * 1024
 NEUTRAL, SQUOTE, ESTRING, DQUOTE, DOLLAR, LINE_COMMENT, BLOCK_COMMENT, COPY_DATA = range(8)
 
 _SPECIAL = re.compile(rb"[-'\"$/\\\n;()A-Za-z_\x80-\xff]")
+# Once a statement's first word is known (and it is no COPY), words no longer matter.
+_FAST_SPECIAL = re.compile(rb"[-'\"$/\\\n;()]")
+_IDENT_BYTES = bytes(bytearray(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$") + bytearray(range(0x80, 0x100)))
+CONTEXT = 64
 _NON_SPACE = re.compile(rb"[^ \t\r\f\n]")
 _WORD = re.compile(rb"[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*")
 _DOLLAR = re.compile(rb"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
@@ -156,8 +160,7 @@ class PsqlScript(object):
         self.paren = 0
         self.dollar = None
         self.depth = 0
-        self.word_end = -1
-        self.word = b""
+        self.ctx = b""             # the last bytes before self.buf, for looking back
         self.guard_tail = b""
         self.emit_line = 1         # input line of the first byte of the next sql event
         self.events = []
@@ -208,14 +211,15 @@ class PsqlScript(object):
         while i < end and not need_more:
             state = self.state
             if state == NEUTRAL:
-                match = _SPECIAL.search(buf, i)
+                fast = not (self.stmt_empty or self.stmt_copy)
+                match = (_FAST_SPECIAL if fast else _SPECIAL).search(buf, i)
                 if not match:
-                    if _NON_SPACE.search(buf, i):
+                    if not fast and _NON_SPACE.search(buf, i):
                         self._token()
                     i = end
                     break
                 k = match.start()
-                if _NON_SPACE.search(buf, i, k):
+                if not fast and _NON_SPACE.search(buf, i, k):
                     self._token()
                 i = k
                 c = buf[k:k + 1]
@@ -240,7 +244,7 @@ class PsqlScript(object):
                         self._token()
                         i = k + 1
                 elif c == b"'":
-                    self.state = ESTRING if (self.word_end == k and self.word in (b"e", b"E")) else SQUOTE
+                    self.state = ESTRING if self._run_before(buf, k) in (b"e", b"E") else SQUOTE
                     self._token()
                     i = k + 1
                 elif c == b'"':
@@ -248,8 +252,11 @@ class PsqlScript(object):
                     self._token()
                     i = k + 1
                 elif c == b"$":
+                    run = self._run_before(buf, k)
                     match = _DOLLAR.match(buf, k)
-                    if match and match.end() - k <= MAX_TOKEN:
+                    if run and not run[:1].isdigit():
+                        i = k + 1  # inside an identifier such as a$b
+                    elif match and match.end() - k <= MAX_TOKEN:
                         self.state = DOLLAR
                         self.dollar = match.group(0)
                         self._token()
@@ -408,7 +415,7 @@ class PsqlScript(object):
         self.buf = buf[i:]
         self.line = line
         self.line_start = (line_start == i)
-        self.word_end -= i
+        self.ctx = (self.ctx + buf[max(0, i - CONTEXT):i])[-CONTEXT:]
         events, self.events = self.events, []
         return events
 
@@ -418,7 +425,11 @@ class PsqlScript(object):
         """A token other than a word: the statement is no longer empty and no word precedes."""
         self.stmt_empty = False
         self.prev_word = None
-        self.word_end = -1
+
+    def _run_before(self, buf, k):
+        """The identifier characters right before ``buf[k]`` (at most CONTEXT of them)."""
+        prefix = buf[k - CONTEXT:k] if k >= CONTEXT else self.ctx[-(CONTEXT - k):] + buf[:k]
+        return prefix[len(prefix.rstrip(_IDENT_BYTES)):]
 
     def _word(self, word, end):
         lower = word.lower()
@@ -428,8 +439,6 @@ class PsqlScript(object):
         elif self.stmt_copy and self.prev_word == b"from" and lower == b"stdin":
             self.from_stdin = True
         self.prev_word = lower
-        self.word = word
-        self.word_end = end
 
     def _meta(self, text, at_line_start, line):
         """Judge one backslash command line; return an event, None to drop it, or raise."""

@@ -15,14 +15,29 @@ description:
   - Restores the newest complete set of a source, or the set O(set_id), written by
     M(lifeboat.backup.postgresql_backup).
   - Before anything touches the server, every payload file of the set is re-hashed and compared with
-    the manifest; a corrupt, incomplete or unreadable set is refused.
+    the manifest; a corrupt, incomplete or unreadable set is refused. That proves the set intact, not
+    who wrote it; the rest of the restore treats the set as untrusted input (see C(docs/security.md)).
   - A C(pg_dump) set is restored into a fresh scratch database which takes the name O(target_db)
-    only when the restore succeeded. An existing O(target_db) is replaced only with O(clean=true),
-    and only after the new copy is complete, so a failed restore loses nothing.
-  - A C(pg_dumpall) set is replayed with C(psql) against O(login_db); errors about objects that
-    already exist (such as the bootstrap role) are reported in RV(warnings_sql), any other error fails.
+    only when the restore succeeded. An existing O(target_db) is replaced only with O(clean=true), in one
+    transaction that renames the old database aside and the restored copy in, so that a failure at
+    any point leaves the old database as it was.
+  - For V(custom) and V(directory) sets the whole database comes back as C(pg_restore --create) would
+    bring it, with encoding and locale, owner, privileges, C(ALTER DATABASE ... SET) and per-role settings,
+    connection limit and comment. These entries of the archive are parsed strictly and rebuilt for
+    O(target_db); anything else is not run and is listed in RV(not_carried). V(plain) sets hold no
+    database-level properties.
+  - Plain and C(pg_dumpall) sets are SQL for C(psql). They run in psql's restricted mode (C(\restrict)
+    with a fresh random key), behind a reader that refuses every psql meta-command of the set, naming it,
+    before psql sees it. Such sets need a psql with C(\restrict) (13.22, 14.19, 15.14, 16.10, 17.6, 18.0
+    or later).
+  - A C(pg_dumpall) set is replayed with C(psql) against O(login_db), one restricted psql per database
+    it connects to (the module's host, port and user; the set's database name only). Errors about objects
+    that already exist (such as the bootstrap role) are reported in RV(warnings_sql), any other error fails.
     A whole-cluster set (made without C(globals_only)) is restored only into a cluster that holds no
     database but C(postgres) and the templates.
+  - A scratch database left by a run that was killed is found by the next restore of the same
+    O(target_db), dropped and reported in RV(removed_scratch).
+  - Database names always reach the PostgreSQL tools as C(dbname='...'), never as a connection string.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -56,7 +71,9 @@ options:
     aliases: [db]
   clean:
     description:
-      - Replace O(target_db) if it exists. Its sessions are terminated when the new copy is swapped in.
+      - Replace O(target_db) if it exists. Its sessions (and any on the scratch database) are terminated
+        when the new copy is swapped in.
+      - O(target_db) cannot be O(login_db), the database the module connects to.
     type: bool
     default: false
   jobs:
@@ -69,6 +86,9 @@ options:
     description:
       - Skip ownership and privilege commands (C(pg_restore --no-owner --no-privileges)), for a
         restore as a role that is not a superuser or into a server without the original roles.
+      - The database's owner, privileges and per-role settings are not carried either; its settings
+        and comment are.
+      - Applies to V(custom) and V(directory) sets; the SQL of a V(plain) set runs as pg_dump wrote it.
     type: bool
     default: false
   age_identity:
@@ -91,6 +111,7 @@ options:
     type: path
 requirements:
   - pg_restore and psql, zstd or gzip as the set needs, age for encrypted sets
+  - for V(plain) and C(pg_dumpall) sets, a psql with C(\restrict) (13.22, 14.19, 15.14, 16.10, 17.6, 18.0 or later)
 seealso:
   - module: lifeboat.backup.postgresql_backup
   - module: lifeboat.backup.backup_verify
@@ -151,10 +172,33 @@ replaced:
   returned: success
   type: bool
 warnings_sql:
-  description: Ignored "already exists" errors of a C(pg_dumpall) replay.
+  description: Ignored "already exists" errors of a C(pg_dumpall) replay (the first 100).
   returned: when a pg_dumpall set was restored
   type: list
   elements: str
+removed_scratch:
+  description:
+    - Scratch databases (and old copies) that killed runs of a restore into O(target_db) left behind,
+      dropped before this restore. In check mode, those that would be dropped.
+  returned: for pg_dump sets
+  type: list
+  elements: str
+  sample: [app_lifeboat_1f2e3d4c]
+database_sql:
+  description: The statements that gave O(target_db) the database-level properties of the set, as run.
+  returned: success, for pg_dump sets
+  type: list
+  elements: str
+  sample: ['ALTER DATABASE "app" OWNER TO "app_owner";', 'REVOKE CONNECT,TEMPORARY ON DATABASE "app" FROM PUBLIC;']
+not_carried:
+  description: Database-level entries of the set that were not carried (unknown forms, or left out by O(no_owner)).
+  returned: for custom and directory sets
+  type: list
+  elements: str
+kept_old:
+  description: The name the old O(target_db) was kept under because dropping it after the swap failed.
+  returned: when that happened
+  type: str
 cmd:
   description: The argv of every restore stage. The age identity is passed as a file path only.
   returned: always
@@ -508,8 +552,11 @@ class Restore(object):
                     raise LifeboatError(self.explain(exc))
             replay.finish()
         except _psqlscript.ReplayError as exc:
-            replay.close()
-            raise LifeboatError(self.explain_session(exc.session))
+            try:
+                message = self.explain_session(exc.session)
+            finally:
+                replay.close()
+            raise LifeboatError(message)
         except BaseException:
             replay.close()
             raise
@@ -528,7 +575,18 @@ class Restore(object):
     def explain_session(self, session):
         """One sentence for a psql of the replay that failed."""
         for line, dummy, text in session.messages():
-            sentence = _postgres.explain_error(text, self.params, "psql")
+            if "backslash commands are restricted" in text:
+                # The reader missed it (psql lexed the set otherwise); restricted mode refused it.
+                return ("psql refused a meta-command at line %s of the set's SQL (restricted mode); a restore never "
+                        "runs client-side commands from a set, so it stopped (the set may have been tampered with)."
+                        % (line if line is not None else "?"))
+            missing = re.search(r'role "(.*)" does not exist', text)
+            if missing and not self.dumpall:
+                # no_owner does not apply to the SQL of a plain set: do not point there
+                sentence = ('The set refers to role "%s", which does not exist on PostgreSQL at %s; create that role '
+                            "first, since a plain set's SQL runs as written" % (missing.group(1), _postgres.where(self.params)))
+            else:
+                sentence = _postgres.explain_error(text, self.params, "psql")
             if line is not None and line > 0:
                 sentence = "%s (line %d of the set's SQL)" % (sentence.rstrip("."), line)
             return sentence.rstrip(".") + "."

@@ -87,8 +87,8 @@ def test_dumpall_is_split_at_its_connect_lines_only(chunk):
     lines = DUMPALL.split(b"\n")
     blanked = [5, 10, 14, 18, 20, 21, 23, 35]
     assert all(re.match(rb"\\(restrict|unrestrict|encoding) ", lines[n - 1]) for n in blanked)
-    expected = b"\n".join(
-        b"" if n in blanked else line for n, line in enumerate(lines, 1) if n not in (12, 22, 36, 38))
+    kept = [(n, line) for n, line in enumerate(lines, 1) if n not in (12, 22, 36, 38)]
+    expected = b"\n".join(b"" if n in blanked else line for n, line in kept)
     assert sql == expected
     assert b"\\connect inside_dollar_quotes" in sql
     assert b"\\connect inside_copy_data" in sql
@@ -146,6 +146,25 @@ def test_what_restricted_psql_would_still_run_is_refused_anywhere(text, forbidde
         with pytest.raises(ScriptError) as info:
             run(text, chunk, allow_connect=True)
         assert info.value.command == forbidden
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+def test_a_dollar_inside_an_identifier_opens_no_quote(chunk):
+    # psql reads a$b$ as one identifier, 1$a$ as a number and a dollar quote
+    with pytest.raises(ScriptError) as info:
+        run(b"SELECT 1;\nSELECT a$b$ FROM t;\n\\! id\n", chunk)
+    assert info.value.command == "\\!"
+    assert run(b"SELECT 1;\nSELECT 1$a$\n\\! in a quote\n$a$;\n", chunk) == [
+        ("sql", b"SELECT 1;\nSELECT 1$a$\n\\! in a quote\n$a$;\n")]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+def test_an_escape_string_is_told_from_a_word_ending_in_e(chunk):
+    # E'...' takes backslash escapes; a word ending in e followed by '...' does not exist, but 'x' after
+    # the word "the" is a plain string in which a backslash is just a backslash
+    assert run(b"SELECT 1;\nSELECT E'\\'';\n", chunk) == [("sql", b"SELECT 1;\nSELECT E'\\'';\n")]
+    with pytest.raises(ScriptError):
+        run(b"SELECT 1;\nSELECT note'\\';\n\\! id\n", chunk)
 
 
 def test_quoted_variable_forms_and_casts_pass():

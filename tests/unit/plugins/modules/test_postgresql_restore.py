@@ -335,6 +335,30 @@ def test_plain_meta_command_is_refused_before_psql_sees_it(monkeypatch, tmp_path
     assert outcome.result["changed"] is False
 
 
+def test_what_restricted_psql_refuses_fails_the_restore_naming_the_line(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, b"SELECT 1;\nSELECT 'b';\n")
+    refusal = "psql:<stdin>:3: error: backslash commands are restricted; only \\unrestrict is allowed\n"
+    pg.behave({"psql": {"fail_if": {"SELECT 'b'": refusal}}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "psql refused a meta-command at line 2 of the set's SQL (restricted mode); a restore never runs client-side "
+        "commands from a set, so it stopped (the set may have been tampered with).")
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
+
+
+def test_a_failing_plain_replay_is_explained_with_its_line(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, b"CREATE TABLE t (a int);\nALTER TABLE t OWNER TO ghost;\n")
+    pg.behave({"psql": {"fail_if": {"OWNER TO ghost": 'psql:<stdin>:3: ERROR:  role "ghost" does not exist\n'}}})
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        'The set refers to role "ghost", which does not exist on PostgreSQL at %s port 5432; create that role first, '
+        "since a plain set's SQL runs as written (line 2 of the set's SQL)." % SOCKET)
+    assert outcome.result["changed"] is False
+
+
 def test_psql_without_restrict_is_refused(monkeypatch, tmp_path, pg, store_path):
     plain_set(store_path, PLAIN)
     pg.behave({"psql": {"no_restrict": True}})

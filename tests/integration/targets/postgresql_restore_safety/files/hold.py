@@ -2,8 +2,8 @@
 
 Usage: hold.py --psql BIN --socket DIR --port N --target NAME --out DIR [--reconnect]
 
-Polls the cluster for a database that carries the restore's scratch marker for
-TARGET and keeps a session open on it. With --reconnect it opens a new session
+Polls the cluster for a scratch database of a restore into TARGET
+(TARGET_lifeboat_...) and keeps a session open on it. With --reconnect it opens a new session
 at once whenever its session is ended (an agent that insists). Appends one
 line per session it opened to OUT/held; stops, closing its sessions, when
 OUT/stop exists (or after 300 s).
@@ -16,8 +16,6 @@ import subprocess
 import sys
 import time
 
-MARKER = "lifeboat.backup restore scratch "
-
 
 def conninfo(socket, port, db):
     def q(value):
@@ -26,19 +24,16 @@ def conninfo(socket, port, db):
 
 
 def find_scratch(args):
-    query = ("SELECT coalesce(json_agg(json_build_object('name', d.datname, 'comment', c.description)), '[]') "
-             "FROM pg_database d JOIN pg_shdescription c ON c.objoid = d.oid WHERE c.description LIKE '%s%%'"
-             % MARKER)
+    """A scratch database of the target: TARGET_lifeboat_<run> (not an old copy, TARGET_lifeboat_old_<run>)."""
+    query = "SELECT coalesce(json_agg(datname), '[]') FROM pg_database"
     proc = subprocess.run([args.psql, "-X", "-A", "-t", "-d", conninfo(args.socket, args.port, "postgres"),
                            "-c", query], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         return None
-    for row in json.loads(proc.stdout.decode("utf-8") or "[]"):
-        try:
-            if json.loads(row["comment"][len(MARKER):])["target"] == args.target:
-                return row["name"]
-        except (ValueError, KeyError, TypeError):
-            continue
+    prefix = args.target + "_lifeboat_"
+    for name in json.loads(proc.stdout.decode("utf-8") or "[]"):
+        if name.startswith(prefix) and not name.startswith(prefix + "old_"):
+            return name
     return None
 
 

@@ -3,7 +3,7 @@
 Usage: kill_restore.py --target NAME [--timeout S]
 
 Waits for a pg_restore or psql whose -d names a scratch database of TARGET
-(dbname='TARGET_lifeboat_...'), checks that its parent is an
+(TARGET_lifeboat_..., as a name or as dbname='...'), checks that its parent is an
 AnsiballZ_postgresql_restore process, SIGKILLs that parent, then waits until
 the loader is gone too (it must die with its parent). Prints JSON
 {"module": pid, "loader": pid, "scratch": name, "loader_gone": bool}.
@@ -42,16 +42,18 @@ def alive(pid):
 
 
 def find(target):
-    prefix = "dbname='%s_lifeboat_" % target
+    """(pid, scratch name) of a loader whose -d names a scratch database of ``target``."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         argv = cmdline(int(name))
-        if not argv or os.path.basename(argv[0]) not in ("pg_restore", "psql"):
+        if not argv or os.path.basename(argv[0]) not in ("pg_restore", "psql") or "-d" not in argv[:-1]:
             continue
-        for arg in argv:
-            if arg.startswith(prefix):
-                return int(name), arg[len("dbname='"):-1]
+        db = argv[argv.index("-d") + 1]
+        if db.startswith("dbname='") and db.endswith("'"):
+            db = db[len("dbname='"):-1]
+        if db.startswith(target + "_lifeboat_"):
+            return int(name), db
     return None, None
 
 
