@@ -661,7 +661,11 @@ class Restore(object):
                 raise LifeboatError("Cannot create the database with the set's encoding and locale (%s): %s"
                                     % (", ".join("%s %s" % (k.upper(), v) for k, v in entries.create), exc))
             raise
-        self.sql("COMMENT ON DATABASE %s IS %s;\n" % (q(scratch), lit(marker(SCRATCH, target, run))))
+        try:
+            self.sql("COMMENT ON DATABASE %s IS %s;\n" % (q(scratch), lit(marker(SCRATCH, target, run))))
+        except BaseException:
+            self.drop_quietly(scratch)
+            raise
 
     def swap(self, target, scratch, aside, run, exists, template, entries):
         """Put the restored copy in place in one transaction: the old database is renamed aside and the

@@ -397,6 +397,15 @@ def test_any_exception_drops_the_scratch_database(monkeypatch, tmp_path, pg, sto
     assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
 
 
+def test_a_scratch_database_that_cannot_be_marked_is_dropped(monkeypatch, tmp_path, pg, store_path):
+    plain_set(store_path, PLAIN)
+    pg.behave({"psql": {"fail_if": {"IS 'lifeboat.backup restore scratch": "ERROR:  permission denied\n"}}})
+    log = Log(pg)
+    outcome = restore(monkeypatch, tmp_path, pg, store_path)
+    assert outcome.failed
+    assert log.sql()[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % scratch(log)
+
+
 def test_leftovers_of_a_killed_run_are_dropped_and_reported(monkeypatch, tmp_path, pg, store_path):
     plain_set(store_path, PLAIN)
     rows = [
