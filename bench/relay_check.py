@@ -221,7 +221,7 @@ def render(args, variants, results, reads, durations):
                      "%.3f" % med(relay) if relay else "—"))
     size = results["raw"][-1]["bytes"]
     lines = ["# Backup relay ablation (bench/relay_check.py)", "",
-             "Medians of %d interleaved runs on database `%s`, commit %s; load average at the end: %s. CPU = "
+             "Medians of %d interleaved runs on database `%s`, %s; load average at the end: %s. CPU = "
              "user+system time of every process of the run except the PostgreSQL server. *paired* divides each run "
              "by the raw run of the same repetition." % (args.reps, DB, commit(), " ".join(loadavg())), ""]
     lines += table(["variant", "what the output path does", "wall s", "runs s", "÷ raw wall", "paired ÷ raw",
