@@ -40,7 +40,7 @@ import time
 from lib import MIB, PG_BIN, REPO, BenchError, cli, log, private_dir
 from lib.cluster import BenchCluster
 from lib.modules import collections_path, run_direct
-from lib.procs import children_cpu
+from lib.procs import children_cpu, self_cpu
 from lib.report import commit, loadavg, table, write_results
 from lib.timing import interleaved, med
 
@@ -60,20 +60,32 @@ class Hidden(object):
 
 
 def child(variant, path, env_json):
-    """One run of one variant, in its own process; prints {"reads": N} for the Python relays."""
+    """One run of one variant, in its own process; prints what it did as JSON (with ``relay_cpu``)."""
+    if variant.startswith("module"):
+        from lib.modules import import_collection  # pylint: disable=import-outside-toplevel
+        import_collection()
+        # pylint: disable-next=import-outside-toplevel,unused-import
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline, _store_kinds  # noqa: F401
+    cpu0 = self_cpu()  # imports done: what follows is the relay's own work
+    told = child_run(variant, path, env_json)
+    told["relay_cpu"] = self_cpu() - cpu0
+    print(json.dumps(told))
+
+
+def child_run(variant, path, env_json):
+    """The variant's work; returns {"reads": N} (Python relays) or {"bytes": N} (run_to_sink)."""
     env = json.loads(env_json)
     producer = [os.path.join(PG_BIN, "pg_dump"), "-Fc", "-Z0", "-d", DB]
     zstd = ["zstd", "-q", "-c", "-T0"]
     if variant.startswith("module"):
-        from lib.modules import import_collection  # pylint: disable=import-outside-toplevel
-        import_collection()
         if "@" in variant:
             spec = importlib.util.spec_from_file_location("_pipeline_old", os.environ["LIFEBOAT_OLD_PIPELINE"])
             pipeline = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(pipeline)
             with open(path, "wb") as sink:
-                pipeline.run_to_sink([pipeline.Stage("pg_dump", producer), pipeline.Stage("zstd", zstd)], sink, env=env)
-            return
+                size, dummy = pipeline.run_to_sink([pipeline.Stage("pg_dump", producer), pipeline.Stage("zstd", zstd)],
+                                                   sink, env=env)
+            return {"bytes": size}
         from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline, _store_kinds  # pylint: disable=import-outside-toplevel
         store = _store_kinds.open_store({"kind": "dir", "path": os.path.dirname(path)})
         writer = store.begin(HOST, "relay", "20261126T031500Z-full")
@@ -84,8 +96,7 @@ def child(variant, path, env_json):
             sink.close()
         finally:
             writer.abort()
-        print(json.dumps({"bytes": size}))
-        return
+        return {"bytes": size}
     p1 = subprocess.Popen(producer, stdout=subprocess.PIPE, env=env)  # pylint: disable=consider-using-with
     p2 = subprocess.Popen(zstd, stdin=p1.stdout, stdout=subprocess.PIPE, env=env)  # pylint: disable=consider-using-with
     p1.stdout.close()
@@ -107,7 +118,7 @@ def child(variant, path, env_json):
     p2.stdout.close()
     if p1.wait() != 0 or p2.wait() != 0:
         sys.exit("pipeline failed")
-    print(json.dumps({"reads": reads}))
+    return {"reads": reads}
 
 
 def run_bench(args):
@@ -145,10 +156,12 @@ def run_bench(args):
             c0 = children_cpu()
             t0 = time.perf_counter()
             extra = ""
+            relay_cpu = None
             if v == "module-direct":
-                dummy, res = run_direct("postgresql_backup", conn)
+                run, res = run_direct("postgresql_backup", conn)
                 durations.append(res["duration_s"])
                 size = res["bytes"]
+                relay_cpu = run.module_cpu
                 extra = " (duration_s %.2f)" % res["duration_s"]
             else:
                 if v in ("raw", "cat"):
@@ -165,12 +178,15 @@ def run_bench(args):
                 if "reads" in told:
                     reads[v] = told["reads"]
                 size = told.get("bytes")
+                relay_cpu = told.get("relay_cpu")
             wall = time.perf_counter() - t0
             cpu = children_cpu() - c0
             if size is None:
                 size = os.path.getsize(out)
-            results.setdefault(v, []).append({"rep": rep, "wall": wall, "cpu": cpu, "bytes": size})
-            log("relay-check %-17s wall %.2f s, CPU %.2f s%s" % (v, wall, cpu, extra))
+            results.setdefault(v, []).append({"rep": rep, "wall": wall, "cpu": cpu, "bytes": size,
+                                              "relay_cpu": relay_cpu})
+            log("relay-check %-17s wall %.2f s, CPU %.2f s, Python %s s%s"
+                % (v, wall, cpu, "%.2f" % relay_cpu if relay_cpu is not None else "-", extra))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         cluster.finish(keep=args.keep)
@@ -198,16 +214,22 @@ def render(args, variants, results, reads, durations):
         runs = results[v]
         walls = [x["wall"] for x in runs]
         paired = [x["wall"] / raw_by_rep[x["rep"]]["wall"] for x in runs if x["rep"] in raw_by_rep]
+        relay = [x.get("relay_cpu") for x in runs if x.get("relay_cpu") is not None]
         rows.append((v, what[v], "%.2f" % med(walls), " / ".join("%.2f" % w for w in walls),
                      "%.3f" % (med(walls) / base_wall), "%.3f" % med(paired),
-                     "%.2f" % med([x["cpu"] for x in runs]), "%+.2f" % (med([x["cpu"] for x in runs]) - base_cpu)))
+                     "%.2f" % med([x["cpu"] for x in runs]), "%+.2f" % (med([x["cpu"] for x in runs]) - base_cpu),
+                     "%.3f" % med(relay) if relay else "—"))
     size = results["raw"][-1]["bytes"]
     lines = ["# Backup relay ablation (bench/relay_check.py)", "",
-             "Medians of %d interleaved runs on database `%s`, commit %s; load average at the end: %s. CPU = "
+             "Medians of %d interleaved runs on database `%s`, %s; load average at the end: %s. CPU = "
              "user+system time of every process of the run except the PostgreSQL server. *paired* divides each run "
              "by the raw run of the same repetition." % (args.reps, DB, commit(), " ".join(loadavg())), ""]
     lines += table(["variant", "what the output path does", "wall s", "runs s", "÷ raw wall", "paired ÷ raw",
-                    "CPU s", "CPU − raw s"], rows, ["l", "l", "r", "l", "r", "r", "r", "r"])
+                    "CPU s", "CPU − raw s", "Python CPU s"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r"])
+    lines += ["", "*Python CPU* is the user+system time of the Python process that moves the bytes, from the start "
+              "of the variant's work to its end (interpreter start-up excluded); for `module-direct` it is the whole "
+              "module process as a 50 ms /proc sampler last saw it. It is the part of the CPU that the machine's "
+              "load disturbs least."]
     lines += ["", "Compressed output %.1f MiB. Reads per run by the Python relays: %s." % (
         size / float(MIB), ", ".join("%s %d (%.0f KiB each)" % (v, n, size / n / 1024.0) for v, n in sorted(reads.items())))]
     write_results("relay-check", "\n".join(lines) + "\n",

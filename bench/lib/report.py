@@ -31,10 +31,15 @@ def loadavg():
 
 
 def commit():
-    """The commit measured, marked when plugins/ has uncommitted changes."""
-    rev = cmd_out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    """The code measured: $LIFEBOAT_BENCH_CODE when set, else the commit, marked when plugins/ has changes."""
+    if os.environ.get("LIFEBOAT_BENCH_CODE"):
+        return os.environ["LIFEBOAT_BENCH_CODE"]
+    rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, check=False)
+    if rev.returncode != 0:
+        return "unknown (%s is not a git work tree; set LIFEBOAT_BENCH_CODE to describe it)" % REPO
     dirty = cmd_out(["git", "-C", REPO, "status", "--porcelain", "--", "plugins"])
-    return rev + (" + uncommitted changes in plugins/" if dirty else "")
+    return "commit " + rev.stdout.decode().strip() + (" + uncommitted changes in plugins/" if dirty else "")
 
 
 def machine_info(work_dir, tools=("pg_dump", "zstd")):
@@ -81,7 +86,7 @@ def machine_table(m, extra=()):
              "| OS | %s, kernel %s, bench dir on %s |" % (m["os"], m["kernel"], m["fs"]),
              "| software | Python %s; %s |" % (m["python"], m["ansible"])]
     lines += ["| %s | %s |" % row for row in extra]
-    lines += ["| code measured | commit %s |" % m.get("commit", "?"),
+    lines += ["| code measured | %s |" % m.get("commit", "?"),
               "| load average (1/5/15 min) | %s at start, %s at end |"
               % (" ".join(m["loadavg_start"]), " ".join(m.get("loadavg_end", [])))]
     return lines
