@@ -556,9 +556,9 @@ def pump(stages, source, consume, env=None, chunk=CHUNK):
     Returns True if the whole stream was consumed.
     """
     if not stages:
-        fd = source.fileno()
+        # Any reader: a store payload need not have a descriptor (an S3 stream has none).
         while True:
-            block = os.read(fd, chunk)
+            block = source.read(chunk)
             if not block:
                 return True
             if consume(block) is False:

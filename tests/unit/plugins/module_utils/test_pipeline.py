@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -534,3 +535,24 @@ def test_decrypt_stage_inherits_its_descriptors():
     (stage,) = _pipeline.decrypt_stages("/usr/bin/age", "/dev/fd/7", pass_fds=(7,))
     assert stage.argv == ["/usr/bin/age", "--decrypt", "-i", "/dev/fd/7"]
     assert stage.pass_fds == (7,)
+
+
+def test_pump_without_stages_reads_a_reader_without_a_descriptor():
+    """An uncompressed payload streamed from S3 has no fileno(): pump reads it all the same."""
+
+    class NoFd(io.RawIOBase):
+        def __init__(self, data):
+            self.inner = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def read(self, size=-1):
+            return self.inner.read(size)
+
+        def fileno(self):
+            raise OSError("no descriptor")
+
+    seen = []
+    assert _pipeline.pump([], NoFd(b"x" * 300000), seen.append, chunk=65536) is True
+    assert b"".join(seen) == b"x" * 300000 and max(len(b) for b in seen) <= 65536
