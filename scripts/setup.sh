@@ -20,6 +20,9 @@ APT_PACKAGES=(postgresql-15 postgresql-client-15 zstd age gzip tar pigz)
 # Test harness: ansible-test's "shellcheck" sanity test is skipped (with only a
 # warning) when shellcheck is missing; git for scripts/ansible_test.sh.
 APT_PACKAGES+=(shellcheck git)
+# Engines and stores of the integration tests: MariaDB 10.11 with mariabackup,
+# rsync over a private sshd on 127.0.0.1, btrfs on a loop file.
+APT_PACKAGES+=(mariadb-server mariadb-client mariadb-backup openssh-server openssh-client rsync btrfs-progs)
 
 # ---------------------------------------------------------------- apt
 missing=()
