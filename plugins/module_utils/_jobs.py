@@ -471,14 +471,31 @@ class Identity(object):
         return False
 
 
-def decode_stages(module, manifest, identity):
-    """Stages that turn a stored payload back into the engine's own bytes.
+def file_codec(manifest, name=None):
+    """The codec payload ``name`` of ``manifest`` was written with: ``{compression, encryption}``.
 
-    ``identity`` is an entered Identity (its descriptor goes to ``age`` only),
-    or the path of an identity file, or None for a set that is not encrypted.
+    A version 2 manifest gives each file its own codec (``files[].codec``); a
+    file without one (a version 1 set read raw) and ``name`` None take the
+    set-level codec (``compression`` and ``encryption``).
     """
+    if name is not None:
+        for entry in manifest.get("files") or []:
+            if entry.get("name") == name and isinstance(entry.get("codec"), dict):
+                return entry["codec"]
+    return _manifest.default_codec(manifest)
+
+
+def decode_stages(module, manifest, identity, name=None):
+    """Stages that turn stored payload ``name`` back into the engine's own bytes.
+
+    The stages undo that file's own codec (manifest v2 ``files[].codec``), or
+    the set's codec for a version 1 set or when ``name`` is None.
+    ``identity`` is an entered Identity (its descriptor goes to ``age`` only),
+    or the path of an identity file, or None for a file that is not encrypted.
+    """
+    codec = file_codec(manifest, name)
     stages = []
-    if manifest["encryption"] is not None:
+    if codec.get("encryption") is not None:
         path = getattr(identity, "path", identity)
         if not path:
             raise LifeboatError(
@@ -487,7 +504,7 @@ def decode_stages(module, manifest, identity):
             )
         stages += _pipeline.decrypt_stages(need_binary(module, "age", "age"), path,
                                            pass_fds=getattr(identity, "pass_fds", ()))
-    algorithm = manifest["compression"]["algorithm"]
+    algorithm = codec.get("compression")
     if algorithm == "zstd":
         stages += _pipeline.decompress_stages("zstd", need_binary(module, "zstd", "zstd"))
     elif algorithm == "gzip":
@@ -541,7 +558,9 @@ class RestoreJob(object):
         self.manifest, self.chain = load_set(self.store, self.host, self.source, self.set_id, trust=self.trust,
                                              now=self.now())
         for member in self.chain:
-            if member["encryption"] is not None and not (self.identity_key or self.identity_file):
+            encrypted = member["encryption"] is not None or any(
+                file_codec(member, f["name"]).get("encryption") is not None for f in member["files"])
+            if encrypted and not (self.identity_key or self.identity_file):
                 raise LifeboatError("Set %s is encrypted with age; pass age_identity (from Ansible Vault) or "
                                     "age_identity_file." % member["set_id"])
         return self.manifest
@@ -582,22 +601,23 @@ class RestoreJob(object):
         )
 
     # ---------------------------------------------------------- payload access for engines
-    def decode_stages(self, member):
-        return decode_stages(self.module, member, self.identity)
+    def decode_stages(self, member, name=None):
+        """The stages that undo the codec of payload ``name`` of ``member`` (its own codec in manifest v2)."""
+        return decode_stages(self.module, member, self.identity, name)
 
     def open(self, member, name):
         return self.store.open_payload(member["host"], member["source"], member["set_id"], name)
 
     def stream(self, member, name, consumer, env=None):
         """Decode payload ``name`` of ``member`` into the ``consumer`` stages; return their (stdout, stderr) tails."""
-        stages = self.decode_stages(member) + list(consumer)
+        stages = self.decode_stages(member, name) + list(consumer)
         self.cmd.append(_pipeline.describe(stages))
         with self.open(member, name) as handle:
             return _pipeline.run_from_source(stages, handle, env=env)
 
     def unpack(self, member, name, target, env=None):
         """Decode payload ``name`` of ``member`` into the local file ``target`` (scratch: not fsynced)."""
-        decode = self.decode_stages(member)
+        decode = self.decode_stages(member, name)
         with self.open(member, name) as handle:
             with open(target, "wb") as sink:
                 try:

@@ -114,8 +114,12 @@ class FakeRunner(object):
 
 
 def make_set(store, host, source, set_id, files=None, parent=None, duration=60, method="pg_dump",
-             engine="postgresql", compression="none", encryption=None, options=None):
-    """Write and commit a complete set through the store's own SetWriter; return its manifest."""
+             engine="postgresql", compression="none", encryption=None, options=None, codecs=None):
+    """Write and commit a complete set through the store's own SetWriter; return its manifest.
+
+    ``codecs`` maps a file name to its own codec (manifest v2 ``files[].codec``); other files take
+    the set's ``compression`` and ``encryption``.
+    """
     files = files if files is not None else {"dump.pgc": b"payload of %s" % set_id.encode()}
     set_type = _manifest.SET_ID_RE.match(set_id).group(2)
     manifest = _manifest.new_manifest(set_id, host, source, engine, method, set_type, parent)
@@ -123,7 +127,8 @@ def make_set(store, host, source, set_id, files=None, parent=None, duration=60, 
     for name, data in files.items():
         with writer.open(name) as handle:
             handle.write(data)
-        _manifest.add_file(manifest, name, len(data), hashlib.sha256(data).hexdigest())
+        _manifest.add_file(manifest, name, len(data), hashlib.sha256(data).hexdigest(),
+                           codec=(codecs or {}).get(name))
     manifest["compression"] = {"algorithm": compression, "level": None}
     manifest["encryption"] = encryption
     manifest["options"] = dict(options or {})
