@@ -54,9 +54,13 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 def canonical_bytes(manifest):
-    """The bytes a signature covers: the manifest without ``signature``, as canonical JSON."""
+    """The bytes a signature covers: the manifest without ``signature``, as canonical JSON.
+
+    Compact, keys sorted, ASCII only, no NaN or infinity. This is the one
+    serialisation; ``_manifest.canonical_bytes`` validates the manifest first.
+    """
     obj = dict((key, value) for key, value in manifest.items() if key != "signature")
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 # ---------------------------------------------------------------------------

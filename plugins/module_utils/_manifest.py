@@ -24,6 +24,7 @@ import json
 import math
 import re
 
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     LifeboatError,
     format_ts,
@@ -621,9 +622,7 @@ def dumps(manifest):
 
 def canonical_bytes(manifest):
     """The bytes a signature covers: the valid manifest without its ``signature`` key, compact and sorted."""
-    data = validate(_resolve_codecs(manifest, in_place=False))
-    body = dict((key, value) for key, value in data.items() if key != "signature")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    return _codec.canonical_bytes(validate(_resolve_codecs(manifest, in_place=False)))
 
 
 class _Refused(Exception):

@@ -14,7 +14,6 @@ others from being read.
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 
@@ -29,15 +28,7 @@ from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.test_st
 IDS = ["20261101T000000Z-full", "20261102T000000Z-full", "20261103T000000Z-full", "20261104T000000Z-full"]
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    def alarm(signum, frame):
-        raise AssertionError("the store operation blocked (a FIFO was opened?)")
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")  # tests/unit/plugins/conftest.py
 
 
 def one_by_one(store, host, source, set_ids):

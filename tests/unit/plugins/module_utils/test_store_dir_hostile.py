@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import signal
 import stat
 
 import pytest
@@ -30,15 +29,7 @@ SET_ID = "20261126T031500Z-full"
 UTC = datetime.timezone.utc
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    def alarm(signum, frame):
-        raise AssertionError("the store operation blocked (a FIFO was opened?)")
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")  # tests/unit/plugins/conftest.py
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import pytest
 
@@ -26,15 +25,8 @@ SOCKET = "/nonexistent/lifeboat-socket-dir"
 RESULT_LIMIT = 64 * 1024
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    def alarm(signum, frame):
-        raise AssertionError("a module blocked on the hostile store")
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")  # tests/unit/plugins/conftest.py
+NO_HANG_SECONDS = 20  # whole module runs
 
 
 def common(pg, store_path):
