@@ -513,21 +513,28 @@ def run_from_source(stages, source, env=None):
         out.close()
 
 
-def run_to_consumer(stages, consume, stdin=None, env=None):
+def run_to_consumer(stages, consume, stdin=None, env=None, stop=None):
     """Hand the last stage's stdout (a binary file object) to ``consume`` and return what it returns.
 
     This is how Python reads a decoded stream itself (a tar checked member by
     member, for instance). What ``consume`` leaves unread is read and dropped,
     so that no stage dies of a closed pipe; then every stage's exit status is
-    checked. If ``consume`` raises, the stages are stopped; a stage that had
-    already failed by then is the root cause and is raised instead (an age
-    identity that matches no recipient, rather than "not a tar archive").
+    checked. If ``stop(result)`` is true the consumer stopped early on purpose
+    (it needed only the head of the stream): the stages are stopped instead and
+    their exit status is not judged. If ``consume`` raises, the stages are
+    stopped; a stage that had already failed by then is the root cause and is
+    raised instead (an age identity that matches no recipient, rather than
+    "not a tar archive").
     """
     if not stages:
         raise LifeboatError("A pipeline needs at least one stage.")
     running = _Running(stages, stdin, env)
     try:
         result = consume(running.stdout)
+        if stop is not None and stop(result):
+            running.kill()
+            running.close()
+            return result
         while running.stdout.read(CHUNK):
             pass
     except BaseException:
@@ -552,36 +559,27 @@ def pump(stages, source, consume, env=None, chunk=CHUNK):
     False to stop reading early (a consumer that needs only the head of the
     stream), and then the stages are stopped and their exit status is not
     judged. Without stages the source itself is read. Raises PipelineError if
-    a stage fails; whatever ``consume`` raises stops every stage first.
-    Returns True if the whole stream was consumed.
+    a stage fails; whatever ``consume`` raises stops every stage first (see
+    ``run_to_consumer``, whose loop this is). Returns True if the whole stream
+    was consumed.
     """
-    if not stages:
-        # Any reader: a store payload need not have a descriptor (an S3 stream has none).
+
+    def blocks(stream):
+        read = getattr(stream, "read1", None) or stream.read  # a block as soon as there is one
         while True:
-            block = source.read(chunk)
+            try:
+                block = read(chunk)
+            except OSError as exc:
+                if not stages:
+                    raise
+                raise PipelineError("Reading the output of %s failed: %s." % (stages[-1].name, exc.strerror or exc),
+                                    stage=stages[-1].name)
             if not block:
                 return True
             if consume(block) is False:
                 return False
-    running = _Running(stages, source, env)
-    try:
-        fd = running.stdout.fileno()
-        while True:
-            try:
-                block = os.read(fd, chunk)
-            except OSError as exc:
-                raise PipelineError("Reading the output of %s failed: %s." % (stages[-1].name, exc.strerror or exc),
-                                    stage=stages[-1].name)
-            if not block:
-                break
-            if consume(block) is False:
-                running.kill()
-                running.close()
-                return False
-    except BaseException:
-        running.kill()
-        running.close()
-        raise
-    running.wait()
-    running.check()
-    return True
+
+    if not stages:
+        # Any reader: a store payload need not have a descriptor (an S3 stream has none).
+        return blocks(source)
+    return run_to_consumer(stages, blocks, stdin=source, env=env, stop=lambda whole: not whole)
