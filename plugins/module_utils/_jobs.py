@@ -7,11 +7,14 @@
 
 """Engine-independent backup and restore plumbing shared by every engine module.
 
-A backup module supplies a ``produce(writer, manifest)`` callable that writes
-payload files; this code handles the store options, ``max_age`` skips, the
+A backup module builds an engine (``produce(ctx)`` -> Payload, ``record(ctx,
+manifest)``, optional ``prepare``/``release``/``explain``) and hands it to
+``BackupJob.run``; this code handles the store options, ``max_age`` skips, the
 lock, crashed-run leftovers, codecs (compression and age encryption), the
-manifest and the atomic commit. A restore module uses ``load_set``, ``verify_chain`` and
-``decode_stages`` to get a verified set and the stages that undo the codec.
+manifest and the atomic commit. A restore module builds an engine
+(``preconditions``/``consume``/``finalise``) and hands it to ``RestoreJob.run``,
+which loads and verifies the chain and decodes each payload with its own codec
+(``stream``, ``unpack``, ``pump``, ``read``).
 """
 
 from __future__ import annotations
@@ -248,8 +251,8 @@ class BackupJob(object):
     def run(self, engine):
         """Take the lock, write the set through ``engine``, commit; return (manifest, extras).
 
-        ``engine`` may also be a plain callable ``produce(writer, manifest, workspace)`` that
-        writes its payload files itself.
+        ``engine`` is an object with ``produce(ctx)`` and ``record(ctx, manifest)`` (see the class);
+        it never sees the store's writer: every payload passes through ``write_stream``.
         """
         extras = {}
         lock = self.store.lock(self.host, self.source)
@@ -269,10 +272,7 @@ class BackupJob(object):
             try:
                 writer = self.store.begin(self.host, self.source, plan["set_id"])
                 try:
-                    if callable(engine):
-                        engine(writer, manifest, workspace)
-                    else:
-                        self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
+                    self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
                     _manifest.finish(manifest, started, self.now())
                     manifest = _manifest.loads(_manifest.dumps(manifest))  # the form every reader will see
                     if self.signer is not None:

@@ -202,110 +202,15 @@ stale_lock:
   type: dict
 """
 
-import errno
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pgbackup
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
-
-
-def build_plan(module):
-    """Resolve options into the job, the binaries and the stages (pure apart from PATH lookups)."""
-    params = module.params
-    method = params["method"]
-    if method == "pg_dumpall" and params["jobs"] != 1:
-        raise LifeboatError("jobs applies to method pg_dump with format directory, not to pg_dumpall.")
-    if method == "pg_dump" and params["globals_only"]:
-        raise LifeboatError("globals_only applies to method pg_dumpall only.")
-    if params["jobs"] < 1:
-        raise LifeboatError("jobs must be 1 or more, not %d." % params["jobs"])
-    if method == "pg_dump" and params["jobs"] > 1 and params["format"] != "directory":
-        raise LifeboatError("jobs > 1 needs format: directory (pg_dump dumps in parallel only then).")
-    fmt = params["format"] if method == "pg_dump" else "plain"
-    default_source = params["db"] if method == "pg_dump" else ("globals" if params["globals_only"] else "cluster")
-    store = _store_kinds.open_store(params["store"])
-    codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                        params["compression_threads"], params["encrypt_recipients"])
-    job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or default_source,
-                          "postgresql", method, labels=params["labels"], max_age=params["max_age"],
-                          work_dir=params["work_dir"] or module.tmpdir,
-                          signer=_codec.signer_from_params(params, runner_for(module)))
-    bin_dir = params["pg_bin_dir"]
-    plan = dict(store=store, codec=codec, job=job, method=method, format=fmt,
-                psql=_postgres.find_binary(module, "psql", bin_dir))
-    if method == "pg_dump":
-        plan["dump_bin"] = _postgres.find_binary(module, "pg_dump", bin_dir)
-        plan["name"] = _postgres.DUMP_FORMATS[fmt][1] + codec.suffix()
-        plan["probe_db"] = params["db"]
-        if fmt == "directory":
-            plan["tar"] = _jobs.need_binary(module, "tar", "tar")
-    else:
-        plan["dump_bin"] = _postgres.find_binary(module, "pg_dumpall", bin_dir)
-        plan["name"] = _postgres.DUMPALL_NAME + codec.suffix()
-        plan["probe_db"] = params["login_db"]
-    return plan
-
-
-def dump_stages(module, plan, env, staging=None, pass_fds=()):
-    """The pipeline that produces the payload file (for directory format: after the dump ran).
-
-    ``pass_fds`` (the passfile descriptor) goes to the stage that connects, and to no other.
-    """
-    params = module.params
-    if plan["method"] == "pg_dumpall":
-        argv = _postgres.pg_dumpall_argv(plan["dump_bin"], params["globals_only"], login_db=params["login_db"])
-        producer = _pipeline.Stage("pg_dumpall", argv, env, pass_fds=pass_fds)
-    elif plan["format"] == "directory":
-        producer = _pipeline.Stage("tar", [plan["tar"], "-C", staging or "<staging>", "-cf", "-", "."])
-    else:
-        producer = _pipeline.Stage("pg_dump", _postgres.pg_dump_argv(plan["dump_bin"], params["db"], plan["format"]), env,
-                                   pass_fds=pass_fds)
-    return [producer] + plan["codec"].stages()
-
-
-def produce(module, plan, creds, position, versions):
-    """The callable that fills a set: dump, stream, record."""
-    params = module.params
-
-    def _produce(writer, manifest, workspace):
-        env = creds.env(plan["probe_db"])
-        staging = None
-        if plan["format"] == "directory" and plan["method"] == "pg_dump":
-            staging = os.path.join(workspace, "dump")
-            argv = _postgres.pg_dump_argv(plan["dump_bin"], params["db"], "directory", params["jobs"], staging)
-            rc, dummy, err = runner_for(module).run(argv, env=env, pass_fds=creds.pass_fds)
-            if rc != 0:
-                # pg_dump -Fd writes into the local workspace: a full disk there names that directory.
-                for code in (errno.ENOSPC, errno.EDQUOT):
-                    if os.strerror(code) in err:
-                        raise _stores.StoreError(_stores.describe_os_error(OSError(code, os.strerror(code)), staging))
-                raise _postgres.PostgresError(_postgres.explain_error(err, params, "pg_dump"))
-        stages = dump_stages(module, plan, env, staging, creds.pass_fds)
-        try:
-            _jobs.write_stream(writer, manifest, plan["name"], stages, env=dict(os.environ, **env))
-        except _pipeline.PipelineError as exc:
-            if exc.stage in ("pg_dump", "pg_dumpall"):
-                raise _postgres.PostgresError(_postgres.explain_error(exc.stderr, params, exc.stage))
-            raise
-        plan["codec"].record(manifest)
-        manifest["tool_versions"] = versions
-        manifest["position"] = position
-        manifest["options"] = {
-            "format": plan["format"],
-            "database": params["db"] if plan["method"] == "pg_dump" else None,
-            "jobs": params["jobs"],
-            "globals_only": params["globals_only"],
-            "payload": plan["name"],
-        }
-    return _produce
 
 
 def main():
@@ -331,33 +236,33 @@ def main():
         mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
+    params = module.params
     cmd = []
     try:
-        plan = build_plan(module)
-        cmd = _pipeline.describe(dump_stages(module, plan, {}))
-        if plan["format"] == "directory" and plan["method"] == "pg_dump":
-            cmd.insert(0, _postgres.pg_dump_argv(plan["dump_bin"], module.params["db"], "directory",
-                                                 module.params["jobs"], "<staging>/dump"))
-        job = plan["job"]
-        with _postgres.Credentials(module.params, tmpdir=module.tmpdir) as creds:
+        engine = _pgbackup.PgDumpEngine(module)
+        store = _store_kinds.open_store(params["store"])
+        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
+                            params["compression_threads"], params["encrypt_recipients"])
+        job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or engine.default_source(),
+                              "postgresql", params["method"], labels=params["labels"], max_age=params["max_age"],
+                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
+                              signer=_codec.signer_from_params(params, runner_for(module)))
+        cmd = engine.describe(codec)
+        with _postgres.Credentials(params, tmpdir=module.tmpdir) as engine.creds:
             decision = job.plan()
             if decision["action"] == "skip":
-                module.exit_json(**_jobs.backup_result(plan["store"], decision["manifest"], cmd, {"skipped": True}))
-            probe = _postgres.run_probe(module, plan["psql"], creds.env(plan["probe_db"]), plan["probe_db"])
+                module.exit_json(**_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
+            engine.position = engine.probe()
             if module.check_mode:
                 module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"],
-                                 store=plan["store"].describe(), cmd=cmd, position=probe,
-                                 skipped_reason=None)
-            versions = {plan["method"]: _postgres.parse_tool_version(_jobs.version_line(module, plan["dump_bin"])),
-                        "server": probe["server_version"]}
-            versions.update(plan["codec"].versions(module))
-            manifest, extras = job.run(produce(module, plan, creds, probe, versions))
+                                 store=store.describe(), cmd=cmd, position=engine.position, skipped_reason=None)
+            engine.versions = engine.tool_versions(codec, engine.position["server_version"])
+            manifest, extras = job.run(engine)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=cmd)
-    result = _jobs.backup_result(plan["store"], manifest, cmd, extras)
     if extras.get("stale_lock"):
         module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**result)
+    module.exit_json(**_jobs.backup_result(store, manifest, cmd, extras))
 
 
 if __name__ == "__main__":

@@ -60,10 +60,27 @@ def recipient(tmp_path_factory):
     return public, identity
 
 
-def printf_produce(data="hello backup", name="data.txt", stages_after=()):
-    def produce(writer, manifest, workspace=None):
-        _jobs.write_stream(writer, manifest, name, [Stage("printf", ["printf", "%s", data])] + list(stages_after))
-    return produce
+class PrintfEngine(object):
+    """A BackupJob engine: one payload ``name`` made by printf (then ``stages_after``); ``fail`` raises in record."""
+
+    def __init__(self, data="hello backup", name="data.txt", stages_after=(), fail=None, payloads=1):
+        self.data = data
+        self.name = name
+        self.stages_after = list(stages_after)
+        self.fail = fail
+        self.payloads = payloads
+
+    def produce(self, ctx):
+        for dummy in range(self.payloads):
+            yield _jobs.Payload(self.name, [Stage("printf", ["printf", "%s", self.data])] + self.stages_after)
+
+    def record(self, ctx, manifest):
+        if self.fail is not None:
+            raise self.fail
+
+
+def printf_engine(data="hello backup", name="data.txt", stages_after=()):
+    return PrintfEngine(data, name, stages_after)
 
 
 def dead_pid():
@@ -249,7 +266,7 @@ def test_plan_and_run_commit_a_set(store):
     # plan touches nothing
     assert not os.path.exists(store.root)
 
-    manifest, extras = one.run(printf_produce("hello backup"))
+    manifest, extras = one.run(printf_engine("hello backup"))
     assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
     assert manifest["set_id"] == "20261126T031500Z-full"
     assert manifest["labels"] == {"env": "prod", "tier": "1"}
@@ -267,10 +284,8 @@ def test_plan_and_run_commit_a_set(store):
 @needs_zstd
 def test_run_with_compression_round_trips(store, tmp_path):
     codec = _jobs.Codec(FakeModule(), "zstd", 3)
-    manifest, dummy = job(store, Clock()).run(
-        lambda writer, m, *rest: (_jobs.write_stream(writer, m, "data.txt" + codec.suffix(),
-                                                     [Stage("printf", ["printf", "%s", "z" * 5000])] + codec.stages()),
-                                  codec.record(m)))
+    manifest, dummy = job(store, Clock(), codec=codec).run(printf_engine("z" * 5000))
+    assert manifest["files"][0]["name"] == "data.txt.zst"
     assert manifest["compression"] == {"algorithm": "zstd", "level": 3}
     loaded, chain = _jobs.load_verified(store, "db1", "app")
     stages = _jobs.decode_stages(FakeModule(), loaded, None)
@@ -295,11 +310,11 @@ def test_run_with_compression_round_trips(store, tmp_path):
 )
 def test_second_run_with_max_age(store, max_age, advance, skipped):
     clock = Clock()
-    first, dummy = job(store, clock).run(printf_produce())
+    first, dummy = job(store, clock).run(printf_engine())
     clock.advance(advance)
     second_job = job(store, clock, max_age=max_age)
     plan = second_job.plan()
-    manifest, extras = second_job.run(printf_produce("other"))
+    manifest, extras = second_job.run(printf_engine("other"))
     assert extras["skipped"] is skipped
     assert (plan["action"] == "skip") is skipped
     if skipped:
@@ -313,7 +328,7 @@ def test_second_run_with_max_age(store, max_age, advance, skipped):
 
 def test_same_second_runs_get_suffixes(store):
     clock = Clock()
-    ids = [job(store, clock).run(printf_produce(str(n)))[0]["set_id"] for n in range(3)]
+    ids = [job(store, clock).run(printf_engine(str(n)))[0]["set_id"] for n in range(3)]
     assert ids == ["20261126T031500Z-full", "20261126T031500Z-full-2", "20261126T031500Z-full-3"]
     assert store.set_ids("db1", "app") == ids
 
@@ -331,7 +346,7 @@ def test_run_cleans_stale_partial_and_lock(store):
     with open(os.path.join(base, ".lock"), "w") as handle:
         json.dump({"pid": pid, "node": socket.gethostname(), "started_at": "2026-11-26T02:00:00.000Z",
                    "expires_at": "2026-11-27T02:00:00.000Z", "set_id": "20261126T020000Z-full"}, handle)
-    manifest, extras = job(store, clock).run(printf_produce())
+    manifest, extras = job(store, clock).run(printf_engine())
     assert extras["removed_partials"] == ["20261126T020000Z-full.partial"]
     assert extras["stale_lock"] == {"reason": "its process %d is gone" % pid, "pid": pid,
                                     "node": socket.gethostname(), "started_at": "2026-11-26T02:00:00.000Z",
@@ -344,7 +359,7 @@ def test_run_refused_while_another_run_holds_the_lock(store):
     clock = Clock()
     with store.lock("db1", "app"):
         with pytest.raises(_stores.LockedError, match="pid %d" % os.getpid()):
-            job(store, clock).run(printf_produce())
+            job(store, clock).run(printf_engine())
     assert store.set_ids("db1", "app") == [] and store.partials("db1", "app") == []
 
 
@@ -352,36 +367,26 @@ class Boom(Exception):
     pass
 
 
-def failing_after_write(writer, manifest, workspace=None):
-    _jobs.write_stream(writer, manifest, "data.txt", [Stage("printf", ["printf", "x"])])
-    raise Boom("engine failed")
-
-
-def failing_pipeline(writer, manifest, workspace=None):
-    _jobs.write_stream(writer, manifest, "data.txt", [Stage("producer", ["sh", "-c", "echo oops >&2; exit 2"])])
-
-
-def unlisted_file(writer, manifest, workspace=None):
-    with writer.open("stray") as handle:
-        handle.write(b"x")
-    _jobs.write_stream(writer, manifest, "data.txt", [Stage("printf", ["printf", "x"])])
+class FailingPipeline(PrintfEngine):
+    def produce(self, ctx):
+        yield _jobs.Payload("data.txt", [Stage("producer", ["sh", "-c", "echo oops >&2; exit 2"])])
 
 
 @pytest.mark.parametrize(
-    "produce, error",
+    "engine, error",
     [
-        (failing_after_write, Boom),
-        (failing_pipeline, _pipeline.PipelineError),
-        (unlisted_file, _stores.StoreError),
-        (lambda writer, manifest, *rest: None, _manifest.ManifestError),  # no payload file at all
+        (PrintfEngine("x", fail=Boom("engine failed")), Boom),  # after the payload was written
+        (FailingPipeline(), _pipeline.PipelineError),
+        (PrintfEngine(payloads=2), _stores.StoreError),  # one name twice
+        (PrintfEngine(payloads=0), _manifest.ManifestError),  # no payload file at all
     ],
 )
-def test_failed_produce_leaves_nothing(store, produce, error):
+def test_failed_produce_leaves_nothing(store, engine, error):
     with pytest.raises(error):
-        job(store, Clock()).run(produce)
+        job(store, Clock()).run(engine)
     assert os.listdir(store.location("db1", "app")) == []  # no set, no .partial, no lock
     # The next run is not disturbed.
-    manifest, extras = job(store, Clock()).run(printf_produce())
+    manifest, extras = job(store, Clock()).run(printf_engine())
     assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
 
 
@@ -438,7 +443,7 @@ def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
 
     monkeypatch.setattr(_pipeline, "run_to_sink", full)
     with pytest.raises(_stores.StoreError) as info:
-        job(store, Clock()).run(printf_produce())
+        job(store, Clock()).run(printf_engine())
     assert str(info.value).startswith("No space left on the device holding ")
     assert "data.txt" in str(info.value)
     assert os.listdir(store.location("db1", "app")) == []
@@ -459,7 +464,7 @@ def test_backup_job_checks_max_age(store):
 
 
 def test_backup_result(store):
-    manifest, extras = job(store, Clock()).run(printf_produce())
+    manifest, extras = job(store, Clock()).run(printf_engine())
     result = _jobs.backup_result(store, manifest, [["printf", "x"]], extras)
     assert result["changed"] is True
     assert result["skipped_reason"] is None
@@ -631,12 +636,7 @@ def test_encrypted_backup_restores_with_identity_file_only(store, recipient):
     public, identity = recipient
     codec = _jobs.Codec(FakeModule(), "zstd", None, 0, [public])
 
-    def produce(writer, manifest, workspace=None):
-        _jobs.write_stream(writer, manifest, "data.txt" + codec.suffix(),
-                           [Stage("printf", ["printf", "%s", "top secret rows"])] + codec.stages())
-        codec.record(manifest)
-
-    job(store, Clock()).run(produce)
+    job(store, Clock(), codec=codec).run(printf_engine("top secret rows"))
     manifest, dummy = _jobs.load_verified(store, "db1", "app")
     assert manifest["files"][0]["name"] == "data.txt.zst.age"
     with _jobs.Identity(key_file=identity) as ident:
@@ -656,12 +656,7 @@ def test_encrypted_set_restores_with_an_in_memory_identity(store, recipient, tmp
     public, identity = recipient
     codec = _jobs.Codec(FakeModule(), "zstd", None, 0, [public])
 
-    def produce(writer, manifest, *rest):
-        _jobs.write_stream(writer, manifest, "data.txt" + codec.suffix(),
-                           [Stage("printf", ["printf", "%s", "top secret rows"])] + codec.stages())
-        codec.record(manifest)
-
-    job(store, Clock()).run(produce)
+    job(store, Clock(), codec=codec).run(printf_engine("top secret rows"))
     manifest, dummy = _jobs.load_verified(store, "db1", "app")
     with open(identity) as handle:
         secret = [line for line in handle.read().splitlines() if line.startswith("AGE-SECRET-KEY-")][0]

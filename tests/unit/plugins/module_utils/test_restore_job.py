@@ -108,13 +108,15 @@ def test_an_encrypted_set_needs_an_identity(kind):
 @pytest.mark.skipif(not shutil.which("zstd"), reason="zstd is not installed")
 def test_stream_decodes_into_the_consumer(tmp_path):
     store, dummy = store_kinds.FACTORIES["memory"](tmp_path)
-    job = _jobs.BackupJob(store, "db1", "app", "test", "printf")
-    codec = _jobs.Codec(FakeModule(), "zstd")
+    job = _jobs.BackupJob(store, "db1", "app", "test", "printf", codec=_jobs.Codec(FakeModule(), "zstd"))
 
-    def produce(writer, manifest, workspace):
-        _jobs.write_stream(writer, manifest, "data.zst", [Stage("printf", ["printf", "%s", "hello"])] + codec.stages())
-        codec.record(manifest)
-    job.run(produce)
+    class Printf(object):
+        def produce(self, ctx):
+            yield _jobs.Payload("data", [Stage("printf", ["printf", "%s", "hello"])])
+
+        def record(self, ctx, manifest):
+            pass
+    job.run(Printf())
     out = tmp_path / "out"
 
     class Cat(object):
