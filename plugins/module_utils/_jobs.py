@@ -529,8 +529,20 @@ class RestoreJob(object):
     preconditions -> verify the whole chain -> identity -> workspace -> the
     engine consumes each member of the chain, full first -> finalise. The
     engine is any object with ``preconditions(job)``, ``consume(job, member)``
-    and ``finalise(job)``; it reads payloads only through ``stream`` and
-    ``unpack`` below, which decode them (age, then zstd/gzip).
+    and ``finalise(job)``, and optionally:
+
+    - ``check(job)``: in check mode, after verification, instead of the
+      restore (to find out what a real run would do, changing nothing);
+    - ``release(job)``: runs once the consumers started, whether they
+      succeeded or not (to drop what a failed restore left, to let go of a
+      lock), before the workspace is removed.
+
+    The engine reads payloads only through the methods below, which decode
+    each payload with its own codec (age, then zstd/gzip): ``stream`` (into
+    consumer stages), ``unpack`` (into a local file), ``read`` (a binary
+    stream handed to Python) and ``pump`` (bounded blocks handed to Python).
+    What the engine keeps for its result is its own; ``summary()`` and
+    ``result()`` give the keys every restore module returns.
     """
 
     def __init__(self, module, store, host, source, set_id=None, before=None, identity=None, identity_file=None,
@@ -574,6 +586,8 @@ class RestoreJob(object):
         engine.preconditions(self)
         self.verify()
         if check_mode:
+            if hasattr(engine, "check"):
+                engine.check(self)
             return self.result(changed=True)
         with Identity(self.identity_key, self.identity_file, tmpdir=self.work_dir) as identity:
             self.identity = identity
@@ -583,22 +597,30 @@ class RestoreJob(object):
                     engine.consume(self, member)
                 engine.finalise(self)
             finally:
-                shutil.rmtree(self.workspace, ignore_errors=True)
-                self.workspace = None
+                try:
+                    if hasattr(engine, "release"):
+                        engine.release(self)
+                finally:
+                    shutil.rmtree(self.workspace, ignore_errors=True)
+                    self.workspace = None
         return self.result(changed=True)
 
-    def result(self, changed):
+    def summary(self):
+        """What is known once the set is loaded: the keys a failed restore reports too ({} before that)."""
+        if self.manifest is None:
+            return {}
         return dict(
-            changed=changed,
             set_id=self.manifest["set_id"],
             chain=[m["set_id"] for m in self.chain],
             store=self.store.describe(),
             path=self.store.location(self.host, self.source, self.manifest["set_id"]),
             bytes=sum(m["bytes"] for m in self.chain),
             verified_files=sum(len(m["files"]) for m in self.chain),
-            duration_s=round(time.monotonic() - self.started, 3),
-            cmd=self.cmd,
         )
+
+    def result(self, changed):
+        return dict(self.summary(), changed=changed, duration_s=round(time.monotonic() - self.started, 3),
+                    cmd=self.cmd)
 
     # ---------------------------------------------------------- payload access for engines
     def decode_stages(self, member, name=None):
@@ -614,6 +636,26 @@ class RestoreJob(object):
         self.cmd.append(_pipeline.describe(stages))
         with self.open(member, name) as handle:
             return _pipeline.run_from_source(stages, handle, env=env)
+
+    def read(self, member, name, consume, env=None):
+        """Hand payload ``name`` of ``member``, decoded, to ``consume`` as a binary stream; return what it returns.
+
+        What ``consume`` leaves unread is read and dropped; a decode stage that
+        failed is raised (PipelineError) rather than the consumer's own error.
+        """
+        decode = self.decode_stages(member, name)
+        with self.open(member, name) as handle:
+            if not decode:
+                return consume(handle)
+            return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=env)
+
+    def pump(self, member, name, consume, env=None):
+        """Hand payload ``name`` of ``member``, decoded, to ``consume(block)`` in bounded blocks (``_pipeline.pump``).
+
+        ``consume`` returns False to stop early; returns True if the whole payload was read.
+        """
+        with self.open(member, name) as handle:
+            return _pipeline.pump(self.decode_stages(member, name), handle, consume, env=env)
 
     def unpack(self, member, name, target, env=None):
         """Decode payload ``name`` of ``member`` into the local file ``target`` (scratch: not fsynced)."""

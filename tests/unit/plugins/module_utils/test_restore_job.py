@@ -159,3 +159,42 @@ def test_a_file_without_its_own_codec_takes_the_sets():
     assert _jobs.file_codec(manifest, "dump.pgc.gz") == {"compression": "gzip", "encryption": None}
     manifest["files"][0]["codec"] = {"compression": "none", "encryption": None}
     assert _jobs.decode_stages(FakeModule(), manifest, None, "dump.pgc.gz") == []
+
+
+class Hooked(Engine):
+    """An engine with the optional hooks; ``fail`` makes consume raise."""
+
+    def __init__(self, out_dir, fail=False):
+        super(Hooked, self).__init__(out_dir)
+        self.fail = fail
+        self.read = []
+
+    def check(self, job):
+        self.calls.append("check")
+
+    def consume(self, job, member):
+        self.calls.append(member["set_id"])
+        self.read.append(job.read(member, "data", lambda stream: stream.read()))
+        blocks = []
+        assert job.pump(member, "data", blocks.append) is True
+        self.read.append(b"".join(blocks))
+        if self.fail:
+            raise LifeboatError("The load failed.")
+
+    def release(self, job):
+        self.calls.append("release")
+        assert os.path.isdir(job.workspace)
+
+
+def test_release_runs_after_a_failed_consumer_and_check_only_in_check_mode(kind, tmp_path):
+    store, dummy = chain_store(kind)
+    engine = Hooked(str(tmp_path), fail=True)
+    job = _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path))
+    with pytest.raises(LifeboatError, match="The load failed"):
+        job.run(engine)
+    assert engine.calls == ["preconditions", FULL, "release"]
+    assert engine.read == [b"full data", b"full data"]
+    assert job.summary()["chain"] == [FULL, INC]
+    checked = Hooked(str(tmp_path))
+    _jobs.RestoreJob(FakeModule(), store, "db1", "app", work_dir=str(tmp_path)).run(checked, check_mode=True)
+    assert checked.calls == ["preconditions", "check"]
