@@ -104,8 +104,15 @@ sources:
       are dated in the future), C(invalid) (broken or stray entries) and C(partials).
   returned: always
   type: dict
-  sample: {"db1/app": {count: 25, bytes: 26214400, oldest: 20261101T031500Z-full,
-           newest: 20261125T031500Z-full, future: 0, invalid: 0, partials: 0}}
+  sample:
+    db1/app:
+      count: 25
+      bytes: 26214400
+      oldest: 20261101T031500Z-full
+      newest: 20261125T031500Z-full
+      future: 0
+      invalid: 0
+      partials: 0
 latest:
   description: The newest set per C(host/source).
   returned: always
