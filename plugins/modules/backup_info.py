@@ -99,7 +99,7 @@ truncated:
   type: bool
 sources:
   description:
-    - Per C(host/source) summary of every set, whatever O(max_sets) says: C(count), C(bytes) (the
+    - Per C(host/source) summary of every set, whatever O(max_sets) says; C(count), C(bytes) (the
       sum), C(oldest) and C(newest) set ids (sets dated in the future left out), C(future) (how many
       are dated in the future), C(invalid) (broken or stray entries) and C(partials).
   returned: always
