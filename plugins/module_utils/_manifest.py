@@ -670,7 +670,6 @@ _DEPTH_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}]+|[\[{]|[\]}]'
 
 
 # The fast path of the depth scan: whole strings, runs of non-bracket characters, innermost bracket pairs.
-_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKET_RE = re.compile(r'[^\[\]{}]+')
 _INNERMOST_PAIR_RE = re.compile(r'\[\]|\{\}')
 
@@ -684,13 +683,13 @@ def json_depth_exceeds(text, limit=MAX_JSON_DEPTH):
     answer is False. Anything else (too deep, unbalanced, an unterminated string) takes the exact scan.
     """
     if "\\" in text:
-        outside = _STRING_RE.sub("", text)
-    else:
-        # No escapes: the strings are exactly what lies between a quote and the next one.
-        parts = text.split('"')
-        if len(parts) % 2 == 0:  # an odd number of quotes: an unterminated string
-            return _json_depth_exceeds_exact(text, limit)
-        outside = "".join(parts[0::2])
+        # Escapes: the exact scan (a regex pass over unterminated strings full of backslashes is quadratic).
+        return _json_depth_exceeds_exact(text, limit)
+    # No escapes: the strings are exactly what lies between a quote and the next one.
+    parts = text.split('"')
+    if len(parts) % 2 == 0:  # an odd number of quotes: an unterminated string
+        return _json_depth_exceeds_exact(text, limit)
+    outside = "".join(parts[0::2])
     brackets = _NOT_BRACKET_RE.sub("", outside)
     for dummy in range(limit):
         if not brackets:
