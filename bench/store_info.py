@@ -18,7 +18,9 @@ store contract: the listing finds every set, sampled manifests read back.
 
 Timed, interleaved, --reps times each, on each store:
 
-  direct       python -m ...backup_info ARGS.json (no ansible), page cache warm
+  direct       python -m ...backup_info ARGS.json (no ansible), page cache warm, default
+               max_sets (1000 sets listed; set_count, sources, latest cover all 10,000)
+  direct-all   the same with max_sets -1 (every set listed, the result before max_sets)
   direct-cold  the same after every manifest's pages were dropped from the page
                cache (posix_fadvise DONTNEED); directory entries and inodes stay
                cached, so this is cold-ish. --drop-caches adds `cold`, after
@@ -207,7 +209,7 @@ def run_bench(args):
 
     info_dir = private_dir("info")
     r = {"machine": machine_info(info_dir, tools=()), "reps": args.reps, "shapes": {}, "notes": []}
-    variants = (["direct", "direct-cold", "ansible", "report", "scan", "exit", "exit-latest", "plan"]
+    variants = (["direct", "direct-all", "direct-cold", "ansible", "report", "scan", "exit", "exit-latest", "plan"]
                 + (["cold"] if args.drop_caches else []) + (["direct@" + args.compare] if args.compare else []))
     other = collection_at(args.compare) if args.compare else None
     exit_cost = exit_encoder()
@@ -221,21 +223,23 @@ def run_bench(args):
         run_direct("backup_info", module_args)  # warm the page cache and the imports
 
         def one(name):
-            if name in ("direct", "direct-cold", "cold") or name.startswith("direct@"):
+            if name in ("direct", "direct-all", "direct-cold", "cold") or name.startswith("direct@"):
                 if name == "direct-cold":
                     evict_manifests(root)
                 elif name == "cold":
                     drop_caches()
-                run, result = run_direct("backup_info", module_args, collections=other if "@" in name else None)
-                if len(result["sets"]) != SETS or result["invalid"]:
+                run, result = run_direct("backup_info", dict(module_args, max_sets=-1) if name == "direct-all" else module_args,
+                                         collections=other if "@" in name else None)
+                count = result.get("set_count", len(result["sets"]))  # a tree before max_sets lists every set
+                if count != SETS or result["invalid"]:
                     raise BenchError("backup_info found %d sets and %d invalid entries in %s, not %d and 0"
-                                     % (len(result["sets"]), len(result["invalid"]), root, SETS))
+                                     % (count, len(result["invalid"]), root, SETS))
                 return {"wall": run.wall, "cpu": run.tree_cpu, "peak_mib": run.peaks.get("module"),
                         "result_bytes": len(run.stdout)}
             if name == "ansible":
                 run, result = run_ansible("lifeboat.backup.backup_info", module_args)
                 return {"wall": run.wall, "cpu": run.tree_cpu, "peak_mib": run.peaks.get("module"),
-                        "result_bytes": len(run.stdout), "sets": len(result["sets"])}
+                        "result_bytes": len(run.stdout), "sets": result.get("set_count", len(result["sets"]))}
             if name == "report":
                 t0 = time.perf_counter()
                 result = backup_info.report(store, None, None, None, utcnow())
@@ -280,6 +284,7 @@ def render(r):
     L += machine_table(m) + [""]
     names = {
         "direct": "`python -m …backup_info` (no ansible), warm page cache",
+        "direct-all": "the same with `max_sets: -1` (every set listed, as before `max_sets`)",
         "direct-cold": "the same, every manifest's pages dropped first (`posix_fadvise` DONTNEED; dentries and inodes "
                        "stay cached)",
         "cold": "the same after `echo 3 > /proc/sys/vm/drop_caches`",

@@ -135,8 +135,10 @@ def set_id_time(set_id):
     match = SET_ID_RE.match(set_id) if isinstance(set_id, str) else None
     if not match:
         raise ManifestError("%s is not a set id." % show(set_id))
+    text = match.group(1)  # YYYYmmddTHHMMSSZ, digits checked by SET_ID_RE (strptime is ten times slower)
     try:
-        return datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        return datetime.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+                                 int(text[13:15]), tzinfo=datetime.timezone.utc)
     except ValueError:
         raise ManifestError("set id %s does not hold a valid time." % show(set_id))
 
@@ -312,7 +314,10 @@ def _check_map(data, key, where, values, lists=False):
     for name, value in mapping.items():
         if not isinstance(name, str) or not name:
             raise ManifestError("%s has an empty or non-string key." % what)
-        _check_text(name, "%s key %s" % (what, show(name)), MAX_KEY_CHARS, controls=False)
+        if len(name) > MAX_KEY_CHARS or not name.isascii() or _CONTROL_RE.search(name):
+            _check_text(name, "%s key %s" % (what, show(name)), MAX_KEY_CHARS, controls=False)
+        if isinstance(value, str) and len(value) <= MAX_TEXT_CHARS and value.isascii():
+            continue  # the common case, valid as it stands (a str is a scalar); the message is built for a refusal
         item = "%s entry %s" % (what, show(name))
         if values == "str":
             if not isinstance(value, str):
@@ -630,11 +635,13 @@ class _Refused(Exception):
 
 
 def _pairs_hook(pairs):
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise _Refused("repeats the key %s" % show(key))
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        for key, dummy in pairs:
+            if key in seen:
+                raise _Refused("repeats the key %s" % show(key))
+            seen.add(key)
     return result
 
 
@@ -661,8 +668,39 @@ def _int_hook(text):
 _DEPTH_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}]+|[\[{]|[\]}]', re.S)
 
 
+# The fast path of the depth scan: whole strings, runs of non-bracket characters, innermost bracket pairs.
+_NOT_BRACKET_RE = re.compile(r'[^\[\]{}]+')
+_INNERMOST_PAIR_RE = re.compile(r'\[\]|\{\}')
+
+
 def json_depth_exceeds(text, limit=MAX_JSON_DEPTH):
-    """True when ``text`` nests arrays/objects deeper than ``limit``; linear, never recursive.
+    """True when ``text`` nests arrays/objects deeper than ``limit``; linear in passes, never recursive.
+
+    Fast path (C-speed regex passes): strip the strings and every non-bracket character, then remove
+    the innermost ``[]`` / ``{}`` pairs ``limit`` times, one nesting level per pass. If nothing is
+    left, the brackets are well nested no deeper than ``limit`` (and any prefix of them is too), so the
+    answer is False. Anything else (too deep, unbalanced, an unterminated string) takes the exact scan.
+    """
+    if "\\" in text:
+        # Escapes: the exact scan (a regex pass over unterminated strings full of backslashes is quadratic).
+        return _json_depth_exceeds_exact(text, limit)
+    # No escapes: the strings are exactly what lies between a quote and the next one.
+    parts = text.split('"')
+    if len(parts) % 2 == 0:  # an odd number of quotes: an unterminated string
+        return _json_depth_exceeds_exact(text, limit)
+    outside = "".join(parts[0::2])
+    brackets = _NOT_BRACKET_RE.sub("", outside)
+    for dummy in range(limit):
+        if not brackets:
+            return False
+        brackets = _INNERMOST_PAIR_RE.sub("", brackets)
+    if not brackets:
+        return False
+    return _json_depth_exceeds_exact(text, limit)
+
+
+def _json_depth_exceeds_exact(text, limit=MAX_JSON_DEPTH):
+    """The exact depth scan, token by token (a string is one token).
 
     It stops at an unterminated string: json.loads refuses the text there, before reading anything after it.
     """

@@ -35,6 +35,14 @@ options:
       - Recovery point objective, for example V(26h). Each source's newest set is compared with it
         and RV(rpo_status) says V(ok) or V(violated); a source named by O(source) with no set is V(missing).
     type: str
+  max_sets:
+    description:
+      - List at most this many sets in RV(sets), the newest of the store (still oldest first within
+        each host and source). When the store holds more, RV(truncated) is V(true); RV(sources) and
+        RV(set_count) always cover every set. V(0) lists none; V(-1) lists every set (a store with many
+        thousands of sets then makes a large result, slow to hand back).
+    type: int
+    default: 1000
   fail_on_rpo_violation:
     description:
       - Fail the task when any source violates O(rpo) or is missing.
@@ -65,7 +73,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 sets:
-  description: Every complete set, oldest first within each host and source.
+  description:
+    - The complete sets, oldest first within each host and source; at most O(max_sets) of them,
+      the newest, with RV(truncated) set when some were left out.
   returned: always
   type: list
   elements: dict
@@ -78,6 +88,31 @@ sets:
       type: full
       bytes: 1048576
       age_s: 3600.5
+set_count:
+  description: How many complete sets the store holds under the filters (listed in RV(sets) or not).
+  returned: always
+  type: int
+  sample: 10000
+truncated:
+  description: True when RV(sets) leaves out some sets because of O(max_sets).
+  returned: always
+  type: bool
+sources:
+  description:
+    - Per C(host/source) summary of every set, whatever O(max_sets) says; C(count), C(bytes) (the
+      sum), C(oldest) and C(newest) set ids (sets dated in the future left out), C(future) (how many
+      are dated in the future), C(invalid) (broken or stray entries) and C(partials).
+  returned: always
+  type: dict
+  sample:
+    db1/app:
+      count: 25
+      bytes: 26214400
+      oldest: 20261101T031500Z-full
+      newest: 20261125T031500Z-full
+      future: 0
+      invalid: 0
+      partials: 0
 latest:
   description: The newest set per C(host/source).
   returned: always
@@ -114,20 +149,53 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
-def report(store, host, source, rpo_s, now):
-    """Pure given the store contents: the whole info result."""
+def source_summaries(sets, current, invalid, partials):
+    """Per 'host/source': count, bytes, oldest and newest current set ids, future, invalid and partials."""
+    sources = {}
+
+    def entry(key):
+        return sources.setdefault(key, {"count": 0, "bytes": 0, "oldest": None, "newest": None,
+                                        "future": 0, "invalid": 0, "partials": 0})
+    current_ids = set(id(m) for m in current)
+    for manifest in sets:  # sorted oldest first within each source
+        one = entry(_catalog.source_key(manifest))
+        one["count"] += 1
+        one["bytes"] += manifest["bytes"]
+        if id(manifest) in current_ids:
+            one["oldest"] = one["oldest"] or manifest["set_id"]
+            one["newest"] = manifest["set_id"]
+        else:
+            one["future"] += 1
+    for item in invalid:
+        entry("%s/%s" % (item["host"], item["source"]))["invalid"] += 1
+    for item in partials:
+        entry("%s/%s" % (item["host"], item["source"]))["partials"] += 1
+    return sources
+
+
+def report(store, host, source, rpo_s, now, max_sets=-1):
+    """Pure given the store contents: the whole info result (``max_sets`` < 0: list every set)."""
     sets, invalid, partials = _catalog.scan(store, host, source)
-    latest = _catalog.latest_per_source(sets, now=now)
+    current, future = _catalog.split_future(sets, now)
+    latest = dict((key, group[-1]) for key, group in _catalog.by_source(current).items())
     status = dict((key, _catalog.rpo_status(manifest, rpo_s, now)) for key, manifest in latest.items())
     if host and source and "%s/%s" % (host, source) not in status:
         status["%s/%s" % (host, source)] = _catalog.rpo_status(None, rpo_s, now)
+    listed = sets
+    if 0 <= max_sets < len(sets):
+        # The newest max_sets sets of the whole store, kept in the (host, source, time) order.
+        newest = set(id(m) for m in sorted(sets, key=lambda m: (m["ended_at"], m["set_id"]))[len(sets) - max_sets:])
+        listed = [m for m in sets if id(m) in newest]
     return dict(
-        sets=[_catalog.summary(m, now) for m in sets],
+        sets=[_catalog.summary(m, now) for m in listed],
+        set_count=len(sets),
+        truncated=len(listed) < len(sets),
+        sources=source_summaries(sets, current, invalid, partials),
         latest=dict((key, _catalog.summary(m, now)) for key, m in latest.items()),
         rpo_status=status,
         partials=partials,
         invalid=invalid,
-        future=_catalog.future_sets(sets, now=now),
+        future=_catalog.future_sets(future, now=now),
     )
 
 
@@ -136,6 +204,7 @@ def main():
     argument_spec.update(
         source=dict(type="str"),
         rpo=dict(type="str"),
+        max_sets=dict(type="int", default=1000),
         fail_on_rpo_violation=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -146,7 +215,10 @@ def main():
         if not store.exists():
             raise LifeboatError("The store %s does not exist." % store.location())
         rpo_s = parse_duration(params["rpo"], "rpo")
-        result = report(store, params["host"], params["source"], rpo_s, utcnow())
+        if params["max_sets"] < -1:
+            raise LifeboatError("max_sets must be -1 (every set), 0 (none) or a positive number, not %d."
+                                % params["max_sets"])
+        result = report(store, params["host"], params["source"], rpo_s, utcnow(), params["max_sets"])
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
     result["store"] = store.describe()

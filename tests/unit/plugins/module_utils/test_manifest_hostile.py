@@ -362,3 +362,21 @@ def test_fuzz_mutations_of_valid_manifests(version, data):
         _manifest.validate(copy.deepcopy(document), WHERE)
     except ManifestError as exc:
         check_message(exc)
+
+
+_DEPTH_ALPHABET = st.sampled_from(['[', ']', '{', '}', '"', '\\', 'a', ',', ':', ' ', '\n'])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_DEPTH_ALPHABET, max_size=60).map("".join), st.integers(min_value=0, max_value=6))
+def test_depth_fast_path_agrees_with_the_exact_scan(text, limit):
+    # The fast path (regex passes, with the exact scan as fallback) must give the exact scan's
+    # answer for any text: brackets inside strings, escaped quotes, unterminated strings, unbalanced runs.
+    assert _manifest.json_depth_exceeds(text, limit) is _manifest._json_depth_exceeds_exact(text, limit)
+
+
+def test_set_id_time_refuses_an_impossible_date():
+    with pytest.raises(ManifestError, match="does not hold a valid time"):
+        _manifest.set_id_time("20261332T250000Z-full")
+    assert _manifest.set_id_time("20261201T012345Z-full") == datetime.datetime(
+        2026, 12, 1, 1, 23, 45, tzinfo=datetime.timezone.utc)

@@ -117,3 +117,35 @@ def test_main_errors(monkeypatch, tmp_path, args, msg):
     outcome = run_module(monkeypatch, tmp_path, backup_info, args)
     assert outcome.failed
     assert outcome.result["msg"] == msg
+
+
+def test_report_caps_the_set_list_and_summarises_every_source(store):
+    full = backup_info.report(store, None, None, DAY, NOW)
+    assert full["set_count"] == 3 and full["truncated"] is False
+    capped = backup_info.report(store, None, None, DAY, NOW, max_sets=2)
+    # The newest two sets of the store (a tie on time goes to the later host), in (host, source, time) order.
+    assert [(s["host"], s["set_id"]) for s in capped["sets"]] == [
+        ("db1", set_id_ago(3600, "incremental")),
+        ("db2", set_id_ago(3 * DAY)),
+    ]
+    assert capped["set_count"] == 3 and capped["truncated"] is True
+    assert capped["latest"] == full["latest"] and capped["rpo_status"] == full["rpo_status"]
+    none = backup_info.report(store, None, None, DAY, NOW, max_sets=0)
+    assert none["sets"] == [] and none["truncated"] is True
+    sources = none["sources"]
+    assert sources["db1/app"]["count"] == 2
+    assert sources["db1/app"]["oldest"] == set_id_ago(3 * DAY)
+    assert sources["db1/app"]["newest"] == set_id_ago(3600, "incremental")
+    assert sources["db1/app"]["future"] == 0
+    assert sources["db2/app"]["partials"] == 1
+    assert sources["db2/crm"] == {"count": 0, "bytes": 0, "oldest": None, "newest": None,
+                                  "future": 0, "invalid": 1, "partials": 0}
+
+
+def test_main_refuses_a_negative_max_sets(monkeypatch, tmp_path):
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
+    make_set(store, "db1", "app", set_id_ago(600, now=utcnow()), duration=0)
+    outcome = run_module(monkeypatch, tmp_path, backup_info,
+                         dict(store=dict(kind="dir", path=store.root), max_sets=-2))
+    assert outcome.failed
+    assert outcome.result["msg"] == "max_sets must be -1 (every set), 0 (none) or a positive number, not -2."
