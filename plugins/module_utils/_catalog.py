@@ -313,3 +313,10 @@ def summary(manifest, now=None):
         "age_s": round(age_seconds(manifest, now), 3),
         "future": is_future(manifest, now),
     }
+
+
+# Retention planning lives in _retention (pure, like everything here); the catalog names it too.
+from ansible_collections.lifeboat.backup.plugins.module_utils._retention import (  # noqa: E402  pylint: disable=wrong-import-position
+    check_policy,
+    plan as retention_plan,
+)
