@@ -26,6 +26,7 @@ never on a store. docs/retention.md states the rules; in short:
 from __future__ import annotations
 
 import datetime
+import io
 import json
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
@@ -366,3 +367,156 @@ def prunable_objects(names, kept, newest_set_id=None):
                 doomed.append(name)
                 break
     return sorted(doomed)
+
+
+# ------------------------------------------------------------------ applying a plan to a store
+#
+# Not pure: these functions read and change a store, through its contract only (docs/stores.md).
+
+JOURNAL_PREFIX = "retention/deleting/"
+DEFAULT_LEFTOVER_AGE_S = 86400.0
+
+
+def lock_sentence(info):
+    """A sentence for a set's immutability ({mode, until, legal_hold}), as a keep reason."""
+    parts = []
+    if info.get("mode"):
+        until = info.get("until")
+        parts.append("it is under Object Lock (%s)%s" % (info["mode"], " until %s" % format_ts(until) if until else ""))
+    if info.get("legal_hold"):
+        parts.append("it is under an Object Lock legal hold")
+    return " and ".join(parts) or "it is under Object Lock"
+
+
+def select_sources(store, host=None, sources=None):
+    """(host, source) pairs of the store under the filters, sorted."""
+    hosts = [host] if host else store.hosts()
+    pairs = []
+    for one_host in hosts:
+        names = store.sources(one_host)
+        for name in names:
+            if not sources or name in sources:
+                pairs.append((one_host, name))
+    return sorted(pairs)
+
+
+def inspect_source(store, host, source, policy, now, wait_for=()):
+    """Read one source and plan it: (plan, manifests, object names, leftover names)."""
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+    sets, dummy, partials = _catalog.scan(store, host, source)
+    leftovers = [p["name"] for p in partials]
+    objects = store.list_objects(host, source)
+    failures = [s for s in (failure_set_id(n) for n in objects) if s]
+    result = plan_source(sets, policy, now, leftovers, failures)
+    newest = [e["set_id"] for e in result["sets"] if "it is the newest complete set" in e["reasons"]]
+    waiting = None
+    if newest and not result["blocked"]:
+        for other in wait_for:
+            try:
+                present = newest[0] in other.listing(host, source).sets
+            except (LifeboatError, OSError) as exc:
+                waiting = "The store %s, which this policy waits for, could not be read (%s); nothing is deleted." % (
+                    other.location(), str(exc).rstrip("."))
+                break
+            if not present:
+                waiting = ("The newest set %s has not reached %s yet; nothing is deleted until it is copied there."
+                           % (newest[0], other.location(host, source)))
+                break
+    locks = {}
+    if not result["blocked"] and not waiting:
+        for entry in result["sets"]:
+            if entry["action"] == "delete":
+                info = store.set_retention(host, source, entry["set_id"])
+                if info:
+                    locks[entry["set_id"]] = lock_sentence(info)
+    if waiting or locks:
+        result = plan_source(sets, policy, now, leftovers, failures, locks=locks, waiting=waiting)
+    return result, sets, objects, leftovers
+
+
+def classify_leftovers(leftovers, journal, newest_set_id, now, older_than_s):
+    """(removable, kept): leftover names that may go now, and {name, reason} for the others."""
+    newest = _time(newest_set_id) if newest_set_id else None
+    limit = now - datetime.timedelta(seconds=older_than_s)
+    removable, kept_back = [], []
+    for name in leftovers:
+        set_id = leftover_set_id(name)
+        if is_deletion_leftover(name) or (set_id and set_id in journal):
+            removable.append(name)
+        elif set_id is None:
+            kept_back.append({"name": name, "reason": "its name holds no set id; it is left for an operator"})
+        elif newest is None or _time(set_id) >= newest:
+            kept_back.append({"name": name, "reason": "it is the newest attempt of the source, kept as the evidence "
+                                                      "that it did not complete until a newer set completes"})
+        elif _time(set_id) > limit:
+            kept_back.append({"name": name, "reason": "it is younger than leftovers_older_than"})
+        else:
+            removable.append(name)
+    return removable, kept_back
+
+
+def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=DEFAULT_LEFTOVER_AGE_S,
+                 prune_objects=True, check_mode=False):
+    """Plan one source and, unless ``check_mode``, carry the plan out under the source's lock.
+
+    Deletions go newest first (a child before its parent), each recorded in the journal
+    ``retention/deleting/<set_id>`` of the object namespace before ``delete_set`` and cleared after, so a
+    run that dies part-way leaves a half-deleted set that never looks complete and that the next run finishes
+    and reports. Returns the source's report.
+    """
+    report = {"host": host, "source": source, "blocked": None, "plan": [], "deleted": [], "objects_pruned": [],
+              "leftovers_removed": [], "leftovers_kept": [], "deletions_finished": [], "stale_lock": None}
+
+    def work():
+        result, sets, objects, leftovers = inspect_source(store, host, source, policy, now, wait_for)
+        report["blocked"] = result["blocked"]
+        report["plan"] = [dict(entry, host=host, source=source) for entry in result["sets"]]
+        by_id = dict((m["set_id"], m) for m in sets)
+        kept_sets = [by_id[e["set_id"]] for e in result["sets"] if e["action"] == "keep"]
+        newest = [e["set_id"] for e in result["sets"] if "it is the newest complete set" in e["reasons"]]
+        newest = newest[0] if newest else None
+        journal = set(n[len(JOURNAL_PREFIX):] for n in objects if n.startswith(JOURNAL_PREFIX))
+        removable, kept_back = classify_leftovers(leftovers, journal, newest, now, leftover_age_s)
+        report["leftovers_kept"] = kept_back
+        doomed_objects = []
+        if prune_objects and not result["blocked"]:
+            doomed_objects = [n for n in prunable_objects(objects, kept_sets, newest) if not n.startswith(JOURNAL_PREFIX)]
+        doomed = [e["set_id"] for e in result["sets"] if e["action"] == "delete"]
+        if check_mode:
+            report["deleted"] = doomed
+            report["objects_pruned"] = doomed_objects
+            report["leftovers_removed"] = removable if not kept_back else []
+            report["deletions_finished"] = sorted(journal)
+            return
+        for set_id in doomed:
+            mark = JOURNAL_PREFIX + set_id
+            store.put_object(host, source, mark, io.BytesIO(failure_record(set_id, "deleted by retention", now)))
+            store.delete_set(host, source, set_id)
+            store.delete_object(host, source, mark)
+            report["deleted"].append(set_id)
+        for name in doomed_objects:
+            store.delete_object(host, source, name)
+            report["objects_pruned"].append(name)
+        if removable and not kept_back:
+            report["leftovers_removed"] = store.remove_partials(host, source)
+        elif removable:
+            # remove_partials takes every leftover of a source; with some kept back, the rest waits too.
+            report["leftovers_kept"] += [{"name": n, "reason": "it is removed once the leftovers kept beside it go"}
+                                         for n in removable]
+        after = store.listing(host, source)
+        pending = set(leftover_set_id(n) for n in after.partials)
+        for set_id in sorted(journal):
+            if set_id in pending:
+                continue  # still half-deleted: its leftover is kept back above, the mark stays
+            store.delete_object(host, source, JOURNAL_PREFIX + set_id)
+            if set_id not in after.sets:
+                report["deletions_finished"].append(set_id)
+
+    if check_mode:
+        work()
+    else:
+        lock = store.lock(host, source)
+        with lock:
+            report["stale_lock"] = lock.stale
+            work()
+    return report
