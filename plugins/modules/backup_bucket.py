@@ -318,7 +318,7 @@ def policy_horizon_days(policy):
             bound = max(bound, policy[rule] * days)
     if policy.get("keep_within_s"):
         bound = max(bound, policy["keep_within_s"] / DAY_S)
-    if policy.get("keep_last") or policy.get("min_keep"):
+    if policy.get("keep_last") or (policy.get("min_keep") or 0) > 1:
         return None
     return bound
 
