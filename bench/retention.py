@@ -67,7 +67,7 @@ def time_delete(store, _retention, count):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sets", type=int, default=10000)
     parser.add_argument("--sources", type=int, default=100)
     parser.add_argument("--reps", type=int, default=5)

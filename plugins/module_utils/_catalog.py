@@ -316,7 +316,7 @@ def summary(manifest, now=None):
 
 
 # Retention planning lives in _retention (pure, like everything here); the catalog names it too.
-from ansible_collections.lifeboat.backup.plugins.module_utils._retention import (  # noqa: E402  pylint: disable=wrong-import-position
-    check_policy,
-    plan as retention_plan,
-)
+from ansible_collections.lifeboat.backup.plugins.module_utils import _retention  # noqa: E402  pylint: disable=wrong-import-position
+
+check_policy = _retention.check_policy
+retention_plan = _retention.plan

@@ -34,6 +34,7 @@ author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
   - lifeboat.backup._store
+  - lifeboat.backup._wait_for
 attributes:
   check_mode:
     support: full
@@ -87,14 +88,6 @@ options:
         description: Never keep fewer than this many restorable sets per source, whatever the rules say.
         type: int
         default: 1
-  wait_for:
-    description:
-      - Other stores (same options as O(store)) the newest set of a source must have reached before anything
-        of that source is deleted here, for example the offsite bucket that M(lifeboat.backup.backup_copy)
-        fills. A store that cannot be read counts as not reached.
-    type: list
-    elements: dict
-    default: []
   leftovers_older_than:
     description:
       - Leftovers of crashed runs are removed once their set id is older than this, and older than the

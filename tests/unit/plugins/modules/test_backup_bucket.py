@@ -90,10 +90,11 @@ def test_existing_bucket_without_lock_gets_it(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("lifecycle, policy, warning", [
-    ({"expire_days": 90}, {"keep_monthly": 12}, "The lifecycle expires objects after 90 days, before retention_policy "
-                                                 "lets its oldest sets go (up to 372 days); raise"),
-    ({"expire_days": 90}, {"keep_last": 5}, "The lifecycle expires objects after 90 days, but retention_policy keeps "
-                                            "sets by count"),
+    ({"expire_days": 90}, {"keep_monthly": 12},
+     "The lifecycle expires objects after 90 days, before retention_policy lets its oldest sets go (up to 372 days); "
+     "raise"),
+    ({"expire_days": 90}, {"keep_last": 5},
+     "The lifecycle expires objects after 90 days, but retention_policy keeps sets by count"),
 ])
 def test_lifecycle_shorter_than_retention_warns(monkeypatch, tmp_path, lifecycle, policy, warning):
     server = moto_harness.server()

@@ -287,3 +287,12 @@ def test_s3_wrong_bucket_and_credentials(monkeypatch, tmp_path):
     outcome = run_module(monkeypatch, tmp_path, backup_retention, {"store": spec, "policy": {"keep_last": 1}})
     assert outcome.failed and "\n" not in outcome.result["msg"]
     assert "lb-no-such-bucket-here" in outcome.result["msg"]
+
+
+def test_wait_for_fragment_keeps_the_store_fragment_text():
+    import yaml
+    from ansible_collections.lifeboat.backup.plugins.doc_fragments import _store, _wait_for
+    wait_for = yaml.safe_load(_wait_for.ModuleDocFragment.DOCUMENTATION)["options"]["wait_for"]
+    store = yaml.safe_load(_store.ModuleDocFragment.DOCUMENTATION)["options"]["store"]
+    assert wait_for["suboptions"] == store["suboptions"]
+    assert sorted(wait_for["suboptions"]) == sorted(_store_kinds.store_options())
