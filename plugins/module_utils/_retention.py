@@ -272,7 +272,9 @@ def plan_source(sets, policy, now=None, leftovers=(), failures=(), locks=None, w
                 kept_restorable = sum(1 for m in restorable if reasons[m["set_id"]])
 
     blocked = None
-    newest = _time(ordered[0]["set_id"]) if ordered else None
+    # A set dated in the future must not make a failed attempt look old.
+    current = [m for m in ordered if not _catalog.is_future(m, now, tolerance_s)]
+    newest = _time(current[0]["set_id"]) if current else None
     complete_ids = set(index)
     attempts = [(leftover_set_id(name), "%s is left by a run that failed or is still running" % name)
                 for name in leftovers if not is_deletion_leftover(name)]

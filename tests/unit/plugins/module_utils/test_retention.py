@@ -153,6 +153,13 @@ def test_failed_newest_attempt_blocks(leftovers, failures, blocked):
     assert (len(kept(result)) == 5) is blocked
 
 
+def test_future_set_does_not_hide_a_failed_attempt():
+    sets = daily_fulls(at("20261101T000000Z"), 5) + [make_manifest("20270101T000000Z-full")]
+    result = _retention.plan_source(sets, check_policy({"keep_last": 1}), now=at("20261107T000000Z"),
+                                    failures=["20261106T000000Z-full"])
+    assert result["blocked"] and len(kept(result)) == 6
+
+
 def test_waiting_blocks():
     sets = daily_fulls(at("20261101T000000Z"), 5)
     result = _retention.plan_source(sets, check_policy({"keep_last": 1}), now=at("20261107T000000Z"),
