@@ -296,3 +296,28 @@ def test_wait_for_fragment_keeps_the_store_fragment_text():
     store = yaml.safe_load(_store.ModuleDocFragment.DOCUMENTATION)["options"]["store"]
     assert wait_for["suboptions"] == store["suboptions"]
     assert sorted(wait_for["suboptions"]) == sorted(_store_kinds.store_options())
+
+
+def test_s3_aborted_upload_cleaned_after_threshold(monkeypatch, tmp_path):
+    server = moto_harness.server()
+    bucket = server.new_bucket()
+    spec = s3_args(server, bucket)
+    store = _store_kinds.open_store(spec)
+    week_of_sets(store, days=2, start="20261108T030000Z")
+    newest = make_set(store, "db1", "app", "20261112T030000Z-full")
+    # A run killed mid-upload on the 10th: an incomplete multipart upload and no manifest.
+    server.client().create_multipart_upload(Bucket=bucket, Key="backups/db1/app/20261110T030000Z-full/dump.pgc")
+    name = "20261110T030000Z-full/dump.pgc.upload"
+    assert name in store.listing("db1", "app").partials
+    args = {"store": spec, "policy": {"keep_last": 5}, "leftovers_older_than": "3d"}
+    clock(monkeypatch, at("20261112T040000Z"))  # two days old: kept back
+    young = run_module(monkeypatch, tmp_path, backup_retention, args)
+    assert young.result["changed"] is False
+    assert [(k["name"], k["reason"]) for k in young.result["leftovers_kept"]] == [
+        (name, "it is younger than leftovers_older_than")]
+    clock(monkeypatch, at("20261114T040000Z"))  # four days old: removed
+    old = run_module(monkeypatch, tmp_path, backup_retention, args)
+    assert old.result["changed"] is True
+    assert [k["name"] for k in old.result["leftovers_removed"]] == [name]
+    assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert store.set_ids("db1", "app")[-1] == newest["set_id"]
