@@ -492,7 +492,8 @@ def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=D
             return
         for set_id in doomed:
             mark = JOURNAL_PREFIX + set_id
-            store.put_object(host, source, mark, io.BytesIO(failure_record(set_id, "deleted by retention", now)))
+            if set_id not in journal:  # a mark left by a run that died before hiding the set is reused
+                store.put_object(host, source, mark, io.BytesIO(json.dumps({"set_id": set_id}).encode("utf-8")))
             store.delete_set(host, source, set_id)
             store.delete_object(host, source, mark)
             report["deleted"].append(set_id)

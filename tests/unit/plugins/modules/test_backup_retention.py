@@ -321,3 +321,16 @@ def test_s3_aborted_upload_cleaned_after_threshold(monkeypatch, tmp_path):
     assert [k["name"] for k in old.result["leftovers_removed"]] == [name]
     assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert store.set_ids("db1", "app")[-1] == newest["set_id"]
+
+
+def test_mark_left_before_the_set_was_hidden(monkeypatch, tmp_path, store_path):
+    """A run that died after writing the journal mark but before hiding the set: the next run deletes it."""
+    store = _store_dir.DirStore({"path": store_path})
+    made = week_of_sets(store)
+    store.put_object("db1", "app", _retention.JOURNAL_PREFIX + made[6]["set_id"], __import__("io").BytesIO(b"{}"))
+    clock(monkeypatch, at("20261109T000000Z"))
+    outcome = run_module(monkeypatch, tmp_path, backup_retention,
+                         {"store": {"path": store_path}, "policy": {"keep_last": 1}})
+    assert not outcome.failed, outcome.result.get("msg")
+    assert len(outcome.result["deleted"]) == 7
+    assert store.set_ids("db1", "app") == [made[7]["set_id"]] and store.list_objects("db1", "app") == []
