@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEFAULT=(postgresql store_info s3_upload)
+DEFAULT=(postgresql store_info s3_upload retention)
 NEEDS_PG=(postgresql relay_check restore_check)
 
 py=.venv/bin/python

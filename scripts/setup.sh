@@ -23,6 +23,8 @@ APT_PACKAGES+=(shellcheck git)
 # Engines and stores of the integration tests: MariaDB 10.11 with mariabackup,
 # rsync over a private sshd on 127.0.0.1, btrfs on a loop file.
 APT_PACKAGES+=(mariadb-server mariadb-client mariadb-backup openssh-server openssh-client rsync btrfs-progs)
+# libfaketime: the retention integration target writes sets on days of its choosing (backup_retention).
+APT_PACKAGES+=(faketime)
 
 # ---------------------------------------------------------------- apt
 missing=()

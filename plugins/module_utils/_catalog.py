@@ -313,3 +313,10 @@ def summary(manifest, now=None):
         "age_s": round(age_seconds(manifest, now), 3),
         "future": is_future(manifest, now),
     }
+
+
+# Retention planning lives in _retention (pure, like everything here); the catalog names it too.
+from ansible_collections.lifeboat.backup.plugins.module_utils import _retention  # noqa: E402  pylint: disable=wrong-import-position
+
+check_policy = _retention.check_policy
+retention_plan = _retention.plan

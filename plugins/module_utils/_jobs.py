@@ -20,6 +20,7 @@ which loads and verifies the chain and decodes each payload with its own codec
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
+from ansible_collections.lifeboat.backup.plugins.module_utils import _retention
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
@@ -278,6 +280,9 @@ class BackupJob(object):
                     if self.signer is not None:
                         manifest["signature"] = self.signer.sign(manifest)
                     writer.commit(_manifest.dumps(manifest), [f["name"] for f in manifest["files"]])
+                except Exception as exc:
+                    record_failure(self.store, self.host, self.source, plan["set_id"], exc, self.now())
+                    raise
                 finally:
                     writer.abort()
             finally:
@@ -310,6 +315,18 @@ class BackupJob(object):
         finally:
             if prepared and hasattr(engine, "release"):
                 engine.release(ctx)
+
+
+def record_failure(store, host, source, set_id, error, now):
+    """Leave ``attempts/<set_id>.failed`` in the object namespace, so retention sees the failed attempt.
+
+    Best effort: a store that cannot take it (the failure may be the store itself) is not a second error.
+    """
+    try:
+        store.put_object(host, source, _retention.failure_object_name(set_id),
+                         io.BytesIO(_retention.failure_record(set_id, error, now)))
+    except Exception:  # pylint: disable=broad-except
+        pass
 
 
 def make_workspace(work_dir, prefix):

@@ -1029,6 +1029,18 @@ class S3Store(_stores.Store):
         self._call("delete_object", self.url(prefix + _manifest.MANIFEST_NAME), Key=prefix + _manifest.MANIFEST_NAME)
         self._delete_prefix(prefix)
 
+    def set_retention(self, host, source, set_id):
+        """The Object Lock on the set's manifest (payloads are written with the same), or None."""
+        key = self._set_prefix(host, source, set_id) + _manifest.MANIFEST_NAME
+        head = self._call("head_object", self.url(key), Key=key)
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
+        if until is not None and until <= utcnow():
+            mode, until = None, None
+        if not mode and not hold:
+            return None
+        return {"mode": mode, "until": until, "legal_hold": hold}
+
     def remove_partials(self, host, source):
         """Abort incomplete uploads and delete set prefixes without a manifest; only while holding the lock."""
         src, heads, uploads, dummy = self._scan(host, source)

@@ -378,6 +378,13 @@ class Store(object):
         """Remove what crashed runs left (partial sets, half-deleted sets, aborted uploads); return their names."""
         raise NotImplementedError
 
+    def set_retention(self, host, source, set_id):
+        """The immutability a set is under: None, or {mode, until (UTC datetime or None), legal_hold (bool)}.
+
+        Kinds without ``immutability`` have none; the ``s3`` kind reads the Object Lock of the manifest.
+        """
+        return None
+
     def lock(self, host, source, ttl=86400.0):
         raise NotImplementedError
 

@@ -384,7 +384,10 @@ class FailingPipeline(PrintfEngine):
 def test_failed_produce_leaves_nothing(store, engine, error):
     with pytest.raises(error):
         job(store, Clock()).run(engine)
-    assert os.listdir(store.location("db1", "app")) == []  # no set, no .partial, no lock
+    # No set, no .partial, no lock: only the failure record that retention reads (docs/retention.md).
+    assert os.listdir(store.location("db1", "app")) == ["objects"]
+    records = store.list_objects("db1", "app")
+    assert len(records) == 1 and records[0].startswith("attempts/") and records[0].endswith("-full.failed")
     # The next run is not disturbed.
     manifest, extras = job(store, Clock()).run(printf_engine())
     assert extras == {"removed_partials": [], "skipped": False, "type_reason": "a full backup was asked for"}
@@ -446,7 +449,7 @@ def test_write_stream_full_disk_is_a_store_error(store, monkeypatch):
         job(store, Clock()).run(printf_engine())
     assert str(info.value).startswith("No space left on the device holding ")
     assert "data.txt" in str(info.value)
-    assert os.listdir(store.location("db1", "app")) == []
+    assert os.listdir(store.location("db1", "app")) == ["objects"]  # only the failure record
 
 
 @pytest.mark.parametrize(
