@@ -337,8 +337,8 @@ class SshSink(_stores.Sink):
         answer = call.answer()
         call.finish()
         if answer.get("size") != self.written:
-            raise StoreError("The ssh store stored %s bytes of %s, not the %d sent." % (answer.get("size"), self.name,
-                                                                                         self.written))
+            raise StoreError("The ssh store stored %s bytes of %s, not the %d sent."
+                             % (answer.get("size"), self.name, self.written))
 
     def abort(self):
         if self.call is not None:
