@@ -213,3 +213,28 @@ def test_remote_command_has_no_user_input(store):
     argv = store._ssh_argv()
     assert argv[-1] == _store_ssh.remote_command(len(_store_ssh.helper_source()))
     assert argv[-2] == "127.0.0.1" and argv[-3] == "--"
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(store, root):
+    import json
+    import socket
+    os.makedirs(str(root / "db1" / "app"), mode=0o700)
+    with open(str(root / "db1" / "app" / ".lock"), "w") as handle:
+        json.dump({"pid": 2 ** 22 + 12345, "node": socket.gethostname(), "started_at": "2026-11-26T03:15:00Z",
+                   "expires_at": "2099-01-01T00:00:00Z", "set_id": None}, handle)
+    with store.lock("db1", "app") as lock:
+        assert lock.stale["reason"].startswith("its process")
+        with pytest.raises(_stores.LockedError):
+            store.lock("db1", "app").acquire()
+    assert not os.path.exists(str(root / "db1" / "app" / ".lock"))
+
+
+def test_lock_taken_over_meanwhile_stops_the_writer(store, root):
+    lock = store.lock("db1", "app").acquire()
+    with open(str(root / "db1" / "app" / ".lock"), "w") as handle:
+        handle.write('{"pid": 1, "node": "elsewhere", "expires_at": "2099-01-01T00:00:00Z"}')
+    with pytest.raises(_stores.LockedError, match="taken over"):
+        lock.update(SET_ID)
+    lock.release()
+    # The other run's lock is left alone.
+    assert "elsewhere" in (root / "db1" / "app" / ".lock").read_text()
