@@ -68,6 +68,8 @@ OPTIONS = dict(
 )
 
 HOST_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[?[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?\]?)\Z")
+# A known_hosts line (markers, hashed or plain host patterns, key type, key), not a file name.
+KNOWN_HOSTS_LINE_RE = re.compile(r"^(?:@\S+\s+)?\S+\s+(?:ssh-|ecdsa-|sk-)\S+\s+[A-Za-z0-9+/=]+")
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 FRAME = struct.Struct(">Q")
 # Upload frames: what one ``write`` hands on at most.
@@ -498,7 +500,7 @@ class SshStore(_stores.Store):
         self._known_lines = None
         if known:
             known = str(known)
-            if "\n" in known.strip() or " " in known.strip():
+            if "\n" in known.strip() or KNOWN_HOSTS_LINE_RE.match(known.strip()):
                 self._known_lines = known if known.endswith("\n") else known + "\n"
             else:
                 self.known_hosts_file = known.strip()

@@ -238,3 +238,12 @@ def test_lock_taken_over_meanwhile_stops_the_writer(store, root):
     lock.release()
     # The other run's lock is left alone.
     assert "elsewhere" in (root / "db1" / "app" / ".lock").read_text()
+
+
+def test_known_hosts_is_a_file_or_lines(tmp_path):
+    info = ssh_harness.server()
+    as_lines = _store_ssh.SshStore(ssh_harness.spec(tmp_path / "r"))
+    assert as_lines._known_lines == info["known_hosts"] + "\n" and as_lines.known_hosts_file is None
+    spaced = _store_ssh.SshStore(ssh_harness.spec(tmp_path / "r", known_hosts="/etc/my keys/known_hosts"))
+    assert spaced.known_hosts_file == "/etc/my keys/known_hosts" and spaced._known_lines is None
+    assert "UserKnownHostsFile=\"/etc/my keys/known_hosts\"" in spaced._ssh_argv()
