@@ -81,8 +81,12 @@ class Server(object):
             handle.write("\n".join(lines) + "\n")
 
 
-def start(directory, port=None):
-    """Start (or reuse) the server for ``directory``; its facts."""
+def start(directory, port=None, preexec_fn=None):
+    """Start (or reuse) the server for ``directory``; its facts.
+
+    ``preexec_fn`` is handed to the daemon's child (the unit tests make the
+    server die with the test process that started it).
+    """
     if not os.path.isfile(SSHD):
         raise Fail("%s is missing; install openssh-server" % SSHD)
     server = Server(directory)
@@ -101,7 +105,8 @@ def start(directory, port=None):
             server.write_config(chosen)
             try:
                 pid = server.daemon.start([SSHD, "-D", "-f", server.config, "-E", server.path("sshd.log")],
-                                          ready=lambda p=chosen: port_answers(p), timeout=20)
+                                          ready=lambda p=chosen: port_answers(p), timeout=20,
+                                          preexec_fn=preexec_fn)
                 break
             except Fail:
                 if port or attempt == 2:
