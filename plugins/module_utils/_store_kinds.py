@@ -21,6 +21,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_memory  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_s3  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_ssh  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import StoreError, escape
 
 DEFAULT_KIND = "dir"

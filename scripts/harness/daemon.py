@@ -50,11 +50,13 @@ class Daemon(object):
     def _ours(self, pid):
         return any(self.marker in arg for arg in proc_cmdline(pid))
 
-    def start(self, argv, ready, env=None, user=None, cwd=None, timeout=START_TIMEOUT):
+    def start(self, argv, ready, env=None, user=None, cwd=None, timeout=START_TIMEOUT, preexec_fn=None):
         """Start ``argv`` unless it runs already; wait until ``ready()`` is true; return the pid.
 
         ``ready`` is a callable without arguments (a port that answers, a file
         that appears). ``user`` runs the server as that OS user when we are root.
+        ``preexec_fn`` runs in the child before the program (a test harness
+        makes the server die with the process that started it).
         """
         if self.running():
             self.wait_ready(ready, timeout)
@@ -68,7 +70,7 @@ class Daemon(object):
             try:
                 proc = subprocess.Popen(  # pylint: disable=consider-using-with
                     list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=child_env, cwd=cwd or self.dir, start_new_session=True, **extra
+                    env=child_env, cwd=cwd or self.dir, start_new_session=True, preexec_fn=preexec_fn, **extra
                 )
             except OSError as exc:
                 raise Fail("cannot start %s (%s): %s" % (self.name, argv[0], exc.strerror))

@@ -116,3 +116,29 @@ def test_stop_never_signals_a_pid_that_is_not_the_server(harness, tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_private_sshd_starts_answers_and_stops(tmp_path):
+    """scripts/harness/sshd.py: a real sshd on 127.0.0.1 with its own keys, reused when running, stopped by pidfile."""
+    sys.path.insert(0, SCRIPTS)
+    try:
+        sshd = importlib.import_module("harness.sshd")
+        core = importlib.import_module("harness.core")
+        directory = str(tmp_path / "sshd")
+        info = sshd.start(directory)
+        try:
+            assert info["host"] == "127.0.0.1" and core.port_answers(info["port"])
+            assert info["known_hosts"].startswith("[127.0.0.1]:%d ssh-ed25519 " % info["port"])
+            assert sshd.start(directory)["pid"] == info["pid"]
+            out = subprocess.run(
+                ["ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                 "-o", "UserKnownHostsFile=" + info["known_hosts_file"], "-o", "IdentitiesOnly=yes",
+                 "-i", info["private_key_file"], "-p", str(info["port"]), "-l", info["user"], "127.0.0.1", "echo ok"],
+                capture_output=True, text=True, timeout=60, check=False)
+            assert out.stdout.strip() == "ok", out.stderr
+        finally:
+            assert sshd.stop(directory, remove=True)
+        assert not core.port_answers(info["port"])
+        assert not os.path.exists(directory)
+    finally:
+        sys.path.remove(SCRIPTS)

@@ -15,6 +15,7 @@ import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import moto_harness
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import ssh_harness
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
 
 S3_PREFIX = "backups/lifeboat"
@@ -37,10 +38,26 @@ def s3_store(tmp_path, **options):
 store_kinds.FACTORIES["s3"] = s3_store
 
 
+def ssh_store(tmp_path, **options):
+    """A store on the session's private sshd (127.0.0.1), its root in the test's tmp_path."""
+    root = tmp_path / "ssh-store"
+    store = _store_kinds.open_store(ssh_harness.spec(root, **options))
+
+    def tamper(host, source, set_id, name, data):
+        """Rewrite a stored file on the server behind the store's back (the server is this machine)."""
+        with open(str(root / host / source / set_id / name), "wb") as handle:
+            handle.write(data)
+    return store, tamper
+
+
+store_kinds.FACTORIES["ssh"] = ssh_store
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_moto_at_the_end():
     yield
     moto_harness.stop()
+    ssh_harness.stop()
 
 
 @pytest.fixture(scope="session")

@@ -147,3 +147,36 @@ def test_backup_is_not_blocked(monkeypatch, tmp_path, pg, store_path, outside, k
     again = good_set(monkeypatch, tmp_path, pg, store_path)
     assert again["set_id"] != made["set_id"]
     assert (outside / "secret").read_bytes() == b"not yours"
+
+
+# ------------------------------------------------------------------ the same store read over ssh
+
+@pytest.fixture(scope="module")
+def ssh_server():
+    """The private sshd (scripts/harness/sshd.py) for this file's ssh cases, stopped after them."""
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import ssh_harness
+    ssh_harness.server()
+    yield ssh_harness
+    ssh_harness.stop()
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_info_and_verify_over_ssh(monkeypatch, tmp_path, pg, store_path, outside, kind, ssh_server):
+    """The ssh kind reads the dir layout on the server with the dir kind's rules: same reports, same sentences."""
+    made = good_set(monkeypatch, tmp_path, pg, store_path)
+    plant(kind, made, outside)
+    store = ssh_server.spec(store_path)
+    outcome = run_module(monkeypatch, tmp_path, backup_info, dict(store=store))
+    assert not outcome.failed, outcome.result
+    small(outcome.result)
+    if kind.endswith("_payload"):
+        assert len(outcome.result["sets"]) == 1
+    else:
+        assert outcome.result["sets"] == []
+        assert outcome.result["invalid"], outcome.result
+    outcome = run_module(monkeypatch, tmp_path, backup_verify, dict(store=store))
+    assert outcome.failed
+    one_sentence(outcome.result["msg"])
+    text = small(outcome.result)
+    assert store["private_key"].splitlines()[1] not in text
+    assert (outside / "secret").read_bytes() == b"not yours"

@@ -1,0 +1,771 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""The ``ssh`` store: a directory on a backup server reached over SSH.
+
+The remote layout is exactly the ``dir`` kind's (docs/stores.md), so a tool
+that works on a ``dir`` store (rsync ``--link-dest``) works on it too.
+
+Every operation is one ``ssh`` run of a fixed remote command::
+
+    python3 -I -c 'import sys;exec(sys.stdin.buffer.read(N))'
+
+whose standard input carries the helper program (``_store_ssh_helper.py``),
+then one request as data (JSON: the operation, the root, the checked names),
+then, for uploads, the bytes in frames. No shell string is ever built from
+user input; user, host and port are separate argv items after ``--`` and
+option flags; the private key reaches ssh as ``/dev/fd/N`` (an inherited
+memfd, or a 0600 file removed afterwards), never in argv. ``BatchMode`` and
+``StrictHostKeyChecking`` are on: nothing prompts, an unknown host key fails.
+
+Payloads stream through the ssh channel into ``<set_id>.partial`` on the
+server with no local copy; ``commit`` writes the manifest last and renames
+the set into place there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import re
+import secrets
+import socket
+import struct
+import subprocess
+import threading
+
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, SecretFile, utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _runner
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_ssh_helper  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.lifeboat.backup.plugins.module_utils._stores import (
+    DELETING_SUFFIX,
+    LOCK_NAME,
+    MAX_LOCK_BYTES,
+    OBJECTS_DIR,
+    PARTIAL_SUFFIX,
+    StoreError,
+    UnsafeEntryError,
+    escape,
+)
+
+OPTIONS = dict(
+    path=dict(type="path"),
+    allow_shared=dict(type="bool", default=False),
+    host=dict(type="str"),
+    user=dict(type="str"),
+    port=dict(type="int", default=22),
+    private_key=dict(type="str", no_log=True),
+    private_key_file=dict(type="path"),
+    known_hosts=dict(type="str"),
+    connect_timeout=dict(type="int", default=10),
+)
+
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[?[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?\]?)\Z")
+# A known_hosts line (markers, hashed or plain host patterns, key type, key), not a file name.
+KNOWN_HOSTS_LINE_RE = re.compile(r"^(?:@\S+\s+)?\S+\s+(?:ssh-|ecdsa-|sk-)\S+\s+[A-Za-z0-9+/=]+")
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
+FRAME = struct.Struct(">Q")
+# Upload frames: what one ``write`` hands on at most.
+MAX_BLOCK = 8 * 1024 * 1024
+STDERR_KEEP = 8192
+OBJECT_PART_PATTERN = _stores.OBJECT_PART_RE.pattern
+SET_ENTRY_PATTERN = r"^\d{8}T\d{6}Z-"
+
+
+def _helper_source():
+    data = pkgutil.get_data("ansible_collections.lifeboat.backup.plugins.module_utils", "_store_ssh_helper.py")
+    if not data:
+        raise StoreError("The ssh store's helper program is missing from the collection.")
+    return data
+
+
+_HELPER = None
+
+
+def helper_source():
+    global _HELPER
+    if _HELPER is None:
+        _HELPER = _helper_source()
+    return _HELPER
+
+
+def remote_command(size):
+    """The fixed remote command: read the helper (``size`` bytes) from standard input and run it as __main__."""
+    return ("python3 -I -c 'import sys;exec(compile(sys.stdin.buffer.read(%d),\"lifeboat-ssh-helper\",\"exec\"),"
+            "{\"__name__\":\"__main__\"})'" % size)
+
+
+def _frame(data):
+    return FRAME.pack(len(data)) + data
+
+
+def _ssh_quote(value):
+    """A value for ``ssh -o Name=value``: %-tokens escaped, double-quoted."""
+    if '"' in value or "\n" in value:
+        raise StoreError("The path %r cannot be handed to ssh (it holds a quote or a newline)." % escape(value))
+    return '"%s"' % value.replace("%", "%%")
+
+
+class SshError(StoreError):
+    """ssh could not reach the server, or the helper could not run there."""
+
+
+def explain_ssh_failure(rc, stderr, where):
+    """One sentence for an ssh run that ended before the helper answered."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("Warning: Permanently")]
+    last = escape(lines[-1], 300) if lines else "no message"
+    text = "\n".join(lines)
+    if "Host key verification failed" in text or "host key is known" in text or "REMOTE HOST IDENTIFICATION" in text \
+            or "No matching host key" in text:
+        return ("The host key of %s is not in known_hosts or does not match it, so the connection was refused; "
+                "add the server's key to the store's known_hosts after checking its fingerprint (%s)." % (where, last))
+    if "Permission denied" in text:
+        return ("The ssh store at %s refused the login (%s); check the store's user and private key, and the "
+                "server's authorized_keys." % (where, last))
+    if "Connection refused" in text or "timed out" in text or "No route to host" in text \
+            or "Could not resolve" in text or "Name or service not known" in text or "Network is unreachable" in text \
+            or "Connection closed" in text or "Connection reset" in text:
+        return "Cannot reach the ssh store at %s (%s); check the host, the port and that sshd runs there." % (where, last)
+    if rc == 127 or "python3: not found" in text or "python3: command not found" in text:
+        return "python3 is not installed on the backup server %s; the ssh store needs it there." % where
+    return "The ssh store at %s failed (exit status %s): %s." % (where, rc, last.rstrip("."))
+
+
+class _StderrDrain(threading.Thread):
+    """Reads a child's stderr to the end, keeping its last bytes (it never blocks the child)."""
+
+    def __init__(self, stream):
+        super(_StderrDrain, self).__init__(name="lifeboat-ssh-stderr")
+        self.daemon = True
+        self.stream = stream
+        self.data = b""
+
+    def run(self):
+        try:
+            while True:
+                block = self.stream.read(4096)
+                if not block:
+                    return
+                self.data = (self.data + block)[-STDERR_KEEP:]
+        except (OSError, ValueError):
+            return
+
+    def text(self):
+        self.join(5)
+        return self.data.decode("utf-8", "replace")
+
+
+class _Call(object):
+    """One ssh run of the helper: request sent, optional upload frames, one answer, optional stream."""
+
+    def __init__(self, store, request):
+        self.store = store
+        self.proc = store._spawn()
+        self.drain = _StderrDrain(self.proc.stderr)
+        self.drain.start()
+        self.done = False
+        body = json.dumps(dict(request, root=store.root, allow_shared=store.allow_shared)).encode("ascii")
+        self.send(helper_source() + _frame(body))
+
+    def send(self, data):
+        try:
+            self.proc.stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            self.fail()
+
+    def send_frame(self, data):
+        self.send(FRAME.pack(len(data)))
+        if len(data):
+            self.send(data)
+
+    def fail(self):
+        """The channel broke before an answer: kill ssh and raise what it said."""
+        self.kill()
+        raise SshError(explain_ssh_failure(self.proc.returncode, self.drain.text(), self.store.where))
+
+    def answer(self, close_input=True):
+        """The helper's JSON answer; its refusals raised as the contract's errors."""
+        try:
+            if close_input:
+                self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        head = self.proc.stdout.read(FRAME.size)
+        if len(head) != FRAME.size:
+            self.proc.wait()
+            self.fail()
+        size = FRAME.unpack(head)[0]
+        if size > 64 * 1024 * 1024:
+            self.kill()
+            raise StoreError("The ssh store at %s sent an answer of %d bytes; it is refused." % (self.store.where, size))
+        body = self.proc.stdout.read(size)
+        if len(body) != size:
+            self.proc.wait()
+            self.fail()
+        try:
+            data = json.loads(body.decode("ascii"))
+        except ValueError:
+            self.kill()
+            raise StoreError("The ssh store at %s sent an unreadable answer." % self.store.where)
+        if not data.get("ok"):
+            self.finish()
+            raise _refusal(data)
+        return data
+
+    def finish(self):
+        if self.done:
+            return
+        self.done = True
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.drain.join(5)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.done = True
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        self.drain.join(5)
+
+
+def _refusal(data):
+    kind = data.get("error")
+    message = escape(data.get("message") or "the store helper failed", 600)
+    if kind == "missing":
+        return FileNotFoundError(2, message)
+    if kind == "unsafe":
+        return UnsafeEntryError(message)
+    if kind == "manifest":
+        return _manifest.ManifestError(message)
+    if kind == "exists":
+        return _stores.ObjectExistsError(message)
+    return StoreError(message)
+
+
+class SshReader(object):
+    """A payload streamed from the server: exactly the size the server announced, never more."""
+
+    def __init__(self, call, size, name):
+        self.call = call
+        self.left = size
+        self.name = name
+
+    def readinto(self, buffer):
+        if self.left <= 0:
+            return 0
+        view = memoryview(buffer)
+        try:
+            want = min(len(view), self.left)
+            count = self.call.proc.stdout.readinto(view[:want])
+        finally:
+            view.release()
+        if not count:
+            self.call.kill()
+            raise StoreError("The connection to the ssh store was cut while reading %s (%d bytes short)."
+                             % (self.name, self.left))
+        self.left -= count
+        return count
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self.left
+        buffer = bytearray(min(size, self.left))
+        count = self.readinto(buffer) if buffer else 0
+        return bytes(buffer[:count])
+
+    def readable(self):
+        return True
+
+    def close(self):
+        if self.call is not None:
+            if self.left:
+                self.call.kill()
+            else:
+                self.call.finish()
+            self.call = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+
+class SshSink(_stores.Sink):
+    """One payload file streamed to ``<set_id>.partial/<name>`` on the server; durable when ``close`` returns."""
+
+    def __init__(self, call, name):
+        self.call = call
+        self.name = name
+        self.written = 0
+
+    def write(self, data):
+        view = memoryview(data)
+        try:
+            for start in range(0, len(view), MAX_BLOCK):
+                block = view[start:start + MAX_BLOCK]
+                self.call.send(FRAME.pack(len(block)))
+                self.call.send(block)
+        finally:
+            view.release()
+        self.written += len(data)
+
+    def close(self):
+        if self.call is None:
+            return
+        call, self.call = self.call, None
+        call.send_frame(b"")
+        answer = call.answer()
+        call.finish()
+        if answer.get("size") != self.written:
+            raise StoreError("The ssh store stored %s bytes of %s, not the %d sent."
+                             % (answer.get("size"), self.name, self.written))
+
+    def abort(self):
+        if self.call is not None:
+            self.call.kill()
+            self.call = None
+
+
+class SshSetWriter(_stores.SetWriter):
+    def __init__(self, store, host, source, set_id):
+        self.store = store
+        self.host, self.source, self.set_id = host, source, set_id
+        self.partial = set_id + PARTIAL_SUFFIX
+        self.parts = store._source_parts(host, source)
+        self.sinks = []
+        self.committed = False
+        store._request({"op": "begin", "parts": self.parts, "partial": self.partial})
+
+    def open(self, name):
+        _stores.check_file_name(name)
+        call = _Call(self.store, {"op": "write", "parts": self.parts + [self.partial, name]})
+        sink = SshSink(call, self.store.location(self.host, self.source, self.partial, name))
+        self.sinks.append(sink)
+        return sink
+
+    def commit(self, raw_manifest, names):
+        for name in names:
+            _stores.check_file_name(name)
+        call = _Call(self.store, {"op": "commit", "parts": self.parts, "partial": self.partial,
+                                  "set_id": self.set_id, "names": sorted(names)})
+        call.send_frame(bytes(raw_manifest))
+        call.send_frame(b"")
+        call.answer()
+        call.finish()
+        self.committed = True
+
+    def abort(self):
+        if self.committed:
+            return
+        for sink in self.sinks:
+            sink.abort()
+        try:
+            self.store._request({"op": "remove", "parts": self.parts, "names": [self.partial]})
+        except (OSError, LifeboatError):
+            pass
+
+
+class SshLock(_stores.Lock):
+    """``<source>/.lock`` on the server, changed only by compare-and-swap in the helper (under flock)."""
+
+    def __init__(self, store, host, source, ttl=86400.0, now=None):
+        self.store = store
+        self.host, self.source = host, source
+        self.parts = store._source_parts(host, source)
+        self.ttl = ttl
+        self.now = now or utcnow
+        self.set_id = None
+        self.stale = None
+        self.held = False
+        self.token = secrets.token_hex(16)
+        self.content = None
+
+    @property
+    def where(self):
+        return escape(self.store.location(self.host, self.source, LOCK_NAME))
+
+    def _content(self):
+        info = _stores.lock_info(self.now(), self.ttl, self.set_id)
+        info["token"] = self.token
+        return json.dumps(info, sort_keys=True)
+
+    def _swap(self, expect, content):
+        return self.store._request({"op": "lock", "parts": self.parts, "expect": expect, "content": content,
+                                    "limit": MAX_LOCK_BYTES})
+
+    def acquire(self):
+        expect = None
+        for dummy in range(20):
+            content = self._content()
+            answer = self._swap(expect, content)
+            if answer["swapped"]:
+                self.held = True
+                self.content = content
+                return self
+            current = answer["current"]
+            if current is None:
+                expect = None
+                continue
+            try:
+                info = json.loads(current)
+            except ValueError:
+                info = {}
+            if not isinstance(info, dict):
+                info = {}
+            state = _stores.lock_holder_state(info, socket.gethostname(), self.now())
+            if state == "live":
+                raise _stores.LockedError(_stores.locked_message(info, self.where))
+            self.stale = _stores.stale_report(info, state)
+            expect = current
+        raise _stores.LockedError("Could not take the lock %s: it keeps changing hands." % self.where)
+
+    def update(self, set_id):
+        self.set_id = set_id
+        if self.held:
+            content = self._content()
+            answer = self._swap(self.content, content)
+            if not answer["swapped"]:
+                self.held = False
+                raise _stores.LockedError("The lock %s was taken over by another run; this run stops." % self.where)
+            self.content = content
+
+    def release(self):
+        if self.held:
+            self.held = False
+            try:
+                self._swap(self.content, None)
+            except (OSError, LifeboatError):
+                pass
+
+
+class SshStore(_stores.Store):
+    """A directory on a backup server, reached over SSH through one helper program."""
+
+    kind = "ssh"
+    # Trees and hard links exist on the server's file system, like the dir kind's.
+    capabilities = frozenset(["trees", "hard_links"])
+
+    def __init__(self, spec, runner=None):
+        path = spec.get("path")
+        if not path or not isinstance(path, str) or not path.startswith("/"):
+            raise StoreError("The ssh store path must be an absolute path on the backup server, not %s."
+                             % ("%r" % escape(path) if path is not None else "None"))
+        self.root = os.path.normpath(path)
+        self.allow_shared = bool(spec.get("allow_shared"))
+        host = spec.get("host")
+        if not isinstance(host, str) or not HOST_RE.match(host):
+            raise StoreError("The ssh store host must be a host name or an IP address, not %r." % escape(host))
+        self.host = host.strip("[]")
+        user = spec.get("user")
+        if user is not None and not USER_RE.match(str(user)):
+            raise StoreError("The ssh store user %r is not a plain user name." % escape(user))
+        self.user = user
+        port = spec.get("port") if spec.get("port") is not None else 22
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise StoreError("The ssh store port must be between 1 and 65535, not %r." % escape(port))
+        self.port = port
+        if spec.get("private_key") and spec.get("private_key_file"):
+            raise StoreError("Give the ssh store either private_key or private_key_file, not both.")
+        key = spec.get("private_key")
+        if key is not None and not isinstance(key, str):
+            raise StoreError("The ssh store private_key must be the text of a key.")
+        if key and not key.endswith("\n"):
+            key += "\n"
+        self._key = key
+        self.private_key_file = spec.get("private_key_file")
+        known = spec.get("known_hosts")
+        self.known_hosts_file = None
+        self._known_lines = None
+        if known:
+            known = str(known)
+            if "\n" in known.strip() or KNOWN_HOSTS_LINE_RE.match(known.strip()):
+                self._known_lines = known if known.endswith("\n") else known + "\n"
+            else:
+                self.known_hosts_file = known.strip()
+        timeout = spec.get("connect_timeout") if spec.get("connect_timeout") is not None else 10
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            raise StoreError("The ssh store connect_timeout must be a positive number of seconds.")
+        self.connect_timeout = timeout
+        self.runner = runner or _runner.Runner()
+        self._secrets = []
+        self._key_secret = self._known_secret = None
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- ssh
+    @property
+    def where(self):
+        return "%s%s:%d" % ("%s@" % self.user if self.user else "", self.host, self.port)
+
+    def _secret(self, content, prefix):
+        """A path ssh can open for ``content``: our own memfd seen through /proc, else a 0600 file.
+
+        ssh closes every inherited descriptor above 2 when it starts, so a
+        ``/dev/fd/N`` path would not reach it; ``/proc/<our pid>/fd/<N>`` names
+        the memfd this process keeps open (only its owner may open it). The
+        fallback file is removed by ``close`` and when the process ends.
+        """
+        secret = SecretFile(content, prefix).open()
+        self._secrets.append(secret)
+        return secret
+
+    @staticmethod
+    def _secret_path(secret):
+        if secret.fd is not None:
+            return "/proc/%d/fd/%d" % (os.getpid(), secret.fd)
+        return secret.path
+
+    def _ssh_argv(self):
+        """The ssh command line; no secret in it, a key is a path to a memfd or a 0600 file."""
+        with self._lock:
+            if self._known_lines is not None and self._known_secret is None:
+                self._known_secret = self._secret(self._known_lines, "lifeboat-known-hosts-")
+            if self._key and self._key_secret is None:
+                self._key_secret = self._secret(self._key, "lifeboat-ssh-key-")
+        argv = [self.runner.find("ssh", "openssh-client"), "-F", "none", "-T", "-x", "-a",
+                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
+                "-o", "UpdateHostKeys=no", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                "-o", "ConnectTimeout=%d" % self.connect_timeout,
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+                "-o", "LogLevel=ERROR", "-p", str(self.port)]
+        if self.user:
+            argv += ["-l", self.user]
+        if self._known_secret is not None:
+            argv += ["-o", "UserKnownHostsFile=%s" % self._secret_path(self._known_secret),
+                     "-o", "GlobalKnownHostsFile=/dev/null"]
+        elif self.known_hosts_file:
+            argv += ["-o", "UserKnownHostsFile=%s" % _ssh_quote(self.known_hosts_file),
+                     "-o", "GlobalKnownHostsFile=/dev/null"]
+        if self._key_secret is not None:
+            argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                     "-o", "IdentityFile=%s" % self._secret_path(self._key_secret)]
+        elif self.private_key_file:
+            argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                     "-o", "IdentityFile=%s" % _ssh_quote(self.private_key_file)]
+        return argv + ["--", self.host, remote_command(len(helper_source()))]
+
+    def _spawn(self):
+        return self.runner.popen(self._ssh_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+
+    def close(self):
+        """Forget the secrets handed to ssh (memfds, or 0600 files that are removed)."""
+        with self._lock:
+            for secret in self._secrets:
+                secret.close()
+            self._secrets = []
+            self._key_secret = self._known_secret = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+    def _request(self, request, data=None):
+        call = _Call(self, request)
+        if data is not None:
+            call.send_frame(data)
+            call.send_frame(b"")
+        answer = call.answer()
+        call.finish()
+        return answer
+
+    # -------------------------------------------------------------- naming
+    def describe(self):
+        out = {"kind": self.kind, "host": self.host, "port": self.port, "path": self.root}
+        if self.user:
+            out["user"] = self.user
+        return out
+
+    def location(self, host=None, source=None, set_id=None, name=None):
+        parts = [self.root] + [p for p in (host, source, set_id, name) if p]
+        return "ssh://%s%s:%d%s" % ("%s@" % self.user if self.user else "", _url_host(self.host), self.port,
+                                    os.path.join(*parts))
+
+    def exists(self):
+        return bool(self._request({"op": "exists"})["exists"])
+
+    @staticmethod
+    def _source_parts(host, source):
+        return [_manifest.check_name(host, "host"), _manifest.check_name(source, "source")]
+
+    # -------------------------------------------------------------- listing
+    def _names(self, parts, probe=None):
+        request = {"op": "names", "parts": parts}
+        if probe:
+            request.update(probe=probe, match=SET_ENTRY_PATTERN)
+        return self._request(request)["entries"]
+
+    def _plain_dirs(self, parts):
+        entries = self._names(parts) or []
+        return [n for n, kind, dummy in entries
+                if kind == "dir" and _manifest.NAME_RE.match(n) and n not in (".", "..")]
+
+    def hosts(self):
+        return self._plain_dirs([])
+
+    def sources(self, host):
+        return self._plain_dirs([_manifest.check_name(host, "host")])
+
+    def listing(self, host, source):
+        entries = self._names(self._source_parts(host, source), probe=_manifest.MANIFEST_NAME)
+        if entries is None:
+            return _stores.Listing()
+        sets, partials, strays = [], [], []
+        for name, kind, manifest_kind in entries:
+            base = name
+            for suffix in (PARTIAL_SUFFIX, DELETING_SUFFIX):
+                if name.endswith(suffix):
+                    base = name[: -len(suffix)]
+            if not _manifest.SET_ID_RE.match(base):
+                continue
+            if kind != "dir":
+                strays.append({"name": escape(name), "problem": "not a plain directory (%s)" % kind})
+                continue
+            if base != name:
+                partials.append(name)
+                continue
+            if manifest_kind == "file":
+                sets.append(name)
+            elif manifest_kind is None:
+                strays.append({"name": escape(name), "problem": "no manifest (incomplete)"})
+            else:
+                strays.append({"name": escape(name), "problem": "manifest is not a regular file (%s)" % manifest_kind})
+        return _stores.Listing(sets, partials, strays)
+
+    # -------------------------------------------------------------- reading
+    def read_manifest_bytes(self, host, source, set_id):
+        for dummy, raw, error in self.read_manifests_bytes(host, source, [set_id]):
+            if error is not None:
+                raise error
+            return raw
+
+    def read_manifests_bytes(self, host, source, set_ids):
+        """The manifests of many sets of one source in one ssh run."""
+        set_ids = list(set_ids)
+        try:
+            parts = self._source_parts(host, source)
+            checked = [_stores.check_set_id(s) for s in set_ids]
+            results = self._request({"op": "read_manifests", "parts": parts, "set_ids": checked,
+                                     "limit": _stores.MAX_MANIFEST_BYTES})["results"]
+        except (LifeboatError, OSError) as exc:
+            error = exc if isinstance(exc, LifeboatError) else StoreError(str(exc))
+            for set_id in set_ids:
+                yield set_id, None, error
+            return
+        for set_id, result in zip(set_ids, results):
+            if "data" in result:
+                yield set_id, result["data"].encode("latin-1"), None
+                continue
+            if result.get("error") == "missing":
+                error = _manifest.ManifestError(
+                    "The manifest of set %s/%s/%s is missing (%s): the set is incomplete."
+                    % (host, source, set_id, self.location(host, source, set_id, _manifest.MANIFEST_NAME)))
+            else:
+                error = _refusal(result)
+            yield set_id, None, error
+
+    def _open(self, parts, what):
+        call = _Call(self, {"op": "read", "parts": parts})
+        answer = call.answer(close_input=True)
+        return SshReader(call, int(answer["size"]), what)
+
+    def open_payload(self, host, source, set_id, name):
+        _stores.check_file_name(name)
+        parts = self._source_parts(host, source) + [_stores.check_set_id(set_id), name]
+        return self._open(parts, self.location(host, source, set_id, name))
+
+    def payload_names(self, host, source, set_id):
+        parts = self._source_parts(host, source) + [_stores.check_set_id(set_id)]
+        entries = self._names(parts)
+        if entries is None:
+            raise FileNotFoundError(2, "%s does not exist." % self.location(host, source, set_id))
+        return [n for n, dummy, dummy2 in entries if n != _manifest.MANIFEST_NAME]
+
+    # -------------------------------------------------------------- writing
+    def begin(self, host, source, set_id):
+        _stores.check_set_id(set_id)
+        return SshSetWriter(self, host, source, set_id)
+
+    def delete_set(self, host, source, set_id):
+        parts = self._source_parts(host, source)
+        try:
+            self._request({"op": "delete_set", "parts": parts, "set_id": _stores.check_set_id(set_id),
+                           "doomed": set_id + DELETING_SUFFIX})
+        except FileNotFoundError:
+            raise StoreError("Set %s/%s/%s does not exist in %s." % (host, source, set_id, self.location()))
+
+    def remove_partials(self, host, source):
+        partials = self.listing(host, source).partials
+        if not partials:
+            return []
+        answer = self._request({"op": "remove", "parts": self._source_parts(host, source), "names": partials})
+        return list(answer["removed"])
+
+    def lock(self, host, source, ttl=86400.0):
+        return SshLock(self, host, source, ttl)
+
+    # -------------------------------------------------------------- objects
+    def _object_parts(self, host, source, name):
+        return self._source_parts(host, source) + [OBJECTS_DIR] + _stores.check_object_name(name)
+
+    def put_object(self, host, source, name, reader):
+        call = _Call(self, {"op": "put_object", "parts": self._object_parts(host, source, name)})
+        while True:
+            block = reader.read(_stores.CHUNK)
+            if not block:
+                break
+            call.send_frame(block)
+        call.send_frame(b"")
+        try:
+            answer = call.answer()
+        except _stores.ObjectExistsError:
+            raise _stores.ObjectExistsError(
+                "Object %s of %s/%s already exists with different content; it is never overwritten."
+                % (name, host, source))
+        call.finish()
+        return answer["outcome"]
+
+    def open_object(self, host, source, name):
+        return self._open(self._object_parts(host, source, name), self.location(host, source, OBJECTS_DIR, name))
+
+    def list_objects(self, host, source, prefix=""):
+        names = self._request({"op": "list_objects", "parts": self._source_parts(host, source) + [OBJECTS_DIR],
+                               "match": OBJECT_PART_PATTERN, "depth": _stores.OBJECT_MAX_DEPTH})["names"]
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def delete_object(self, host, source, name):
+        try:
+            self._request({"op": "delete_object", "parts": self._object_parts(host, source, name)})
+        except FileNotFoundError:
+            pass
+
+
+def _url_host(host):
+    return "[%s]" % host if ":" in host else host
+
+
+_stores.register_kind("ssh", SshStore, OPTIONS, required=("path", "host"))

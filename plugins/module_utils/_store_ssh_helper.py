@@ -1,0 +1,750 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""The remote side of the ``ssh`` store: one small program run by ``python3`` on the backup server.
+
+It is sent over the SSH channel's standard input and run there (the remote
+command is fixed: ``python3 -I -c 'import sys;exec(sys.stdin.buffer.read(N))'``),
+then reads ONE request from the same input: a frame of JSON naming the
+operation and its arguments, followed for uploads by framed data. Nothing the
+user gives ever reaches a shell. It answers with one JSON frame, followed for
+reads by the file's bytes. Frames are an 8-byte big-endian length and the
+payload; an upload is a sequence of frames ended by an empty one, so a cut
+connection is never taken for the end of a file.
+
+The store's layout and its untrusted-store rules are those of the ``dir``
+kind (docs/stores.md): every directory below the root is opened relative to
+its parent with ``O_NOFOLLOW``, files ``O_NOFOLLOW | O_NONBLOCK`` and must be
+regular, reads are bounded, removal never follows a link. Names are checked
+by the caller before they are sent; this side still refuses ``.``, ``..`` and
+``/`` in any part.
+
+Standard library only, for any Python 3 a backup server may have; importing
+this file does nothing.
+"""
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import struct
+import sys
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+CHUNK = 1024 * 1024
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class Refused(Exception):
+    """An expected failure: ``kind`` tells the caller which error to raise."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.message = message
+
+
+def show(path):
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def os_refusal(exc, path):
+    where = show(path)
+    if exc.errno == errno.ENOENT:
+        return Refused("missing", "%s does not exist." % where)
+    if exc.errno == errno.ELOOP:
+        return Refused("unsafe", "%s is a symbolic link; the store never follows links, so it is refused." % where)
+    if exc.errno == errno.ENOTDIR:
+        return Refused("unsafe", "%s is not a directory; the store never follows links, so it is refused." % where)
+    if exc.errno == errno.ENOSPC:
+        return Refused("store", "No space left on the device holding %s on the backup server." % where)
+    if exc.errno == errno.EDQUOT:
+        return Refused("store", "Disk quota exceeded while writing %s on the backup server." % where)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Refused("store", "Permission denied on %s on the backup server." % where)
+    if exc.errno == errno.EROFS:
+        return Refused("store", "%s is on a read-only file system." % where)
+    if exc.errno == errno.EEXIST:
+        return Refused("exists", "%s already exists." % where)
+    return Refused("store", "%s: %s." % (where, exc.strerror or exc))
+
+
+# ------------------------------------------------------------------ framing
+
+def read_exact(stream, count):
+    data = stream.read(count)
+    if data is None or len(data) != count:
+        raise Refused("store", "The request was cut off.")
+    return data
+
+
+def read_frame(stream, limit=MAX_FRAME):
+    size = struct.unpack(">Q", read_exact(stream, 8))[0]
+    if size > limit:
+        raise Refused("store", "A frame of %d bytes is larger than the limit." % size)
+    return read_exact(stream, size) if size else b""
+
+
+def write_frame(stream, data):
+    stream.write(struct.pack(">Q", len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def reply(out, **fields):
+    write_frame(out, json.dumps(fields).encode("ascii"))
+
+
+# ------------------------------------------------------------------ walking
+
+def check_part(part):
+    if not isinstance(part, str) or not part or part in (".", "..") or "/" in part or "\0" in part:
+        raise Refused("store", "%r is not a plain name." % part)
+    return part
+
+
+def entry_type(dir_fd, name):
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    return "other"
+
+
+class Store(object):
+    def __init__(self, root, allow_shared):
+        if not isinstance(root, str) or not root.startswith("/"):
+            raise Refused("store", "The store path must be absolute.")
+        self.root = os.path.normpath(root)
+        self.allow_shared = bool(allow_shared)
+
+    def root_fd(self, create=False):
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+            parent = os.path.dirname(self.root)
+            if not os.path.isdir(parent):
+                raise Refused("store", "The parent directory %s of the store does not exist on the backup server; "
+                                       "mount the backup disk or create it first (the store is never created on an "
+                                       "unmounted mount point)." % show(parent))
+            try:
+                os.mkdir(self.root, DIR_MODE)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise os_refusal(exc, self.root)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise os_refusal(exc, self.root)
+        mode = os.fstat(fd).st_mode
+        if mode & 0o022 and not self.allow_shared:
+            os.close(fd)
+            raise Refused("store", "The store %s is writable by group or others (mode %04o), so anyone there could "
+                                   "plant sets; run chmod go-w on it, or set allow_shared: true in the store options "
+                                   "if that is intended." % (show(self.root), stat.S_IMODE(mode)))
+        return fd
+
+    def walk(self, parts, create=False):
+        """A descriptor of root/parts..., every step opened O_NOFOLLOW; FileNotFoundError when absent."""
+        fd = self.root_fd(create)
+        path = self.root
+        try:
+            for part in parts:
+                check_part(part)
+                path = os.path.join(path, part)
+                try:
+                    nxt = os.open(part, O_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(part, DIR_MODE, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    except OSError as exc:
+                        raise os_refusal(exc, path)
+                    try:
+                        nxt = os.open(part, O_DIR, dir_fd=fd)
+                    except OSError as exc:
+                        raise self.unsafe(fd, part, path, exc)
+                except OSError as exc:
+                    raise self.unsafe(fd, part, path, exc)
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def unsafe(self, fd, part, path, exc):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = entry_type(fd, part)
+            what = {"link": "a symbolic link", "file": "a file", "other": "a special file"}.get(kind, "not a directory")
+            return Refused("unsafe", "%s is %s, not a directory; the store never follows links, so it is refused."
+                           % (show(path), what))
+        return os_refusal(exc, path)
+
+    def path(self, parts):
+        return os.path.join(self.root, *parts)
+
+
+def open_regular(dir_fd, name, where, limit=None):
+    """(descriptor, size) of a regular file, blocking; a link, FIFO or device is refused at once."""
+    try:
+        fd = os.open(name, O_READ, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise os_refusal(exc, where)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused("unsafe", "%s is not a regular file (a FIFO, device or directory); it is refused."
+                          % show(where))
+        if limit is not None and st.st_size > limit:
+            raise Refused("manifest", "%s is %d bytes, more than the limit of %d; it is refused unread."
+                          % (show(where), st.st_size, limit))
+        os.set_blocking(fd, True)
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(dir_fd, name, where, limit):
+    fd, size = open_regular(dir_fd, name, where, limit)
+    chunks = []
+    total = 0
+    want = size + 1
+    try:
+        while total <= limit:
+            block = os.read(fd, min(want, limit + 1 - total))
+            if not block:
+                break
+            chunks.append(block)
+            total += len(block)
+            want = 64 * 1024
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise Refused("manifest", "%s is more than the limit of %d bytes; it is refused." % (show(where), limit))
+    return data
+
+
+def typed_names(dir_fd):
+    found = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    kind = "link"
+                elif entry.is_dir(follow_symlinks=False):
+                    kind = "dir"
+                elif entry.is_file(follow_symlinks=False):
+                    kind = "file"
+                else:
+                    kind = "other"
+            except FileNotFoundError:
+                continue
+            found.append((entry.name, kind))
+    found.sort()
+    return found
+
+
+def remove_tree(dir_fd, name, where):
+    kind = entry_type(dir_fd, name)
+    if kind is None:
+        return
+    if kind != "dir":
+        raise Refused("unsafe", "%s is not a plain directory; it is left alone." % show(where))
+    # shutil.rmtree with dir_fd walks by descriptor and never follows a link.
+    shutil.rmtree(name, dir_fd=dir_fd)
+
+
+def fsync_fd(fd):
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS):
+            raise
+
+
+def receive(stream, fd, digest=None):
+    """Copy framed data from ``stream`` into ``fd`` up to the empty frame; the byte count."""
+    total = 0
+    while True:
+        block = read_frame(stream)
+        if not block:
+            return total
+        if digest is not None:
+            digest.update(block)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view):]
+        total += len(block)
+
+
+# ------------------------------------------------------------------ operations
+
+def op_exists(store, req, inp, out):
+    try:
+        fd = store.root_fd()
+    except FileNotFoundError:
+        return reply(out, ok=True, exists=False)
+    os.close(fd)
+    reply(out, ok=True, exists=True)
+
+
+def op_names(store, req, inp, out):
+    """Typed entries of a directory; with ``probe``, the type of ``<entry>/<probe>`` for entries matching ``match``."""
+    try:
+        fd = store.walk(req["parts"])
+    except FileNotFoundError:
+        return reply(out, ok=True, entries=None)
+    pattern = re.compile(req["match"]) if req.get("match") else None
+    entries = []
+    try:
+        for name, kind in typed_names(fd):
+            inner = None
+            if req.get("probe") and kind == "dir" and pattern is not None and pattern.match(name):
+                try:
+                    sub = os.open(name, O_DIR, dir_fd=fd)
+                except OSError:
+                    inner = "other"
+                else:
+                    try:
+                        inner = entry_type(sub, req["probe"])
+                    finally:
+                        os.close(sub)
+            entries.append([name, kind, inner])
+    finally:
+        os.close(fd)
+    reply(out, ok=True, entries=entries)
+
+
+def op_read_manifests(store, req, inp, out):
+    """The bounded manifests of many sets of one source, each its own result."""
+    results = []
+    try:
+        fd = store.walk(req["parts"])
+    except FileNotFoundError:
+        fd = None
+    try:
+        for set_id in req["set_ids"]:
+            where = store.path(req["parts"] + [set_id, MANIFEST])
+            try:
+                if fd is None:
+                    raise FileNotFoundError(errno.ENOENT, "missing")
+                try:
+                    sub = os.open(check_part(set_id), O_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    raise
+                except OSError as exc:
+                    raise store.unsafe(fd, set_id, store.path(req["parts"] + [set_id]), exc)
+                try:
+                    data = read_bounded(sub, MANIFEST, where, req["limit"])
+                finally:
+                    os.close(sub)
+            except FileNotFoundError:
+                results.append({"error": "missing", "message": "%s is missing." % show(where)})
+                continue
+            except Refused as exc:
+                results.append({"error": exc.kind, "message": exc.message})
+                continue
+            except OSError as exc:
+                refusal = os_refusal(exc, where)
+                results.append({"error": refusal.kind, "message": refusal.message})
+                continue
+            results.append({"data": data.decode("latin-1")})
+    finally:
+        if fd is not None:
+            os.close(fd)
+    reply(out, ok=True, results=results)
+
+
+def op_read(store, req, inp, out):
+    """A regular file's size, then exactly that many bytes (a file that grows is read to its size)."""
+    parts = req["parts"]
+    fd_dir = store.walk(parts[:-1])
+    try:
+        fd, size = open_regular(fd_dir, check_part(parts[-1]), store.path(parts), req.get("limit"))
+    finally:
+        os.close(fd_dir)
+    try:
+        reply(out, ok=True, size=size)
+        left = size
+        while left:
+            block = os.read(fd, min(CHUNK, left))
+            if not block:
+                # The file shrank under us: the caller sees fewer bytes than announced.
+                break
+            out.write(block)
+            left -= len(block)
+        out.flush()
+    finally:
+        os.close(fd)
+
+
+def op_read_small(store, req, inp, out):
+    parts = req["parts"]
+    fd_dir = store.walk(parts[:-1])
+    try:
+        data = read_bounded(fd_dir, check_part(parts[-1]), store.path(parts), req["limit"])
+    finally:
+        os.close(fd_dir)
+    reply(out, ok=True, data=data.decode("latin-1"))
+
+
+def op_begin(store, req, inp, out):
+    """Create the source directory and ``<set_id>.partial`` (which must not exist)."""
+    fd = store.walk(req["parts"], create=True)
+    try:
+        try:
+            os.mkdir(check_part(req["partial"]), DIR_MODE, dir_fd=fd)
+        except OSError as exc:
+            raise os_refusal(exc, store.path(req["parts"] + [req["partial"]]))
+    finally:
+        os.close(fd)
+    reply(out, ok=True)
+
+
+def op_write(store, req, inp, out):
+    """Receive one payload file into an existing partial set; fsync it; report its size and SHA-256."""
+    parts = req["parts"]
+    dir_fd = store.walk(parts[:-1])
+    where = store.path(parts)
+    try:
+        try:
+            fd = os.open(check_part(parts[-1]), O_CREATE, FILE_MODE, dir_fd=dir_fd)
+        except OSError as exc:
+            raise os_refusal(exc, where)
+        digest = hashlib.sha256()
+        try:
+            total = receive(inp, fd, digest)
+            os.fsync(fd)
+        except OSError as exc:
+            raise os_refusal(exc, where)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    reply(out, ok=True, size=total, sha256=digest.hexdigest())
+
+
+def op_commit(store, req, inp, out):
+    """Check the partial holds exactly ``names``, write the manifest last, rename the set into place."""
+    src = store.walk(req["parts"])
+    partial, set_id = check_part(req["partial"]), check_part(req["set_id"])
+    where = store.path(req["parts"] + [partial])
+    try:
+        try:
+            set_fd = os.open(partial, O_DIR, dir_fd=src)
+        except OSError as exc:
+            raise store.unsafe(src, partial, where, exc)
+        try:
+            present = sorted(name for name, kind in typed_names(set_fd))
+            if present != sorted(req["names"]):
+                raise Refused("store", "Refusing to commit %s: the files on the server %s differ from the manifest %s."
+                              % (show(where), present, sorted(req["names"])))
+            for name in present:
+                fd, dummy = open_regular(set_fd, name, os.path.join(where, name))
+                try:
+                    fsync_fd(fd)
+                finally:
+                    os.close(fd)
+            tmp = MANIFEST + ".tmp"
+            try:
+                fd = os.open(tmp, O_CREATE, FILE_MODE, dir_fd=set_fd)
+            except OSError as exc:
+                raise os_refusal(exc, os.path.join(where, tmp))
+            try:
+                receive(inp, fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, MANIFEST, src_dir_fd=set_fd, dst_dir_fd=set_fd)
+            fsync_fd(set_fd)
+        finally:
+            os.close(set_fd)
+        if entry_type(src, set_id) is not None:
+            raise Refused("exists", "%s already exists." % show(store.path(req["parts"] + [set_id])))
+        os.rename(partial, set_id, src_dir_fd=src, dst_dir_fd=src)
+        fsync_fd(src)
+    except OSError as exc:
+        raise os_refusal(exc, where)
+    finally:
+        os.close(src)
+    reply(out, ok=True)
+
+
+def op_remove(store, req, inp, out):
+    """Remove the named directories of a source (partials); a link or file is reported and left alone."""
+    try:
+        fd = store.walk(req["parts"])
+    except FileNotFoundError:
+        return reply(out, ok=True, removed=[], problems=[])
+    removed, problems = [], []
+    try:
+        for name in req["names"]:
+            try:
+                remove_tree(fd, check_part(name), store.path(req["parts"] + [name]))
+            except Refused as exc:
+                problems.append(exc.message)
+                continue
+            except OSError as exc:
+                problems.append(os_refusal(exc, store.path(req["parts"] + [name])).message)
+                continue
+            removed.append(name)
+    finally:
+        os.close(fd)
+    reply(out, ok=True, removed=removed, problems=problems)
+
+
+def op_delete_set(store, req, inp, out):
+    """Hide the set first (rename to ``.deleting``), then remove it."""
+    fd = store.walk(req["parts"])
+    set_id, doomed = check_part(req["set_id"]), check_part(req["doomed"])
+    where = store.path(req["parts"] + [set_id])
+    try:
+        kind = entry_type(fd, set_id)
+        if kind is None:
+            raise Refused("missing", "%s does not exist." % show(where))
+        if kind != "dir":
+            raise Refused("unsafe", "Set %s is not a plain directory; it is left alone." % show(where))
+        try:
+            os.rename(set_id, doomed, src_dir_fd=fd, dst_dir_fd=fd)
+            fsync_fd(fd)
+            remove_tree(fd, doomed, store.path(req["parts"] + [doomed]))
+        except OSError as exc:
+            raise os_refusal(exc, where)
+    finally:
+        os.close(fd)
+    reply(out, ok=True)
+
+
+def op_put_object(store, req, inp, out):
+    """Put-if-absent: ``created``, ``identical`` (same bytes there), or refused as ``exists``."""
+    parts = req["parts"]
+    dir_fd = store.walk(parts[:-1], create=True)
+    base = check_part(parts[-1])
+    tmp = ".%s.%d.tmp" % (base, os.getpid())
+    try:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(tmp, O_CREATE, FILE_MODE, dir_fd=dir_fd)
+        except OSError as exc:
+            raise os_refusal(exc, store.path(parts[:-1] + [tmp]))
+        digest = hashlib.sha256()
+        try:
+            try:
+                receive(inp, fd, digest)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, base, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                outcome = "created"
+            except FileExistsError:
+                efd, dummy = open_regular(dir_fd, base, store.path(parts))
+                other = hashlib.sha256()
+                try:
+                    while True:
+                        block = os.read(efd, CHUNK)
+                        if not block:
+                            break
+                        other.update(block)
+                finally:
+                    os.close(efd)
+                if other.hexdigest() != digest.hexdigest():
+                    raise Refused("exists", "differs")
+                outcome = "identical"
+            fsync_fd(dir_fd)
+        except OSError as exc:
+            raise os_refusal(exc, store.path(parts))
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+    finally:
+        os.close(dir_fd)
+    reply(out, ok=True, outcome=outcome)
+
+
+def op_list_objects(store, req, inp, out):
+    """Regular files below the objects directory matching ``match`` per part, at most ``depth`` parts."""
+    pattern = re.compile(req["match"])
+    try:
+        top = store.walk(req["parts"])
+    except FileNotFoundError:
+        return reply(out, ok=True, names=[])
+    found = []
+    stack = [(top, "")]
+    while stack:
+        fd, rel = stack.pop()
+        try:
+            for name, kind in typed_names(fd):
+                if not pattern.match(name):
+                    continue
+                if kind == "file":
+                    found.append(rel + name)
+                elif kind == "dir" and rel.count("/") < req["depth"] - 1:
+                    try:
+                        stack.append((os.open(name, O_DIR, dir_fd=fd), rel + name + "/"))
+                    except OSError:
+                        continue
+        finally:
+            os.close(fd)
+    reply(out, ok=True, names=sorted(found))
+
+
+def op_delete_object(store, req, inp, out):
+    parts = req["parts"]
+    try:
+        fd = store.walk(parts[:-1])
+    except FileNotFoundError:
+        return reply(out, ok=True)
+    try:
+        kind = entry_type(fd, check_part(parts[-1]))
+        if kind not in (None, "file"):
+            raise Refused("unsafe", "Object %s is not a regular file; it is left alone." % show(store.path(parts)))
+        try:
+            os.unlink(parts[-1], dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise os_refusal(exc, store.path(parts))
+    finally:
+        os.close(fd)
+    reply(out, ok=True)
+
+
+def write_lock(fd, content):
+    """Replace the lock with ``content`` atomically (a temporary file O_EXCL | O_NOFOLLOW, then rename)."""
+    tmp = "%s.%d.tmp" % (LOCK, os.getpid())
+    try:
+        os.unlink(tmp, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+    tfd = os.open(tmp, O_CREATE, FILE_MODE, dir_fd=fd)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(tfd, view):]
+        os.fsync(tfd)
+    finally:
+        os.close(tfd)
+    os.rename(tmp, LOCK, src_dir_fd=fd, dst_dir_fd=fd)
+    fsync_fd(fd)
+
+
+def op_lock(store, req, inp, out):
+    """Compare-and-swap on ``<source>/.lock`` under flock of the source directory.
+
+    ``expect`` is None (the lock must be absent), or the exact bytes the lock
+    must hold; ``content`` is None to remove it, else the new bytes. The
+    answer carries what the lock held (``current``) and whether it was swapped.
+    """
+    fd = store.walk(req["parts"], create=req.get("content") is not None)
+    where = store.path(req["parts"] + [LOCK])
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        kind = entry_type(fd, LOCK)
+        if kind not in (None, "file"):
+            raise Refused("unsafe", "The lock %s is not a regular file (%s); remove it by hand after checking the store."
+                          % (show(where), kind))
+        current = None
+        if kind == "file":
+            try:
+                current = read_bounded(fd, LOCK, where, req["limit"]).decode("latin-1")
+            except FileNotFoundError:
+                current = None
+            except Refused:
+                current = ""
+        expect = req.get("expect")
+        swapped = False
+        if current == expect:
+            try:
+                if req.get("content") is None:
+                    if current is not None:
+                        os.unlink(LOCK, dir_fd=fd)
+                else:
+                    write_lock(fd, req["content"].encode("latin-1"))
+            except OSError as exc:
+                raise os_refusal(exc, where)
+            swapped = True
+    finally:
+        os.close(fd)
+    reply(out, ok=True, current=current, swapped=swapped)
+
+
+OPERATIONS = {
+    "exists": op_exists,
+    "names": op_names,
+    "read_manifests": op_read_manifests,
+    "read": op_read,
+    "read_small": op_read_small,
+    "begin": op_begin,
+    "write": op_write,
+    "commit": op_commit,
+    "remove": op_remove,
+    "delete_set": op_delete_set,
+    "put_object": op_put_object,
+    "list_objects": op_list_objects,
+    "delete_object": op_delete_object,
+    "lock": op_lock,
+}
+
+
+def serve(inp, out):
+    """Run one request from ``inp``; every expected failure is answered as one JSON frame."""
+    try:
+        req = json.loads(read_frame(inp, 4 * 1024 * 1024).decode("utf-8"), strict=False)
+        operation = OPERATIONS.get(req.get("op"))
+        if operation is None:
+            raise Refused("store", "Unknown operation %r." % req.get("op"))
+        store = Store(req.get("root"), req.get("allow_shared"))
+        operation(store, req, inp, out)
+    except Refused as exc:
+        reply(out, ok=False, error=exc.kind, message=exc.message)
+    except FileNotFoundError as exc:
+        reply(out, ok=False, error="missing", message="%s does not exist." % show(exc.filename or "an entry"))
+    except OSError as exc:
+        refusal = os_refusal(exc, exc.filename or "the store")
+        reply(out, ok=False, error=refusal.kind, message=refusal.message)
+    except (ValueError, KeyError, TypeError) as exc:
+        reply(out, ok=False, error="store", message="The store helper got a malformed request (%s)." % exc)
+
+
+def main():
+    serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ssh store on a real private sshd: a hostile store on the server, connection failures, secrets.
+
+The server is this machine, so the tests plant links, FIFOs and huge files in
+the store's directory directly, as an attacker with write access to the
+backup server would. Each test runs under an alarm, so a blocking open fails
+instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_ssh
+from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_set
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import ssh_harness
+
+SET_ID = "20261126T031500Z-full"
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    def alarm(signum, frame):
+        raise AssertionError("the store operation blocked")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "remote"
+
+
+@pytest.fixture
+def store(root):
+    return _store_kinds.open_store(ssh_harness.spec(root))
+
+
+@pytest.fixture
+def outside(tmp_path):
+    path = tmp_path / "outside"
+    path.mkdir()
+    (path / "secret").write_bytes(b"not yours")
+    (path / "dump.pgc").write_bytes(b"planted")
+    return path
+
+
+def set_path(root, name="dump.pgc"):
+    return str(root / "db1" / "app" / SET_ID / name)
+
+
+def test_symlinked_payload_on_the_server_is_refused(store, root, outside):
+    manifest = make_set(store, "db1", "app", SET_ID, files={"dump.pgc": b"planted"})
+    os.unlink(set_path(root))
+    os.symlink(str(outside / "dump.pgc"), set_path(root))
+    with pytest.raises(_stores.UnsafeEntryError, match="symbolic link"):
+        store.open_payload("db1", "app", SET_ID, "dump.pgc")
+    problems = store.verify_set(manifest)
+    assert [(p["name"], p["problem"]) for p in problems] == [("dump.pgc", "unreadable")]
+
+
+def test_fifo_payload_and_manifest_are_refused_without_blocking(store, root):
+    manifest = make_set(store, "db1", "app", SET_ID)
+    name = manifest["files"][0]["name"]
+    os.unlink(set_path(root, name))
+    os.mkfifo(set_path(root, name))
+    with pytest.raises(_stores.UnsafeEntryError, match="not a regular file"):
+        store.open_payload("db1", "app", SET_ID, name)
+    os.unlink(set_path(root, "manifest.json"))
+    os.mkfifo(set_path(root, "manifest.json"))
+    listing = store.listing("db1", "app")
+    assert listing.sets == []
+    assert listing.strays == [{"name": SET_ID, "problem": "manifest is not a regular file (other)"}]
+    sets, invalid, dummy = _catalog.scan(store)
+    assert sets == [] and invalid[0]["set_id"] == SET_ID
+
+
+@pytest.mark.parametrize("level", ["host", "source"])
+def test_symlinked_directories_are_never_entered(store, root, tmp_path, level):
+    other = _store_kinds.open_store({"kind": "dir", "path": str(tmp_path / "other")})
+    make_set(other, "db1", "app", SET_ID)
+    make_set(store, "db2", "app", SET_ID)
+    if level == "host":
+        os.symlink(str(tmp_path / "other" / "db1"), str(root / "db1"))
+    else:
+        os.makedirs(str(root / "db1"), mode=0o700)
+        os.symlink(str(tmp_path / "other" / "db1" / "app"), str(root / "db1" / "app"))
+    assert "db1" not in store.hosts() or store.sources("db1") == []
+    with pytest.raises(_stores.UnsafeEntryError, match="symbolic link"):
+        store.listing("db1", "app")
+    with pytest.raises(LifeboatError):
+        store.read_manifest("db1", "app", SET_ID)
+
+
+def test_huge_manifest_on_the_server_is_refused_unread(store, root):
+    make_set(store, "db1", "app", SET_ID)
+    with open(set_path(root, "manifest.json"), "wb") as handle:
+        handle.truncate(_stores.MAX_MANIFEST_BYTES + 1)
+    with pytest.raises(_manifest.ManifestError, match="refused unread"):
+        store.read_manifest_bytes("db1", "app", SET_ID)
+
+
+def test_payload_swapped_for_a_larger_file_is_read_only_to_its_size(store, root):
+    manifest = make_set(store, "db1", "app", SET_ID)
+    name = manifest["files"][0]["name"]
+    with open(set_path(root, name), "ab") as handle:
+        handle.write(b"x" * 100000)
+    problems = store.verify_set(manifest)
+    assert problems[0]["problem"] == "size" and problems[0]["actual"] == "more"
+
+
+def test_partial_that_is_a_link_is_not_removed_through(store, root, outside):
+    make_set(store, "db1", "app", SET_ID)
+    os.symlink(str(outside), str(root / "db1" / "app" / "20261127T000000Z-full.partial"))
+    assert store.remove_partials("db1", "app") == []
+    assert sorted(os.listdir(str(outside))) == ["dump.pgc", "secret"]
+
+
+def test_shared_root_is_refused_unless_allowed(root):
+    os.makedirs(str(root))
+    os.chmod(str(root), 0o777)
+    with pytest.raises(_stores.StoreError, match="writable by group or others"):
+        _store_kinds.open_store(ssh_harness.spec(root)).hosts()
+    assert _store_kinds.open_store(ssh_harness.spec(root, allow_shared=True)).hosts() == []
+
+
+def test_shell_characters_in_names_are_data(tmp_path):
+    # The path goes to the helper as data, never through a shell on the server.
+    root = tmp_path / "a b;touch pwned$(touch pwned2)'\""
+    store = _store_kinds.open_store(ssh_harness.spec(root))
+    make_set(store, "db1", "app", SET_ID)
+    assert store.set_ids("db1", "app") == [SET_ID]
+    assert os.path.isdir(str(root / "db1" / "app" / SET_ID))
+    home = os.path.expanduser("~")
+    for name in ("pwned", "pwned2"):
+        assert not os.path.exists(os.path.join(home, name))
+        assert not os.path.exists(os.path.join("/", name))
+
+
+def test_unreachable_server_is_one_sentence(tmp_path):
+    store = _store_kinds.open_store(ssh_harness.spec(tmp_path / "r", port=1, connect_timeout=5))
+    with pytest.raises(_stores.StoreError) as info:
+        store.hosts()
+    message = str(info.value)
+    assert message.startswith("Cannot reach the ssh store at ")
+    assert "\n" not in message
+
+
+def test_unknown_host_key_is_one_sentence(tmp_path):
+    info = ssh_harness.server()
+    wrong = "[127.0.0.1]:%d ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHN0aGlzIGlzIG5vdCB0aGUgc2VydmVyJ3Mga2V5IQ" % info["port"]
+    store = _store_kinds.open_store(ssh_harness.spec(tmp_path / "r", known_hosts=wrong))
+    with pytest.raises(_stores.StoreError, match="host key of .* is not in known_hosts") as caught:
+        store.hosts()
+    assert "\n" not in str(caught.value)
+    assert not os.path.exists(str(tmp_path / "r"))
+
+
+def test_known_hosts_file_and_key_file_work(tmp_path):
+    info = ssh_harness.server()
+    store = _store_kinds.open_store(ssh_harness.spec(tmp_path / "r", inline_key=False,
+                                                     known_hosts=info["known_hosts_file"]))
+    make_set(store, "db1", "app", SET_ID)
+    assert store.set_ids("db1", "app") == [SET_ID]
+
+
+def test_private_key_never_in_a_command_line(store):
+    key = ssh_harness.spec("/x")["private_key"]
+    body = [line for line in key.splitlines() if line and not line.startswith("-----")][0]
+    writer = store.begin("db1", "app", SET_ID)
+    sink = writer.open("dump.pgc")
+    sink.write(b"streaming")
+    try:
+        pid = sink.call.proc.pid
+        seen = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                        seen.append(handle.read())
+                except OSError:
+                    continue
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().split(b"\0")
+        assert argv[0].endswith(b"ssh")
+        assert any(arg.startswith(b"IdentityFile=/proc/") for arg in argv)
+        assert not any(body.encode() in text for text in seen)
+        assert body not in repr(store.describe()) + store.location()
+    finally:
+        sink.close()
+        writer.abort()
+
+
+def test_private_key_option_is_no_log():
+    assert _store_kinds.store_options()["private_key"]["no_log"] is True
+
+
+def test_remote_command_has_no_user_input(store):
+    argv = store._ssh_argv()
+    assert argv[-1] == _store_ssh.remote_command(len(_store_ssh.helper_source()))
+    assert argv[-2] == "127.0.0.1" and argv[-3] == "--"
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(store, root):
+    import json
+    import socket
+    os.makedirs(str(root / "db1" / "app"), mode=0o700)
+    with open(str(root / "db1" / "app" / ".lock"), "w") as handle:
+        json.dump({"pid": 2 ** 22 + 12345, "node": socket.gethostname(), "started_at": "2026-11-26T03:15:00Z",
+                   "expires_at": "2099-01-01T00:00:00Z", "set_id": None}, handle)
+    with store.lock("db1", "app") as lock:
+        assert lock.stale["reason"].startswith("its process")
+        with pytest.raises(_stores.LockedError):
+            store.lock("db1", "app").acquire()
+    assert not os.path.exists(str(root / "db1" / "app" / ".lock"))
+
+
+def test_lock_taken_over_meanwhile_stops_the_writer(store, root):
+    lock = store.lock("db1", "app").acquire()
+    with open(str(root / "db1" / "app" / ".lock"), "w") as handle:
+        handle.write('{"pid": 1, "node": "elsewhere", "expires_at": "2099-01-01T00:00:00Z"}')
+    with pytest.raises(_stores.LockedError, match="taken over"):
+        lock.update(SET_ID)
+    lock.release()
+    # The other run's lock is left alone.
+    assert "elsewhere" in (root / "db1" / "app" / ".lock").read_text()
+
+
+def test_known_hosts_is_a_file_or_lines(tmp_path):
+    info = ssh_harness.server()
+    as_lines = _store_ssh.SshStore(ssh_harness.spec(tmp_path / "r"))
+    assert as_lines._known_lines == info["known_hosts"] + "\n" and as_lines.known_hosts_file is None
+    spaced = _store_ssh.SshStore(ssh_harness.spec(tmp_path / "r", known_hosts="/etc/my keys/known_hosts"))
+    assert spaced.known_hosts_file == "/etc/my keys/known_hosts" and spaced._known_lines is None
+    assert "UserKnownHostsFile=\"/etc/my keys/known_hosts\"" in spaced._ssh_argv()
