@@ -96,7 +96,8 @@ def client_options(params):
     if params.get("check_hostname") is True:
         lines.append("ssl-verify-server-cert")
     if params.get("connect_timeout"):
-        lines.append("connect-timeout=%d" % int(params["connect_timeout"]))
+        # loose-: mysqldump and mariabackup do not know it and would refuse to start.
+        lines.append("loose-connect-timeout=%d" % int(params["connect_timeout"]))
     return "\n".join(lines) + "\n"
 
 
