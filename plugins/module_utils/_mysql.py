@@ -335,6 +335,7 @@ def parse_dump_header(text):
 def parse_version(text):
     """'mariadb  Ver 15.1 Distrib 10.11.19-MariaDB, ...' or 'mysql  Ver 8.0.36 for Linux' -> (flavour, (x, y, z))."""
     match = re.search(r"Distrib (\d+)\.(\d+)\.(\d+)(-MariaDB)?", text) or \
+        re.search(r"(\d+)\.(\d+)\.(\d+)(-MariaDB)", text) or \
         re.search(r"Ver (\d+)\.(\d+)\.(\d+)(-MariaDB)?", text)
     if not match:
         return None, None
