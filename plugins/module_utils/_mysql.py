@@ -458,8 +458,8 @@ def query(module, client_bin, creds, sql, database=None):
 
 def probe(module, client_bin, creds):
     """The server's version, datadir, binlog state and GTID position."""
-    rows = query(module, client_bin, creds, "SELECT VERSION(), @@datadir, @@log_bin, "
-                                             "IFNULL(@@global.gtid_binlog_pos, ''), @@version_comment")
+    sql = "SELECT VERSION(), @@datadir, @@log_bin, IFNULL(@@global.gtid_binlog_pos, ''), @@version_comment"
+    rows = query(module, client_bin, creds, sql)
     version, datadir, log_bin, gtid, comment = (rows[0] + [""] * 5)[:5]
     facts = {"server_version": version, "datadir": datadir, "log_bin": log_bin in ("1", "ON"),
              "flavour": "mariadb" if "mariadb" in (version + comment).lower() else "mysql"}

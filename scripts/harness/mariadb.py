@@ -165,7 +165,8 @@ def checksum(directory, databases):
             cols = client(paths, "SELECT column_name FROM information_schema.columns WHERE table_schema='%s' AND "
                                  "table_name='%s' ORDER BY ordinal_position" % (qdb, name.replace("'", "''"))).split()
             concat = "CONCAT_WS('|', %s)" % ", ".join("IFNULL(HEX(`%s`),'~')" % c for c in cols)
-            row = client(paths, "SET SESSION group_concat_max_len=1073741824; SELECT COUNT(*), IFNULL(MD5(GROUP_CONCAT(MD5(%s) ORDER BY MD5(%s) SEPARATOR '')),'')"
+            row = client(paths, "SET SESSION group_concat_max_len=1073741824; "
+                                "SELECT COUNT(*), IFNULL(MD5(GROUP_CONCAT(MD5(%s) ORDER BY MD5(%s) SEPARATOR '')),'')"
                                 " FROM %s" % (concat, concat, qname))
             count, digest = row.strip().split("\t")
             entry["tables"][name] = [int(count), digest]
@@ -179,4 +180,3 @@ def checksum(directory, databases):
 
 def describe(facts):
     return json.dumps(facts, indent=2, sort_keys=True)
-

@@ -8,7 +8,7 @@ import sys
 root = os.environ["ANSIBLE_COLLECTIONS_PATH"].split(":")[0]
 sys.path.insert(0, root)
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs, _manifest  # noqa: E402
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs  # noqa: E402
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds  # noqa: E402
 
 store_dir, host, source, database, sql_file = sys.argv[1:6]
