@@ -25,6 +25,8 @@ FAMILIES = {
                "sign_key_file"],
     "trust": ["trusted_signers", "trusted_signers_file"],
     "restore": ["age_identity", "age_identity_file"],
+    "mysql": ["login_host", "login_port", "login_user", "login_password", "login_unix_socket", "config_file",
+              "ca_cert", "client_cert", "client_key", "check_hostname", "connect_timeout"],
 }
 
 
