@@ -25,6 +25,10 @@ FAMILIES = {
                "sign_key_file"],
     "trust": ["trusted_signers", "trusted_signers_file"],
     "restore": ["age_identity", "age_identity_file"],
+    "mongodb": ["login_host", "login_port", "login_user", "login_password", "login_database", "auth_mechanism",
+                "replica_set", "uri", "tls", "tls_ca_file", "tls_certificate_key_file",
+                "tls_certificate_key_file_password", "tls_crl_file", "tls_allow_invalid_certificates",
+                "mongo_bin_dir"],
 }
 
 
