@@ -31,6 +31,8 @@ ARCHIVE_SUFFIX = ".archive"
 # A query no document matches, answered from the _id index alone: mongodump then says whether a
 # namespace exists without reading it.
 EMPTY_QUERY = '{"_id":{"$in":[]}}'
+# A manifest's lists hold at most 1024 items (_manifest.MAX_LIST_ITEMS).
+MAX_LISTED_NAMESPACES = 1024
 
 
 class MongoError(LifeboatError):
@@ -487,8 +489,8 @@ class DumpEngine(object):
         return None
 
     def record(self, ctx, manifest):
-        archives = []
         namespaces = []
+        documents = 0
         oplog_start = None
         oplog_entries = None
         for index, (name, db, collection, log) in enumerate(self.logs):
@@ -501,22 +503,28 @@ class DumpEngine(object):
             if db and not found:
                 raise MongoError('mongodump found no collection in database "%s": it does not exist (or is empty); '
                                  'check databases, or the user\'s read rights.' % db)
-            namespaces += found
+            namespaces += ["%d\t%s" % (index, n["namespace"]) for n in found]
+            documents += sum(n["documents"] for n in found)
             if parsed["oplog_start"] is not None:
                 oplog_start = parsed["oplog_start"]
                 oplog_entries = parsed["oplog_entries"]
-            archives.append({"payload": manifest["files"][index]["name"], "database": db, "collection": collection,
-                             "namespaces": [n["namespace"] for n in found]})
+        complete = len(namespaces) <= MAX_LISTED_NAMESPACES
         manifest["tool_versions"] = self.versions
         manifest["position"] = {
             "oplog": self.oplog,
-            "oplog_start": oplog_start,
+            "oplog_start_t": oplog_start["t"] if oplog_start else None,
+            "oplog_start_i": oplog_start["i"] if oplog_start else None,
             "oplog_entries": oplog_entries,
             "replica_set": self.module.params.get("replica_set"),
         }
         manifest["options"] = {
-            "archives": archives,
-            "documents": sum(n["documents"] for n in namespaces),
+            "payloads": [f["name"] for f in manifest["files"]],
+            "databases": [db or "" for dummy, db, dummy2, dummy3 in self.logs],
+            "collections": [collection or "" for dummy, dummy2, collection, dummy3 in self.logs],
+            # "<archive index>\t<db.collection>" for each namespace mongodump reported
+            "namespaces": namespaces if complete else [],
+            "namespaces_complete": complete,
+            "documents": documents,
             "read_preference": self.module.params.get("read_preference"),
         }
 
@@ -537,12 +545,21 @@ class RestoreEngine(object):
         self.oplog_applied = None
 
     def archives(self, manifest):
+        """[(payload name, [namespaces])] of a set, in the order they were dumped."""
         options = manifest.get("options") or {}
-        archives = options.get("archives")
-        if not isinstance(archives, list) or len(archives) != len(manifest["files"]):
-            raise MongoError("Set %s does not describe its archives (options.archives); it was not written by "
+        payloads = options.get("payloads")
+        listed = options.get("namespaces")
+        if (not isinstance(payloads, list) or not isinstance(listed, list)
+                or payloads != [f["name"] for f in manifest["files"]]):
+            raise MongoError("Set %s does not describe its archives (options.payloads); it was not written by "
                              "mongodb_backup." % manifest["set_id"])
-        return archives
+        by_index = dict((index, []) for index in range(len(payloads)))
+        for entry in listed:
+            index, dummy, namespace = str(entry).partition("\t")
+            if not index.isdigit() or int(index) not in by_index:
+                raise MongoError("Set %s lists a namespace of no archive (%r)." % (manifest["set_id"], entry))
+            by_index[int(index)].append(namespace)
+        return [(payloads[index], by_index[index]) for index in range(len(payloads))]
 
     def conn(self, placeholder=False):
         return connection_args(self.module.params, ("<config>" if placeholder else self.creds.path)
@@ -555,8 +572,12 @@ class RestoreEngine(object):
                                 % (manifest["set_id"], manifest["engine"]))
         include = self.module.params.get("ns_include") or []
         for member in job.chain:
-            for archive in self.archives(member):
-                for namespace in archive.get("namespaces") or []:
+            if not (member.get("options") or {}).get("namespaces_complete") and not self.module.params.get("drop"):
+                raise MongoError("Set %s holds more namespaces than its manifest lists, so they cannot be checked "
+                                 "before the restore; set drop: true, or restore into an empty server with drop."
+                                 % member["set_id"])
+            for dummy, names in self.archives(member):
+                for namespace in names:
                     if include and not any(Renamer([p], [p]).rules[0][0].match(namespace) for p in include):
                         continue
                     self.targets.append(self.renamer.rename(namespace))
@@ -585,10 +606,10 @@ class RestoreEngine(object):
                                  ns_include=params.get("ns_include") or [])
 
     def consume(self, job, member):
-        for archive in self.archives(member):
+        for payload, dummy in self.archives(member):
             stage = _pipeline.Stage("mongorestore", self.argv(member), pass_fds=self.creds.pass_fds)
             try:
-                dummy, err = job.stream(member, archive["payload"], [stage])
+                dummy2, err = job.stream(member, payload, [stage])
             except _pipeline.PipelineError as exc:
                 if exc.stage == "mongorestore":
                     raise MongoError(explain_error(exc.stderr, self.module.params, "mongorestore"))
@@ -597,7 +618,7 @@ class RestoreEngine(object):
             restored, failed, applied = parse_restore_log(err)
             if failed:
                 raise MongoError("mongorestore restored %s document(s) of %s but %d failed: %s"
-                                 % (restored, archive["payload"], failed, last_failure(err)))
+                                 % (restored, payload, failed, last_failure(err)))
             self.restored += restored or 0
             if applied is not None:
                 self.oplog_applied = (self.oplog_applied or 0) + applied
