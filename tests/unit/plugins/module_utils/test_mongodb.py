@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -171,7 +170,7 @@ def server(tmp_path):
 
 
 def run(argv, env, data=None):
-    proc = subprocess.run([sys.executable] + argv, input=data, env=env, capture_output=True)
+    proc = subprocess.run([sys.executable] + argv, input=data, env=env, capture_output=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr.decode()
 
 
