@@ -70,15 +70,20 @@ class Stage(object):
     back and never seeks in it (zstd, gzip, age do; pg_dump -Fc rewrites its
     table of contents when its output is a file). Only such a last stage may
     write straight into a sink's file (see ``run_to_sink``).
+
+    ``stderr_path`` keeps the stage's whole error output in that (new) file
+    instead of an anonymous one, for an engine that reads a tool's log after a
+    run that succeeded (the tail is still what a PipelineError carries).
     """
 
-    def __init__(self, name, argv, env=None, cwd=None, pass_fds=(), sequential=False):
+    def __init__(self, name, argv, env=None, cwd=None, pass_fds=(), sequential=False, stderr_path=None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.env = env
         self.cwd = cwd
         self.pass_fds = tuple(pass_fds or ())
         self.sequential = sequential
+        self.stderr_path = stderr_path
 
     def __repr__(self):
         return "Stage(%r, %r)" % (self.name, self.argv)
@@ -204,7 +209,7 @@ class _Running(object):
             previous = read_end
         try:
             for index, stage in enumerate(stages):
-                err = tempfile.TemporaryFile()
+                err = open(stage.stderr_path, "w+b") if stage.stderr_path else tempfile.TemporaryFile()
                 self.errs.append(err)
                 stage_env = dict(env or os.environ)
                 stage_env.update(stage.env or {})

@@ -27,6 +27,10 @@ FAMILIES = {
     "restore": ["age_identity", "age_identity_file"],
     "mysql": ["login_host", "login_port", "login_user", "login_password", "login_unix_socket", "config_file",
               "ca_cert", "client_cert", "client_key", "check_hostname", "connect_timeout"],
+    "mongodb": ["login_host", "login_port", "login_user", "login_password", "login_database", "auth_mechanism",
+                "replica_set", "uri", "tls", "tls_ca_file", "tls_certificate_key_file",
+                "tls_certificate_key_file_password", "tls_crl_file", "tls_allow_invalid_certificates",
+                "mongo_bin_dir"],
 }
 
 

@@ -556,3 +556,14 @@ def test_pump_without_stages_reads_a_reader_without_a_descriptor():
     seen = []
     assert _pipeline.pump([], NoFd(b"x" * 300000), seen.append, chunk=65536) is True
     assert b"".join(seen) == b"x" * 300000 and max(len(b) for b in seen) <= 65536
+
+
+def test_stderr_path_keeps_the_whole_log_of_a_stage_that_succeeded(tmp_path):
+    # A tool's log after a good run (mongodump names every namespace it dumped) is longer than the tail.
+    log = tmp_path / "producer.log"
+    script = "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; printf data"
+    stages = [Stage("producer", ["sh", "-c", script], stderr_path=str(log)), Stage("cat", ["cat"])]
+    size, dummy = run_into(str(tmp_path / "out"), stages)
+    assert size == 4
+    lines = log.read_text().splitlines()
+    assert lines[0] == "line 0" and lines[-1] == "line 1999" and len(lines) == 2000

@@ -1,0 +1,264 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mongodb_backup
+short_description: Back up MongoDB with mongodump --archive into a verified backup set
+version_added: 0.2.0
+description:
+  - Runs C(mongodump --archive) to standard output and streams the archive through the collection's
+    compression, optional age encryption and signing into a backup set of any store (mongodump's own
+    C(--gzip) is not used).
+  - All databases are dumped as one archive; on a replica set (O(replica_set)) with C(--oplog) by default,
+    so that the dump is consistent to one point. One database, or each of a list, is dumped as its own
+    archive; O(collections) dumps chosen collections of one database, each as its own archive.
+  - The set is written as C(<set_id>.partial) with C(manifest.json) last. A C(mongodump) that fails behind
+    the compressor fails the task and leaves no set. A database that does not exist (mongodump then dumps
+    nothing and succeeds) fails the task too, and leaves no set.
+  - The manifest records the namespaces and document counts mongodump reported, and as RV(position) the
+    oplog time the dump started from (C(oplog_start), which C(mongodump -v) reports) and the number of
+    oplog entries it captured. mongodump does not report the oplog time it stopped at; as oplog entries are
+    idempotent, replaying an oplog from C(oplog_start) onwards is safe.
+author:
+  - Lifeboat maintainers (@lifeboat-backup)
+extends_documentation_fragment:
+  - lifeboat.backup._mongodb
+  - lifeboat.backup._store
+  - lifeboat.backup._codec
+  - lifeboat.backup._signing
+attributes:
+  check_mode:
+    support: full
+    description: Connects and authenticates (a dump of no document), reports the set it would write, writes nothing.
+  diff_mode:
+    support: none
+    description: Nothing to diff; the result describes the sets.
+  idempotent:
+    support: partial
+    description: With O(max_age) a rerun skips while a complete set younger than that exists.
+options:
+  databases:
+    description:
+      - Databases to dump, each as its own archive. All databases (one archive) when empty.
+    type: list
+    elements: str
+    default: []
+  collections:
+    description:
+      - Collections of the one database in O(databases) to dump, each as its own archive.
+    type: list
+    elements: str
+    default: []
+  exclude_collections:
+    description:
+      - Collections to leave out (C(--excludeCollection)); needs O(databases).
+    type: list
+    elements: str
+    default: []
+  oplog:
+    description:
+      - Capture the oplog during the dump (C(--oplog)) for a dump consistent to one point.
+      - By default on when O(replica_set) is set and all databases are dumped; mongodump allows it on full
+        dumps only.
+    type: bool
+  read_preference:
+    description:
+      - C(--readPreference), for example V(secondaryPreferred) to read from a secondary.
+    type: str
+  source:
+    description:
+      - Name of the source in the store. Defaults to the database for one database, V(all) for all
+        databases; required for a list of databases.
+    type: str
+  max_age:
+    description:
+      - Skip the backup (C(changed=false)) when a complete set of this source younger than this exists,
+        for example V(20h) or V(7d).
+    type: str
+  labels:
+    description:
+      - Free-form labels recorded in the manifest.
+    type: dict
+    default: {}
+  work_dir:
+    description:
+      - Local scratch directory for the tools' logs. Defaults to the module's temporary directory.
+    type: path
+requirements:
+  - mongodump from the MongoDB Database Tools 100.3 or later
+  - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
+  - age (when O(encrypt_recipients) is set)
+seealso:
+  - module: lifeboat.backup.mongodb_restore
+  - module: lifeboat.backup.backup_info
+  - module: lifeboat.backup.backup_verify
+notes:
+  - Each archive is C(mongodump)'s own archive format wrapped only in zstd or gzip and age;
+    C(docs/restore-by-hand.md) explains restoring it with stock tools.
+"""
+
+EXAMPLES = r"""
+- name: Dump the whole replica set, consistent to one point, at most once a day
+  lifeboat.backup.mongodb_backup:
+    login_host: db1.example.com
+    replica_set: rs0
+    login_user: backup
+    login_password: "{{ vault_mongo_backup_password }}"
+    read_preference: secondaryPreferred
+    store:
+      path: /var/backups/lifeboat
+    host: "{{ inventory_hostname }}"
+    max_age: 20h
+
+- name: One database without its cache collection, encrypted
+  lifeboat.backup.mongodb_backup:
+    databases: [app]
+    exclude_collections: [sessions]
+    encrypt_recipients:
+      - "{{ vault_lifeboat_age_recipient }}"
+    store:
+      path: /var/backups/lifeboat
+"""
+
+RETURN = r"""
+set_id:
+  description: Id of the set written (or of the fresh set that made the run skip).
+  returned: always
+  type: str
+  sample: 20261126T031500Z-full
+store:
+  description: The store, as kind and location.
+  returned: always
+  type: dict
+path:
+  description: Location of the set in the store.
+  returned: always
+  type: str
+bytes:
+  description: Total size of the stored payload files.
+  returned: success
+  type: int
+duration_s:
+  description: Seconds the backup took.
+  returned: success
+  type: float
+files:
+  description: Payload files (one archive per mongodump run) with size and SHA-256.
+  returned: success
+  type: list
+  elements: dict
+position:
+  description: C(oplog) (whether the oplog was captured), C(oplog_start) (C(t), C(i)), C(oplog_entries), C(replica_set).
+  returned: success
+  type: dict
+manifest:
+  description: The whole manifest of the set.
+  returned: success
+  type: dict
+cmd:
+  description: The argv of every pipeline stage; the C(--config) file is shown as C(<config>). No secret is part of it.
+  returned: always
+  type: list
+  elements: list
+skipped_reason:
+  description: Why no backup ran, when C(changed=false).
+  returned: always
+  type: str
+removed_partials:
+  description: Leftover C(.partial) directories of crashed runs that were removed.
+  returned: success
+  type: list
+  elements: str
+stale_lock:
+  description: The stale lock that was taken over.
+  returned: when a stale lock was found
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils import _mongodb
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+
+
+def default_source(params):
+    if params["source"]:
+        return params["source"]
+    if not params["databases"]:
+        return "all"
+    if len(params["databases"]) == 1:
+        return params["databases"][0]
+    raise LifeboatError("source is required to name a backup of several databases.")
+
+
+def main():
+    argument_spec = _mongodb.connection_argument_spec()
+    argument_spec.update(_jobs.store_argument_spec())
+    argument_spec.update(_jobs.codec_argument_spec())
+    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec.update(
+        databases=dict(type="list", elements="str", default=[]),
+        collections=dict(type="list", elements="str", default=[]),
+        exclude_collections=dict(type="list", elements="str", default=[]),
+        oplog=dict(type="bool"),
+        read_preference=dict(type="str"),
+        source=dict(type="str"),
+        max_age=dict(type="str"),
+        labels=dict(type="dict", default={}),
+        work_dir=dict(type="path"),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE + _mongodb.CONNECTION_MUTUALLY_EXCLUSIVE,
+    )
+    plain_results(module)
+    params = module.params
+    cmd = []
+    try:
+        runs, oplog = _mongodb.dump_plan(params["databases"], params["collections"], params["exclude_collections"],
+                                         params["oplog"], params["replica_set"])
+        binary = _mongodb.find_tool(module, "mongodump")
+        store = _store_kinds.open_store(params["store"])
+        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
+                            params["compression_threads"], params["encrypt_recipients"])
+        job = _jobs.BackupJob(store, _jobs.default_host(params), default_source(params), _mongodb.ENGINE,
+                              _mongodb.METHOD, labels=params["labels"], max_age=params["max_age"],
+                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
+                              signer=_codec.signer_from_params(params, runner_for(module)))
+        with _mongodb.Credentials(params, tmpdir=module.tmpdir) as creds:
+            engine = _mongodb.DumpEngine(module, binary, creds, runs, oplog, {})
+            for dummy, db, collection in runs:
+                cmd += _pipeline.describe([_pipeline.Stage("mongodump", engine.argv(db, collection))] + codec.stages())
+            decision = job.plan()
+            if decision["action"] == "skip":
+                module.exit_json(**_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
+            _mongodb.probe(module, binary, _mongodb.connection_args(params, creds.path), creds.pass_fds)
+            if module.check_mode:
+                module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"], store=store.describe(),
+                                 cmd=cmd, position={"oplog": oplog}, skipped_reason=None)
+            versions = dict((k, v) for k, v in {"mongodump": _mongodb.tool_version(module, binary)}.items() if v)
+            versions.update(codec.versions(module))
+            engine.versions = versions
+            manifest, extras = job.run(engine)
+    except LifeboatError as exc:
+        module.fail_json(msg=str(exc), cmd=cmd)
+    result = _jobs.backup_result(store, manifest, cmd, extras)
+    if extras.get("stale_lock"):
+        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
