@@ -595,6 +595,25 @@ class RestoreJob(object):
         with self.open(member, name) as handle:
             return _pipeline.run_from_source(stages, handle, env=env)
 
+    def read(self, member, name, consume, env=None):
+        """Hand payload ``name`` of ``member``, decoded, to ``consume(stream)``; return what it returns.
+
+        For engines that read the bytes in Python (a tar checked and extracted
+        member by member). Without a codec the store's reader itself is handed over.
+        """
+        decode = self.decode_stages(member)
+        with self.open(member, name) as handle:
+            if not decode:
+                return consume(handle)
+            self.cmd.append(_pipeline.describe(decode))
+            try:
+                return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=env)
+            except _pipeline.PipelineError as exc:
+                explained = explain_decode_error(exc, member)
+                if explained is None:
+                    raise
+                raise LifeboatError(explained)
+
     def unpack(self, member, name, target, env=None):
         """Decode payload ``name`` of ``member`` into the local file ``target`` (scratch: not fsynced)."""
         decode = self.decode_stages(member)
