@@ -138,6 +138,7 @@ class TarEngine(object):
         self.one_file_system = one_file_system
         self.xattrs = xattrs
         self.snar = None
+        self.versions = {}
 
     def argv(self, snar="<workspace>/state.snar"):
         return tar_argv(self.tar_bin, self.source_dir, snar, self.excludes, self.one_file_system, self.xattrs)
@@ -182,6 +183,7 @@ class TarEngine(object):
             "tar_state": state_object(ctx.set_id),
             "tar_state_sha256": digest,
         }
+        manifest["tool_versions"] = dict(self.versions)
 
     def explain(self, exc):
         if exc.stage == "tar":
@@ -459,6 +461,7 @@ def restore_engine(manifest, module, params):
                          % (manifest["set_id"], manifest["engine"]))
     options = dict(target=params["target"], paths=params["paths"], overwrite=params["overwrite"],
                    allow_nonempty=params["allow_nonempty"], devices=params["devices"])
-    if manifest["method"] == "rsync_snapshot":
-        return SnapshotRestore(module, **options)
+    if manifest["method"] != "tar":
+        raise FilesError("Set %s was written with method %s, which files_restore cannot restore yet."
+                         % (manifest["set_id"], manifest["method"]))
     return TreeRestore(**options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: files_backup
-short_description: Back up a directory tree as GNU tar chains or browsable rsync snapshots
+short_description: Back up a directory tree as GNU tar chains into any store
 version_added: 0.2.0
 description:
   - V(tar) streams C(tar --listed-incremental) through compression, optional age encryption and
@@ -18,11 +18,6 @@ description:
     set is kept in the store's object namespace (C(tar/<set_id>.snar)) and its SHA-256 in the set's
     manifest, so a host rebuilt from scratch continues the chain, and a state altered in the store is
     refused.
-  - V(rsync_snapshot) writes a new browsable snapshot of the tree into a store that holds trees
-    (kind V(dir)), hard-linking unchanged files to the previous snapshot (C(--link-dest)), so each
-    snapshot costs only the changed files. The manifest lists every file with its SHA-256, so
-    M(lifeboat.backup.backup_verify) and M(lifeboat.backup.files_restore) check every file.
-    An interrupted snapshot stays C(.partial) and the next run resumes from it.
   - One writer per source and store, guarded by a lock; a set becomes visible only when complete.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
@@ -35,31 +30,28 @@ attributes:
   check_mode:
     support: full
     description: >-
-      V(tar) reports the set it would write; V(rsync_snapshot) runs rsync with C(--dry-run) and reports
-      what would change. Nothing is written.
+      Reports the set it would write (its type and parent); nothing is written.
   diff_mode:
     support: none
     description: Nothing to diff; the result describes the sets.
   idempotent:
     support: partial
     description: >-
-      V(rsync_snapshot) reports C(changed=false) and writes no set when nothing changed since the
-      previous snapshot; with O(max_age) a rerun skips while a complete set younger than that exists.
+      With O(max_age) a rerun skips while a complete set younger than that exists.
 options:
   method:
     description:
-      - V(tar) for archives streamed into any store (the form for object storage);
-        V(rsync_snapshot) for browsable snapshots in a V(dir) store.
+      - V(tar) for archives streamed into any store (the form for object storage).
+      - Browsable rsync snapshots (C(rsync_snapshot)) are planned and not available yet.
     type: str
     default: tar
-    choices: [tar, rsync_snapshot]
+    choices: [tar]
   type:
     description:
       - With O(method=tar), the set to write. V(auto) writes a full set when none is usable or the
         newest full started more than O(full_every) ago, else O(between).
       - An V(incremental) holds what changed since the previous set of the chain, a V(differential)
         what changed since the chain's full set.
-      - O(method=rsync_snapshot) always writes complete snapshots (type full).
     type: str
     default: full
     choices: [full, incremental, differential, auto]
@@ -73,27 +65,11 @@ options:
     type: str
     default: incremental
     choices: [incremental, differential]
-  include:
-    description:
-      - With O(method=rsync_snapshot), patterns kept even when an O(exclude) pattern matches them
-        (rsync C(--include), given before the excludes).
-    type: list
-    elements: str
-    default: []
   xattrs:
     description:
-      - Keep extended attributes and POSIX ACLs (GNU tar C(--xattrs --acls); rsync C(-AX)).
+      - Keep extended attributes and POSIX ACLs (GNU tar C(--xattrs --acls)).
     type: bool
     default: true
-  bwlimit:
-    description:
-      - With O(method=rsync_snapshot), rsync's C(--bwlimit) (KiB per second, or with a suffix such as V(10M)).
-    type: str
-  checksum:
-    description:
-      - With O(method=rsync_snapshot), compare files by checksum rather than size and time (rsync C(--checksum)).
-    type: bool
-    default: false
   source:
     description:
       - Name of the source in the store. Defaults to the last component of O(path).
@@ -114,7 +90,7 @@ options:
       - Defaults to the module's temporary directory.
     type: path
 requirements:
-  - GNU tar (for O(method=tar)), rsync (for O(method=rsync_snapshot))
+  - GNU tar
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
   - age (when O(encrypt_recipients) is set)
 seealso:
@@ -139,15 +115,6 @@ EXAMPLES = r"""
     store:
       kind: s3
       bucket: backups
-    host: "{{ inventory_hostname }}"
-
-- name: Hourly browsable snapshot of /home into a local store
-  lifeboat.backup.files_backup:
-    path: /home
-    method: rsync_snapshot
-    one_file_system: true
-    store:
-      path: /var/backups/lifeboat
     host: "{{ inventory_hostname }}"
 """
 
@@ -178,23 +145,6 @@ bytes:
   description: What the set occupies in the store (payload files and tree files).
   returned: success
   type: int
-file_count:
-  description: With O(method=rsync_snapshot), the number of regular files in the snapshot.
-  returned: success
-  type: int
-total_bytes:
-  description: With O(method=rsync_snapshot), the sum of their sizes.
-  returned: success
-  type: int
-transferred_bytes:
-  description: With O(method=rsync_snapshot), the bytes rsync copied (the rest was hard-linked).
-  returned: success
-  type: int
-itemized:
-  description: With O(method=rsync_snapshot), rsync's itemized changes (at most 1000 lines).
-  returned: success
-  type: list
-  elements: str
 duration_s:
   description: Seconds the backup took.
   returned: success
@@ -222,10 +172,6 @@ removed_partials:
   returned: success
   type: list
   elements: str
-resumed_partial:
-  description: With O(method=rsync_snapshot), the interrupted snapshot this run resumed from.
-  returned: when one was resumed
-  type: str
 stale_lock:
   description: The stale lock that was taken over.
   returned: when a stale lock was found
@@ -267,6 +213,8 @@ def tar_backup(module, store, source_dir, source):
     if "GNU tar" not in tar_version:
         raise _files.FilesError("method tar needs GNU tar (--listed-incremental); %s is %s."
                                 % (engine.tar_bin, tar_version))
+    engine.versions = {"tar": tar_version}
+    engine.versions.update(codec.versions(module))
     manifest, extras = job.run(engine)
     manifest_versions = manifest.get("tool_versions")
     result = _jobs.backup_result(store, manifest, cmd, extras)
@@ -282,16 +230,13 @@ def main():
     argument_spec.update(_codec.signing_argument_spec())
     argument_spec.update(
         path=dict(type="path", required=True),
-        method=dict(type="str", default="tar", choices=["tar", "rsync_snapshot"]),
+        method=dict(type="str", default="tar", choices=["tar"]),
         type=dict(type="str", default="full", choices=["full", "incremental", "differential", "auto"]),
         full_every=dict(type="str"),
         between=dict(type="str", default="incremental", choices=["incremental", "differential"]),
         exclude=dict(type="list", elements="str", default=[]),
-        include=dict(type="list", elements="str", default=[]),
         one_file_system=dict(type="bool", default=False),
         xattrs=dict(type="bool", default=True),
-        bwlimit=dict(type="str"),
-        checksum=dict(type="bool", default=False),
         source=dict(type="str"),
         max_age=dict(type="str"),
         labels=dict(type="dict", default={}),
@@ -310,12 +255,9 @@ def main():
         source = params["source"] or os.path.basename(source_dir.rstrip("/")) or "root"
         store = _store_kinds.open_store(params["store"])
         if params["method"] == "tar":
-            for option in ("include", "bwlimit", "checksum"):
-                if params[option]:
-                    raise _files.FilesError("%s applies to method rsync_snapshot only." % option)
             result = tar_backup(module, store, source_dir, source)
         else:
-            result = _files.rsync_backup(module, store, source_dir, source)
+            raise _files.FilesError("method %s is not supported yet; use method tar." % params["method"])
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
