@@ -25,7 +25,7 @@ options:
     default: []
   one_file_system:
     description:
-      - Stay on the file system of O(path): mount points below it are left out.
+      - Stay on the file system of O(path); mount points below it are left out.
     type: bool
     default: false
 """
