@@ -540,6 +540,18 @@ def _apply_xattrs(fd_or_name, info, dir_fd=None):
     return skipped
 
 
+def _mtime_ns(info):
+    """The member's mtime in nanoseconds: exact from a pax header, else from the (whole-second) tar field."""
+    raw = info.pax_headers.get("mtime")
+    if raw:
+        whole, dummy, frac = raw.partition(".")
+        try:
+            return int(whole) * 1000000000 + (int((frac + "000000000")[:9]) if frac else 0) * (-1 if whole.startswith("-") else 1)
+        except ValueError:
+            pass
+    return int(info.mtime) * 1000000000
+
+
 class TreeExtraction(object):
     """What ``extract_tree`` did: the members written, the ones left out and the entries GNU incremental data removed."""
 
@@ -621,14 +633,14 @@ def extract_tree(fileobj, dest, what="the archive", select=None, owners=False, d
                                 os.fchown(fd, info.uid, info.gid)
                                 done.xattrs_skipped += _apply_xattrs(fd, info)
                             os.fchmod(fd, info.mode & mode_mask)
-                            os.utime(fd, (info.mtime, info.mtime))
+                            os.utime(fd, ns=(_mtime_ns(info), _mtime_ns(info)))
                         finally:
                             os.close(fd)
                     elif member.kind == "symlink":
                         os.symlink(info.linkname, name, dir_fd=parent_fd)
                         if owners:
                             os.chown(name, info.uid, info.gid, dir_fd=parent_fd, follow_symlinks=False)
-                        os.utime(name, (info.mtime, info.mtime), dir_fd=parent_fd, follow_symlinks=False)
+                        os.utime(name, ns=(_mtime_ns(info), _mtime_ns(info)), dir_fd=parent_fd, follow_symlinks=False)
                     elif member.kind == "hardlink":
                         target = policy.normalise_link(info).split("/")
                         source_fd = _walk(root_fd, target[:-1], False)
@@ -644,7 +656,7 @@ def extract_tree(fileobj, dest, what="the archive", select=None, owners=False, d
                                  os.makedev(info.devmajor, info.devminor), dir_fd=parent_fd)
                         if owners:
                             os.chown(name, info.uid, info.gid, dir_fd=parent_fd, follow_symlinks=False)
-                        os.utime(name, (info.mtime, info.mtime), dir_fd=parent_fd, follow_symlinks=False)
+                        os.utime(name, ns=(_mtime_ns(info), _mtime_ns(info)), dir_fd=parent_fd, follow_symlinks=False)
                     done.written += 1
                 finally:
                     os.close(parent_fd)
@@ -662,7 +674,7 @@ def extract_tree(fileobj, dest, what="the archive", select=None, owners=False, d
                         os.fchown(fd, info.uid, info.gid)
                         done.xattrs_skipped += _apply_xattrs(fd, info)
                     os.fchmod(fd, (info.mode & mode_mask) | (0 if owners else 0o700))
-                    os.utime(fd, (info.mtime, info.mtime))
+                    os.utime(fd, ns=(_mtime_ns(info), _mtime_ns(info)))
                 finally:
                     os.close(fd)
             except OSError as exc:

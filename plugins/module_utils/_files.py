@@ -416,10 +416,11 @@ class TreeRestore(object):
             try:
                 dst_fd = os.open(self.target, _DIR_FLAGS)
                 try:
+                    root = os.fstat(src_fd)  # before the moves below change its mtime
                     merge_tree(src_fd, dst_fd, self.overwrite, self.owners, self.report,
                                skip=os.path.basename(self.staging))
                     if not self.nonempty:
-                        sst = os.fstat(src_fd)
+                        sst = root
                         if self.owners:
                             os.fchown(dst_fd, sst.st_uid, sst.st_gid)
                         os.fchmod(dst_fd, stat.S_IMODE(sst.st_mode))

@@ -151,11 +151,11 @@ def snapshot(root):
             if stat.S_ISLNK(st.st_mode):
                 seen[rel] = ("link", os.readlink(path), st.st_uid, st.st_gid)
             elif stat.S_ISDIR(st.st_mode):
-                seen[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+                seen[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
             else:
                 with open(path, "rb") as handle:
                     content = handle.read()
-                seen[rel] = ("file", content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+                seen[rel] = ("file", content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
                 inodes.setdefault(st.st_ino, []).append(rel)
     links = sorted(sorted(group) for group in inodes.values() if len(group) > 1)
     return seen, links
