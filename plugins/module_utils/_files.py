@@ -419,12 +419,13 @@ class TreeRestore(object):
                     root = os.fstat(src_fd)  # before the moves below change its mtime
                     merge_tree(src_fd, dst_fd, self.overwrite, self.owners, self.report,
                                skip=os.path.basename(self.staging))
+                    self.discard()
                     if not self.nonempty:
-                        sst = root
+                        # The target's own metadata last: removing the staging directory changed its mtime.
                         if self.owners:
-                            os.fchown(dst_fd, sst.st_uid, sst.st_gid)
-                        os.fchmod(dst_fd, stat.S_IMODE(sst.st_mode))
-                        os.utime(dst_fd, ns=(sst.st_atime_ns, sst.st_mtime_ns))
+                            os.fchown(dst_fd, root.st_uid, root.st_gid)
+                        os.fchmod(dst_fd, stat.S_IMODE(root.st_mode))
+                        os.utime(dst_fd, ns=(root.st_atime_ns, root.st_mtime_ns))
                 finally:
                     os.close(dst_fd)
             finally:

@@ -140,8 +140,9 @@ def restore(store, target, set_id=None, **options):
 
 
 def snapshot(root):
-    """Everything a restore must carry, path by path (hard links as groups of paths)."""
-    seen = {}
+    """Everything a restore must carry, path by path (hard links as groups of paths), the root included."""
+    top = os.lstat(str(root))
+    seen = {".": (stat.S_IMODE(top.st_mode), top.st_mtime_ns)}
     inodes = {}
     for base, dirs, files in os.walk(str(root)):
         for name in dirs + files:
