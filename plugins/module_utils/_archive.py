@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import stat
 import tarfile
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 
-__all__ = ["ArchiveError", "Member", "TarPolicy", "check_tar", "extract_tar", "iter_checked"]
+__all__ = ["ArchiveError", "Member", "TarPolicy", "TreePolicy", "check_tar", "extract_tar", "extract_tree",
+           "iter_checked"]
 
 CHUNK = 1024 * 1024
 # Longest path and path component the check accepts (Linux PATH_MAX and NAME_MAX, in bytes).
@@ -363,3 +366,320 @@ def extract_tar(fileobj, dest, what="the archive", **limits):
     finally:
         os.close(root_fd)
     return members
+
+
+# ------------------------------------------------------------------ file trees
+
+TREE_LINK_TYPES = (tarfile.SYMTYPE, tarfile.LNKTYPE)
+TREE_SPECIAL_TYPES = (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
+GNU_DUMPDIR = b"D"
+
+
+class TreePolicy(TarPolicy):
+    """The rules for a file tree (a ``files_backup`` tar): links and, if asked, devices are data.
+
+    On top of TarPolicy: a symbolic link is allowed when its target, read from
+    the link's own directory, stays inside the target directory (an absolute
+    target or one that climbs out is refused); no later member may lie below
+    a symbolic link or replace one (nothing is written through a link); a hard
+    link must name a plain relative path, not a directory, that lies below no
+    symbolic link of the archive (an earlier member, or a file an earlier
+    archive of the chain wrote; the walk to it on disk follows no link either); devices and FIFOs pass only with ``devices=True``. A GNU
+    incremental directory (type ``D``) is a directory. A member may repeat a
+    path (a tar appended to, or the same file dumped twice): the later one wins.
+    """
+
+    def __init__(self, what="the archive", devices=False, **limits):
+        super(TreePolicy, self).__init__(what, **limits)
+        self.devices = devices
+        self.symlinks = set()
+
+    def _below_symlink(self, path):
+        parts = path.split("/")
+        for index in range(1, len(parts)):
+            if "/".join(parts[:index]) in self.symlinks:
+                return "/".join(parts[:index])
+        return None
+
+    def check(self, info):
+        self.count += 1
+        if self.max_members is not None and self.count > self.max_members:
+            self.refuse(info.name, "is beyond the limit of %d members" % self.max_members)
+        path = self.normalise(info.name)
+        if info.type in FILE_TYPES:
+            kind = "file"
+        elif info.type in (tarfile.DIRTYPE, GNU_DUMPDIR):
+            kind = "dir"
+        elif info.type == tarfile.SYMTYPE:
+            kind = "symlink"
+        elif info.type == tarfile.LNKTYPE:
+            kind = "hardlink"
+        elif info.type in TREE_SPECIAL_TYPES:
+            if not self.devices:
+                self.refuse(info.name, "is %s; restoring devices and FIFOs needs devices: true" % _describe_kind(info))
+            kind = "special"
+        else:
+            self.refuse(info.name, "is %s, not a file, directory, link or device" % _describe_kind(info))
+        if path == "":
+            if kind != "dir":
+                self.refuse(info.name, "is not a directory but names the target directory itself")
+            return Member(path, kind, 0, info.mode, info.mtime)
+        through = self._below_symlink(path)
+        if through is not None:
+            self.refuse(info.name, "would be written through the symbolic link %s" % _quote(through))
+        if path in self.symlinks:
+            self.refuse(info.name, "would replace the symbolic link %s written before it" % _quote(path))
+        if kind == "symlink":
+            self.check_symlink(info, path)
+        elif kind == "hardlink":
+            self.check_hardlink(info, path)
+        parents = path.split("/")[:-1]
+        for index in range(len(parents)):
+            parent = "/".join(parents[:index + 1])
+            if parent in self.files:
+                self.refuse(info.name, "lies below %s, an earlier member that is not a directory" % _quote(parent))
+            self.dirs.add(parent)
+        if kind == "dir":
+            if path in self.files:
+                self.refuse(info.name, "is a directory where an earlier member is not one")
+            self.dirs.add(path)
+        else:
+            if path in self.dirs:
+                self.refuse(info.name, "is not a directory where an earlier member made one")
+            self.files.add(path)
+            if kind == "symlink":
+                self.symlinks.add(path)
+        return Member(path, kind, info.size if kind == "file" else 0, info.mode, info.mtime)
+
+    def check_symlink(self, info, path):
+        target = info.linkname
+        if not target or "\x00" in target:
+            self.refuse(info.name, "is a symbolic link with an empty or NUL-holding target")
+        if target.startswith("/"):
+            self.refuse(info.name, "is %s, which leads out of the target directory" % _describe_kind(info))
+        depth = len(path.split("/")) - 1
+        for part in target.split("/"):
+            if part in ("", "."):
+                continue
+            depth += -1 if part == ".." else 1
+            if depth < 0:
+                self.refuse(info.name, "is %s, which leads out of the target directory" % _describe_kind(info))
+
+    def check_hardlink(self, info, path):
+        if not info.linkname:
+            self.refuse(info.name, "is a hard link with an empty target")
+        if info.linkname.startswith("/"):
+            self.refuse(info.name, "is %s, which leads out of the target directory" % _describe_kind(info))
+        for part in info.linkname.split("/"):
+            if part == "..":
+                self.refuse(info.name, "is %s, which leads out of the target directory" % _describe_kind(info))
+        target = self.normalise_link(info)
+        if not target or target in self.dirs or self._below_symlink(target) is not None:
+            self.refuse(info.name, "is %s, which names no file of the target directory" % _describe_kind(info))
+
+    def normalise_link(self, info):
+        return "/".join(p for p in info.linkname.split("/") if p not in ("", "."))
+
+
+def _dumpdir_names(info, data):
+    """The names a GNU incremental directory lists (its ``GNU.dumpdir``), or None when it lists none."""
+    raw = info.pax_headers.get("GNU.dumpdir")
+    if raw is not None:
+        raw = raw.encode("utf-8", "surrogateescape")
+    elif info.type == GNU_DUMPDIR:
+        raw = data
+    if raw is None:
+        return None
+    names = set()
+    for entry in raw.split(b"\x00"):
+        if entry and entry[:1] in (b"Y", b"N", b"D"):
+            names.add(entry[1:].decode("utf-8", "surrogateescape"))
+    return names
+
+
+def _walk(root_fd, parts, create):
+    """A descriptor of directory ``parts`` below ``root_fd``, opened component by component, never through a link."""
+    current = os.dup(root_fd)
+    try:
+        for part in parts:
+            following = _open_dir(current, part, create)
+            os.close(current)
+            current = following
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+def _remove_entry(dir_fd, name):
+    """Remove ``name`` (a file, link or whole directory tree) below ``dir_fd`` without following links."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _apply_xattrs(fd_or_name, info, dir_fd=None):
+    """Set the extended attributes (ACLs included) a GNU tar ``--xattrs`` member carries; skip what the file system refuses."""
+    skipped = 0
+    for key, value in info.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        name = key[len("SCHILY.xattr."):]
+        try:
+            os.setxattr(fd_or_name, name, value.encode("utf-8", "surrogateescape"))
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP):
+                skipped += 1
+                continue
+            raise
+    return skipped
+
+
+def _mtime_ns(info):
+    """The member's mtime in nanoseconds: exact from a pax header, else from the (whole-second) tar field."""
+    raw = info.pax_headers.get("mtime")
+    if raw:
+        whole, dummy, frac = raw.partition(".")
+        try:
+            return int(whole) * 1000000000 + (int((frac + "000000000")[:9]) if frac else 0) * (-1 if whole.startswith("-") else 1)
+        except ValueError:
+            pass
+    return int(info.mtime) * 1000000000
+
+
+class TreeExtraction(object):
+    """What ``extract_tree`` did: the members written, the ones left out and the entries GNU incremental data removed."""
+
+    def __init__(self):
+        self.members = []
+        self.written = 0
+        self.bytes = 0
+        self.removed = []
+        self.left_out = []
+        self.xattrs_skipped = 0
+
+
+def extract_tree(fileobj, dest, what="the archive", select=None, owners=False, devices=False, purge=True,
+                 **limits):
+    """Extract a file-tree tar stream into the directory ``dest`` (which may hold an earlier member of a chain).
+
+    Every member is checked by a TreePolicy before it is written; the walk to
+    it opens each directory with ``O_NOFOLLOW``, so nothing is written through
+    a link already on disk either. An entry already at a member's path is
+    replaced (a later archive of a chain wins); a directory is kept and
+    updated. ``select(path)`` (when given) says which members to write; the
+    others are read and skipped. With ``owners`` (root) files keep their
+    numeric owner, setuid/setgid/sticky bits and extended attributes (ACLs
+    included); without, they belong to the extracting user and those bits are
+    dropped. With ``purge``, a GNU incremental directory removes the entries
+    of its directory it does not list (files deleted between two backups).
+    Returns a TreeExtraction; raises ArchiveError naming the first bad member.
+    """
+    policy = TreePolicy(what, devices=devices, **limits)
+    tar = _open_stream(fileobj, policy.what)
+    done = TreeExtraction()
+    dirs = []
+    try:
+        root_fd = os.open(dest, _DIR_FLAGS)
+    except OSError as exc:
+        raise LifeboatError("Cannot open the extraction directory %s: %s." % (dest, exc.strerror or exc))
+    mode_mask = 0o7777 if owners else 0o777
+    try:
+        for info in _members(tar, policy.what):
+            member = policy.check(info)
+            done.members.append(member)
+            wanted = select is None or member.path == "" or select(member.path)
+            data = b""
+            if info.type == GNU_DUMPDIR and info.size:
+                if info.size > 64 * 1024 * 1024:
+                    policy.refuse(info.name, "is a GNU incremental directory listing larger than 64 MiB")
+                source = tar.extractfile(info)
+                data = source.read(info.size) if source is not None else b""
+            if not wanted:
+                if member.kind == "file":
+                    _read_member(tar, info, policy.what)
+                done.left_out.append(member.path)
+                continue
+            parts = member.path.split("/") if member.path else []
+            try:
+                if member.kind == "dir":
+                    fd = _walk(root_fd, parts, True)
+                    try:
+                        names = _dumpdir_names(info, data) if purge else None
+                        if names is not None:
+                            for present in sorted(os.listdir(fd)):
+                                if present not in names:
+                                    _remove_entry(fd, present)
+                                    done.removed.append(present if not member.path else member.path + "/" + present)
+                    finally:
+                        os.close(fd)
+                    dirs.append((parts, info))
+                    continue
+                parent_fd = _walk(root_fd, parts[:-1], True)
+                name = parts[-1]
+                try:
+                    _remove_entry(parent_fd, name)
+                    if member.kind == "file":
+                        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent_fd)
+                        try:
+                            _read_member(tar, info, policy.what, sink=fd)
+                            done.bytes += info.size
+                            if owners:
+                                os.fchown(fd, info.uid, info.gid)
+                                done.xattrs_skipped += _apply_xattrs(fd, info)
+                            os.fchmod(fd, info.mode & mode_mask)
+                            os.utime(fd, ns=(_mtime_ns(info), _mtime_ns(info)))
+                        finally:
+                            os.close(fd)
+                    elif member.kind == "symlink":
+                        os.symlink(info.linkname, name, dir_fd=parent_fd)
+                        if owners:
+                            os.chown(name, info.uid, info.gid, dir_fd=parent_fd, follow_symlinks=False)
+                        os.utime(name, ns=(_mtime_ns(info), _mtime_ns(info)), dir_fd=parent_fd, follow_symlinks=False)
+                    elif member.kind == "hardlink":
+                        target = policy.normalise_link(info).split("/")
+                        source_fd = _walk(root_fd, target[:-1], False)
+                        try:
+                            os.link(target[-1], name, src_dir_fd=source_fd, dst_dir_fd=parent_fd,
+                                    follow_symlinks=False)
+                        finally:
+                            os.close(source_fd)
+                    else:
+                        kinds = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
+                                 tarfile.FIFOTYPE: stat.S_IFIFO}
+                        os.mknod(name, kinds[info.type] | (info.mode & 0o777),
+                                 os.makedev(info.devmajor, info.devminor), dir_fd=parent_fd)
+                        if owners:
+                            os.chown(name, info.uid, info.gid, dir_fd=parent_fd, follow_symlinks=False)
+                        os.utime(name, ns=(_mtime_ns(info), _mtime_ns(info)), dir_fd=parent_fd, follow_symlinks=False)
+                    done.written += 1
+                finally:
+                    os.close(parent_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    policy.refuse(info.name, "would be written through a symbolic link or a file in %s" % dest)
+                raise LifeboatError("Cannot extract %s into %s: %s." % (_quote(info.name), dest, exc.strerror or exc))
+        _drain(fileobj)
+        # Directory metadata last, deepest first: a read-only directory must not stop its own extraction.
+        for parts, info in sorted(dirs, key=lambda item: len(item[0]), reverse=True):
+            try:
+                fd = _walk(root_fd, parts, False)
+                try:
+                    if owners:
+                        os.fchown(fd, info.uid, info.gid)
+                        done.xattrs_skipped += _apply_xattrs(fd, info)
+                    os.fchmod(fd, (info.mode & mode_mask) | (0 if owners else 0o700))
+                    os.utime(fd, ns=(_mtime_ns(info), _mtime_ns(info)))
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise LifeboatError("Cannot set the metadata of %s in %s: %s."
+                                    % (_quote("/".join(parts) or "."), dest, exc.strerror or exc))
+    finally:
+        os.close(root_fd)
+    return done

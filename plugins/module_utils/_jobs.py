@@ -657,14 +657,24 @@ class RestoreJob(object):
     def read(self, member, name, consume, env=None):
         """Hand payload ``name`` of ``member``, decoded, to ``consume`` as a binary stream; return what it returns.
 
-        What ``consume`` leaves unread is read and dropped; a decode stage that
-        failed is raised (PipelineError) rather than the consumer's own error.
+        For engines that read the bytes in Python (a tar checked and extracted
+        member by member). Without a codec the store's reader itself is handed
+        over. What ``consume`` leaves unread is read and dropped; a decode stage
+        that failed is raised (explained where it can be) rather than the
+        consumer's own error.
         """
         decode = self.decode_stages(member, name)
         with self.open(member, name) as handle:
             if not decode:
                 return consume(handle)
-            return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=env)
+            self.cmd.append(_pipeline.describe(decode))
+            try:
+                return _pipeline.run_to_consumer(decode, consume, stdin=handle, env=env)
+            except _pipeline.PipelineError as exc:
+                explained = explain_decode_error(exc, member)
+                if explained is None:
+                    raise
+                raise LifeboatError(explained)
 
     def pump(self, member, name, consume, env=None):
         """Hand payload ``name`` of ``member``, decoded, to ``consume(block)`` in bounded blocks (``_pipeline.pump``).
