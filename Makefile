@@ -69,10 +69,12 @@ integration: setup
 	else \
 	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/motoserver.py stop --dir $(IT_ROOT)/moto --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/btrfsloop.py stop --dir $(IT_ROOT)/btrfs --remove >/dev/null 2>&1 || true; \
 	    rm -rf $(IT_ROOT); \
 	    rc=0; $(ANSIBLE_TEST) integration --local --python $(PYVER) -v $(ANSIBLE_TEST_ARGS) || rc=$$?; \
 	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/motoserver.py stop --dir $(IT_ROOT)/moto --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/btrfsloop.py stop --dir $(IT_ROOT)/btrfs --remove >/dev/null 2>&1 || true; \
 	    exit $$rc; \
 	fi
 
