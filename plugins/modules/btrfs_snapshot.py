@@ -31,7 +31,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reports the set, type, parent and snapshot it would write and the leftovers it would remove; touches nothing.
+    description:
+      - Reports the set, type, parent and snapshot it would write and the leftovers it would remove; touches nothing.
   diff_mode:
     support: none
     description: Nothing to diff.
@@ -142,12 +143,15 @@ position:
   returned: success
   type: dict
 snapshot:
-  description: The read-only snapshot taken (kept as the parent of the next incremental), or the one check mode would take.
+  description:
+    - The read-only snapshot taken (kept as the parent of the next incremental), or the one check mode would take.
   returned: always
   type: str
   sample: /srv/.lifeboat-snapshots/srv-data/20261126T031500Z-full
 removed_snapshots:
-  description: Snapshots removed before the new one was taken, with the reason (left by an interrupted run, or no longer a parent). In check mode, those that would be removed.
+  description:
+    - Snapshots removed before the new one was taken, with the reason (left by an interrupted run, or no
+      longer a parent). In check mode, those that would be removed.
   returned: always
   type: list
   elements: dict
