@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""Snapshot providers: the prepare/release step that any BackupJob engine can run inside.
+
+A provider turns a live volume into a frozen, read-only view for the length of
+one backup, and always takes it away again:
+
+``cleanup(ctx)``
+    find what a killed run left behind (a mounted or undeleted snapshot of this
+    source) and remove it; return what was removed (reported by the module).
+``prepare(ctx)``
+    take the snapshot and make it readable; set ``ctx.snapshot`` to a dict with
+    ``path`` (the read-only directory an engine reads), ``name`` and ``kind``.
+``record(ctx, manifest)``
+    record the snapshot in the manifest (an external reference), when the set
+    refers to it.
+``release(ctx)``
+    unmount and delete; it runs whatever happened, and must not raise for a
+    snapshot that is already gone.
+
+``with_snapshot(provider, engine)`` wraps any engine object of
+``_jobs.BackupJob.run`` so that the provider's prepare runs before the
+engine's and its release after the engine's, always. A file engine
+(``files_backup``) then reads ``ctx.snapshot["path"]`` instead of the live
+path: "snapshot this volume, then back up this path inside it". Leftovers
+are removed under the job's lock, before the new snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+
+
+class SnapshotError(LifeboatError):
+    """A snapshot could not be taken, read or released."""
+
+
+def mounted_at(path, mountinfo="/proc/self/mountinfo"):
+    """The mount entries (dicts: target, source, fstype, options) whose target is ``path`` or below it."""
+    found = []
+    path = os.path.realpath(path)
+    try:
+        with open(mountinfo) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        head, tail = line.split(" - ", 1)
+        head, tail = head.split(), tail.split()
+        target = _unescape(head[4])
+        if target == path or target.startswith(path.rstrip("/") + "/"):
+            found.append(dict(target=target, options=head[5], fstype=tail[0], source=_unescape(tail[1]),
+                              super_options=tail[2] if len(tail) > 2 else ""))
+    return found
+
+
+def _unescape(text):
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        text = text.replace(code, char)
+    return text
+
+
+class SnapshotEngine(object):
+    """An engine run inside a snapshot: provider.prepare -> engine -> engine.release -> provider.release."""
+
+    def __init__(self, provider, engine):
+        self.provider = provider
+        self.engine = engine
+        self.removed = []
+
+    def prepare(self, ctx):
+        self.removed = list(self.provider.cleanup(ctx) or [])
+        self.provider.prepare(ctx)
+        if hasattr(self.engine, "prepare"):
+            try:
+                self.engine.prepare(ctx)
+            except BaseException:
+                self.provider.release(ctx)
+                raise
+
+    def produce(self, ctx):
+        return self.engine.produce(ctx)
+
+    def record(self, ctx, manifest):
+        self.provider.record(ctx, manifest)
+        self.engine.record(ctx, manifest)
+
+    def explain(self, exc):
+        if hasattr(self.engine, "explain"):
+            return self.engine.explain(exc)
+        return None
+
+    def release(self, ctx):
+        try:
+            if hasattr(self.engine, "release"):
+                self.engine.release(ctx)
+        finally:
+            self.provider.release(ctx)
+
+
+def with_snapshot(provider, engine):
+    """``engine`` (any BackupJob engine) run on a read-only snapshot taken by ``provider``."""
+    return SnapshotEngine(provider, engine)
