@@ -16,10 +16,15 @@ store = _store_kinds.open_store({"kind": "dir", "path": store_dir})
 job = _jobs.BackupJob(store, host, source, "mysql", "mysqldump")
 
 
-def produce(writer, manifest, workspace):
-    _jobs.write_stream(writer, manifest, "dump.sql", [_jobs._pipeline.Stage("cat", ["cat", sql_file])])
-    manifest["options"] = {"databases": [database], "payload": "dump.sql"}
+class Forged(object):
+    """An engine whose one payload is the SQL file as it is."""
+
+    def produce(self, ctx):
+        yield _jobs.Payload("dump.sql", [_jobs._pipeline.Stage("cat", ["cat", sql_file])])
+
+    def record(self, ctx, manifest):
+        manifest["options"] = {"databases": [database], "payload": "dump.sql"}
 
 
-manifest, extras = job.run(produce)
+manifest, extras = job.run(Forged())
 print(manifest["set_id"])
