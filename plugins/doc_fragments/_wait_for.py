@@ -25,19 +25,22 @@ options:
         description:
           - The kind of store. V(dir) is a local or mounted directory. V(s3) is a bucket on AWS S3
             or any S3-compatible service (the offsite copy); it needs the Python libraries
-            C(boto3) and C(botocore) on the host that talks to the store.
+            C(boto3) and C(botocore) on the host that talks to the store. V(ssh) is a directory on a
+            backup server reached over SSH (the same layout as V(dir)); it needs the C(ssh) client
+            on the host that talks to the store and C(python3) on the backup server.
         type: str
         default: dir
-        choices: [dir, s3]
+        choices: [dir, s3, ssh]
       path:
         description:
-          - Kind V(dir) only. Absolute path of the store. Required with O(store.kind=dir).
+          - Absolute path of the store. Required with O(store.kind=dir) and O(store.kind=ssh).
+          - With O(store.kind=ssh), a path on the backup server.
           - Created (mode 0700) on the first backup, but only when its parent directory exists,
             so that nothing is written into the mount point of an unmounted disk.
         type: path
       allow_shared:
         description:
-          - Kind V(dir) only. Accept a store root that group or others may write to. By default
+          - Kinds V(dir) and V(ssh). Accept a store root that group or others may write to. By default
             such a root is refused, since anyone who can write there could plant sets.
         type: bool
         default: false
@@ -154,4 +157,53 @@ options:
         description:
           - Kind V(s3) only. Days each object written is retained under O(store.object_lock_mode).
         type: int
+      host:
+        description:
+          - Kind V(ssh) only. Host name or IP address of the backup server. Required with
+            O(store.kind=ssh).
+          - Not to be confused with O(host), the name sets are filed under.
+        type: str
+      user:
+        description:
+          - Kind V(ssh) only. The user to log in as on the backup server. The user of the module's
+            process when unset.
+        type: str
+      port:
+        description:
+          - Kind V(ssh) only. The SSH port of the backup server.
+        type: int
+        default: 22
+      private_key:
+        description:
+          - Kind V(ssh) only. The private key to log in with, as text (for example from a vault).
+          - It never appears on a command line; ssh reads it from an in-memory file of this process
+            (or a 0600 file removed afterwards). Keys with a passphrase cannot be used, since
+            nothing may prompt.
+          - Mutually exclusive with O(store.private_key_file). Without either, ssh uses the
+            user's agent and default keys.
+        type: str
+      private_key_file:
+        description:
+          - Kind V(ssh) only. Path of the private key file to log in with, on the host that talks
+            to the store.
+        type: path
+      known_hosts:
+        description:
+          - Kind V(ssh) only. The server's host keys, either as the path of a known_hosts file or
+            as known_hosts lines (like C([backup.example.com]:2222 ssh-ed25519 AAAA...)).
+          - Host keys are always checked (C(StrictHostKeyChecking=yes), C(BatchMode=yes)); an
+            unknown or changed key fails the run, nothing ever prompts. When unset, the user's
+            C(~/.ssh/known_hosts) and the system's list are used.
+        type: str
+      connect_timeout:
+        description:
+          - Kind V(ssh) only. Seconds to wait for the server to answer a connection.
+        type: int
+        default: 10
+  host:
+    description:
+      - Host name that sets are filed under in the store.
+      - Defaults to the short host name of the machine the module runs on;
+        roles pass C(inventory_hostname).
+    type: str
 """

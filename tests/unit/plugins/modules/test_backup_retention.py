@@ -116,8 +116,11 @@ def test_failed_backup_blocks_until_a_newer_set(monkeypatch, tmp_path, store_pat
     store = _store_dir.DirStore({"path": store_path})
     made = week_of_sets(store)
 
-    def boom(writer, manifest, workspace):
-        raise _jobs.LifeboatError("pg_dump failed.")
+    class Boom(object):
+        def produce(self, ctx):
+            raise _jobs.LifeboatError("pg_dump failed.")
+
+    boom = Boom()
 
     job = _jobs.BackupJob(store, "db1", "app", "postgresql", "pg_dump", now=lambda: at("20261109T030000Z"))
     with pytest.raises(_jobs.LifeboatError):
