@@ -238,7 +238,7 @@ def test_recipient_fingerprint():
 def test_argument_specs():
     store = _jobs.store_argument_spec()
     assert store["store"]["required"] is True
-    assert store["store"]["options"]["kind"]["choices"] == ["dir", "s3"]
+    assert store["store"]["options"]["kind"]["choices"] == ["dir", "s3", "ssh"]
     codec = _jobs.codec_argument_spec()
     assert codec["compression"]["default"] == "zstd"
     assert codec["encrypt_recipients"]["elements"] == "str"

@@ -25,6 +25,9 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.test_store_contract import write_set
 
+# The ssh kind makes one ssh connection per operation (about 0.5 s here): give it time.
+NO_HANG_SECONDS = 60
+
 IDS = ["20261101T000000Z-full", "20261102T000000Z-full", "20261103T000000Z-full", "20261104T000000Z-full"]
 
 

@@ -680,7 +680,7 @@ def test_retries_use_botocore_standard_mode_with_max_attempts(moto, bucket):
     ({"object_lock_mode": "GOVERNANCE"}, "give both or neither"),
     ({"storage_class": "standard ia"}, "not a storage class name"),
     ({"max_attempts": 0}, "max_attempts must be a whole number from 1 to 20"),
-    ({"path": "/srv"}, "Store option path applies to store kind dir, not s3"),
+    ({"path": "/srv"}, "Store option path applies to store kind dir or ssh, not s3"),
 ])
 def test_option_errors(options, fragment):
     spec = dict(kind="s3", bucket="lb-x", access_key="k", secret_key="s", region="us-east-1")
