@@ -18,9 +18,16 @@ whose standard input carries the helper program (``_store_ssh_helper.py``),
 then one request as data (JSON: the operation, the root, the checked names),
 then, for uploads, the bytes in frames. No shell string is ever built from
 user input; user, host and port are separate argv items after ``--`` and
-option flags; the private key reaches ssh as ``/dev/fd/N`` (an inherited
-memfd, or a 0600 file removed afterwards), never in argv. ``BatchMode`` and
-``StrictHostKeyChecking`` are on: nothing prompts, an unknown host key fails.
+option flags; the private key reaches ssh as ``/proc/<pid>/fd/N`` (a memfd of
+this process, or a 0600 file removed afterwards), never in argv. ``BatchMode``
+and ``StrictHostKeyChecking`` are on: nothing prompts, an unknown host key fails.
+
+All the runs of one store object share one SSH connection: the first starts an
+OpenSSH control master on a socket in a private 0700 directory, with a short
+``ControlPersist``; each operation then opens a session on it, which costs no
+new handshake. ``close`` (also on garbage collection and at process exit)
+ends the master with ``ssh -O exit``; after a killed run it ends by itself
+once it has been idle for ``CONTROL_PERSIST`` seconds.
 
 Payloads stream through the ssh channel into ``<set_id>.partial`` on the
 server with no local copy; ``commit`` writes the manifest last and renames
@@ -29,15 +36,21 @@ the set into place there.
 
 from __future__ import annotations
 
+import atexit
+import glob
 import json
 import os
 import pkgutil
 import re
 import secrets
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
+import time
+import weakref
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, SecretFile, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
@@ -77,6 +90,16 @@ MAX_BLOCK = 8 * 1024 * 1024
 STDERR_KEEP = 8192
 OBJECT_PART_PATTERN = _stores.OBJECT_PART_RE.pattern
 SET_ENTRY_PATTERN = r"^\d{8}T\d{6}Z-"
+# The shared connection's master ends by itself when it has had no session for this long (seconds).
+CONTROL_PERSIST = 30
+# Sessions open at once on the shared connection; sshd refuses more than MaxSessions (10 by default),
+# so the runs beyond this many get a connection of their own.
+MUX_SESSIONS = 8
+# A control directory left empty by a killed run is removed by a later run after this long (seconds).
+CONTROL_DIR_MAX_AGE = 600
+CONTROL_PREFIX = "lifeboat-ssh-"
+# Stores with a live control master, closed at process exit.
+_MASTERS = weakref.WeakSet()
 
 
 def _helper_source():
@@ -167,7 +190,7 @@ class _Call(object):
 
     def __init__(self, store, request):
         self.store = store
-        self.proc = store._spawn()
+        self.proc, self.slot = store._spawn()
         self.drain = _StderrDrain(self.proc.stderr)
         self.drain.start()
         self.done = False
@@ -234,6 +257,7 @@ class _Call(object):
             self.proc.kill()
             self.proc.wait()
         self.drain.join(5)
+        self._free()
 
     def kill(self):
         if self.proc.poll() is None:
@@ -246,6 +270,12 @@ class _Call(object):
             except (OSError, ValueError):
                 pass
         self.drain.join(5)
+        self._free()
+
+    def _free(self):
+        if self.slot:
+            self.slot = False
+            self.store._release_session()
 
 
 def _refusal(data):
@@ -512,6 +542,9 @@ class SshStore(_stores.Store):
         self._secrets = []
         self._key_secret = self._known_secret = None
         self._lock = threading.Lock()
+        self._master_lock = threading.RLock()
+        self._control = None
+        self._sessions = 0
 
     # -------------------------------------------------------------- ssh
     @property
@@ -536,8 +569,8 @@ class SshStore(_stores.Store):
             return "/proc/%d/fd/%d" % (os.getpid(), secret.fd)
         return secret.path
 
-    def _ssh_argv(self):
-        """The ssh command line; no secret in it, a key is a path to a memfd or a 0600 file."""
+    def _base_argv(self):
+        """ssh and the options every run shares; no secret in them, a key is a path to a memfd or a 0600 file."""
         with self._lock:
             if self._known_lines is not None and self._known_secret is None:
                 self._known_secret = self._secret(self._known_lines, "lifeboat-known-hosts-")
@@ -546,7 +579,7 @@ class SshStore(_stores.Store):
         argv = [self.runner.find("ssh", "openssh-client"), "-F", "none", "-T", "-x", "-a",
                 "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
-                "-o", "UpdateHostKeys=no", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                "-o", "UpdateHostKeys=no",
                 "-o", "ConnectTimeout=%d" % self.connect_timeout,
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
                 "-o", "LogLevel=ERROR", "-p", str(self.port)]
@@ -564,19 +597,94 @@ class SshStore(_stores.Store):
         elif self.private_key_file:
             argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
                      "-o", "IdentityFile=%s" % _ssh_quote(self.private_key_file)]
-        return argv + ["--", self.host, remote_command(len(helper_source()))]
+        return argv
+
+    def _ssh_argv(self, control=None):
+        """The command line of one helper run: a session on the master at ``control``, else its own connection."""
+        if control:
+            mux = ["-o", "ControlMaster=no", "-o", "ControlPath=%s" % _ssh_quote(control)]
+        else:
+            mux = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        return self._base_argv() + mux + ["--", self.host, remote_command(len(helper_source()))]
+
+    # -------------------------------------------------------------- the shared connection
+    def _master(self):
+        """The control socket of this store's master connection, started on first use (or again after it idled out)."""
+        with self._master_lock:
+            if self._control is not None and self._control[0] == os.getpid() \
+                    and os.path.exists(self._control[2]):
+                return self._control[2]
+            self._drop_master()
+            directory = _control_dir()
+            path = os.path.join(directory, "m")
+            argv = self._base_argv() + ["-N", "-o", "ControlMaster=yes", "-o", "ControlPath=%s" % _ssh_quote(path),
+                                        "-o", "ControlPersist=%d" % CONTROL_PERSIST, "--", self.host]
+            # With ControlPersist ssh forks the master into the background once it is logged in, with its
+            # standard streams on /dev/null, and exits: its status tells whether the login worked.
+            try:
+                rc, dummy, err = self.runner.run(argv)
+            except BaseException:
+                _remove_control_dir(directory)
+                raise
+            if rc != 0 or not os.path.exists(path):
+                _remove_control_dir(directory)
+                raise SshError(explain_ssh_failure(rc, err, self.where))
+            self._control = (os.getpid(), directory, path)
+            _MASTERS.add(self)
+            return path
+
+    def _drop_master(self):
+        """End this process's master (``ssh -O exit``) and remove its directory; forget one a parent process owns."""
+        control, self._control = self._control, None
+        if control is None:
+            return
+        owner, directory, path = control
+        if owner != os.getpid():
+            return
+        if os.path.exists(path):
+            try:
+                self.runner.run(self._base_argv() + ["-o", "ControlPath=%s" % _ssh_quote(path), "-O", "exit",
+                                                     "--", self.host])
+            except (OSError, LifeboatError):
+                pass
+        _remove_control_dir(directory)
+
+    def _take_session(self):
+        with self._lock:
+            if self._sessions >= MUX_SESSIONS:
+                return False
+            self._sessions += 1
+            return True
+
+    def _release_session(self):
+        with self._lock:
+            self._sessions = max(0, self._sessions - 1)
 
     def _spawn(self):
-        return self.runner.popen(self._ssh_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
+        """One helper run: ``(process, shares_the_master)``."""
+        slot = self._take_session()
+        try:
+            control = self._master() if slot else None
+            proc = self.runner.popen(self._ssh_argv(control), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        except BaseException:
+            if slot:
+                self._release_session()
+            raise
+        return proc, slot
 
     def close(self):
-        """Forget the secrets handed to ssh (memfds, or 0600 files that are removed)."""
-        with self._lock:
-            for secret in self._secrets:
-                secret.close()
-            self._secrets = []
-            self._key_secret = self._known_secret = None
+        """End the shared connection and forget the secrets handed to ssh (memfds, or 0600 files that are removed)."""
+        with self._master_lock:
+            try:
+                self._drop_master()
+            finally:
+                with self._lock:
+                    for secret in self._secrets:
+                        secret.close()
+                    self._secrets = []
+                    self._key_secret = self._known_secret = None
+        _MASTERS.discard(self)
 
     def __del__(self):
         try:
@@ -761,6 +869,40 @@ class SshStore(_stores.Store):
         try:
             self._request({"op": "delete_object", "parts": self._object_parts(host, source, name)})
         except FileNotFoundError:
+            pass
+
+
+def _control_dir():
+    """A new private (0700) directory for a control socket, on a short path (a socket path has at most 108 bytes).
+
+    Directories of this kind left empty by a killed run (their master ended by
+    itself) are removed first; ``rmdir`` never removes one still in use.
+    """
+    base = tempfile.gettempdir()
+    if len(base) > 60:
+        base = "/tmp"
+    now = time.time()
+    for old in glob.glob(os.path.join(base, CONTROL_PREFIX + "*")):
+        try:
+            st = os.lstat(old)
+            if st.st_uid == os.getuid() and now - st.st_mtime > CONTROL_DIR_MAX_AGE:
+                os.rmdir(old)
+        except OSError:
+            continue
+    return tempfile.mkdtemp(prefix=CONTROL_PREFIX, dir=base)
+
+
+def _remove_control_dir(directory):
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@atexit.register
+def _close_masters():
+    """At process exit no master of this process is left running."""
+    for store in list(_MASTERS):
+        try:
+            store.close()
+        except Exception:  # pylint: disable=broad-except
             pass
 
 
