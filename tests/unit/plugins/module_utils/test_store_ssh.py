@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -247,3 +251,117 @@ def test_known_hosts_is_a_file_or_lines(tmp_path):
     spaced = _store_ssh.SshStore(ssh_harness.spec(tmp_path / "r", known_hosts="/etc/my keys/known_hosts"))
     assert spaced.known_hosts_file == "/etc/my keys/known_hosts" and spaced._known_lines is None
     assert "UserKnownHostsFile=\"/etc/my keys/known_hosts\"" in spaced._ssh_argv()
+
+
+# ---------------------------------------------------------------- one shared connection per store object
+
+def _logins():
+    with open(ssh_harness.server()["log_file"], encoding="utf-8", errors="replace") as handle:
+        return handle.read().count("Accepted publickey")
+
+
+def _masters(path):
+    """Processes whose command line names the control socket ``path`` as a master."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if b"ControlMaster=yes" in argv and any(path.encode() in arg for arg in argv):
+                found.append(int(entry))
+    return found
+
+
+def _wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_operations_of_one_store_share_one_login(store):
+    before = _logins()
+    make_set(store, "db1", "app", SET_ID, files={"dump.pgc": b"x" * 1000})
+    assert store.set_ids("db1", "app") == [SET_ID]
+    for dummy in range(5):
+        assert store.hosts() == ["db1"]
+    with store.open_payload("db1", "app", SET_ID, "dump.pgc") as reader:
+        assert reader.read() == b"x" * 1000
+    # A dozen operations, one login (sshd logs one line per authentication).
+    assert _wait_for(lambda: _logins() - before == 1, 5), _logins() - before
+
+
+def test_close_ends_the_master_and_removes_its_socket(store):
+    assert store.exists() is False
+    directory, path = store._control[1], store._control[2]
+    assert os.path.exists(path)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert _masters(path)
+    store.close()
+    assert not os.path.exists(directory)
+    assert _wait_for(lambda: not _masters(path), 5)
+    # The store still works after close: a new master is started on demand.
+    assert store.exists() is False
+    store.close()
+
+
+def test_more_sessions_at_once_than_the_shared_connection_allows(store):
+    make_set(store, "db1", "app", SET_ID, files={"dump.pgc": b"payload"})
+    readers = [store.open_payload("db1", "app", SET_ID, "dump.pgc") for dummy in range(_store_ssh.MUX_SESSIONS + 4)]
+    try:
+        assert [r.read() for r in readers] == [b"payload"] * len(readers)
+    finally:
+        for reader in readers:
+            reader.close()
+    assert store._sessions == 0
+    assert store.hosts() == ["db1"]
+
+
+def test_master_that_idled_out_is_started_again(store):
+    assert store.exists() is False
+    path = store._control[2]
+    pid = _masters(path)[0]
+    os.kill(pid, signal.SIGTERM)
+    assert _wait_for(lambda: not os.path.exists(path), 5)
+    assert store.exists() is False
+    assert store._control[2] != path and os.path.exists(store._control[2])
+
+
+# <root>/ansible_collections/lifeboat/backup/plugins/module_utils/_store_ssh.py, links not resolved
+COLLECTIONS_ROOT = os.path.abspath(_store_ssh.__file__)
+for _dummy in range(6):
+    COLLECTIONS_ROOT = os.path.dirname(COLLECTIONS_ROOT)
+
+CHILD = r'''
+import os, signal, sys
+sys.path.insert(0, %(root)r)
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+_AnsibleCollectionFinder(paths=[%(root)r])._install()
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds, _store_ssh
+_store_ssh.CONTROL_PERSIST = 2
+store = _store_kinds.open_store(%(spec)r)
+store.exists()
+print(store._control[2], flush=True)
+if %(kill)r:
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["killed", "exiting"])
+def test_no_master_outlives_its_run(tmp_path, kill):
+    """A run that exits leaves no master; a killed one leaves it only until it has idled CONTROL_PERSIST seconds."""
+    code = CHILD % dict(root=COLLECTIONS_ROOT, spec=ssh_harness.spec(tmp_path / "r"), kill=kill)
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, timeout=60, check=False)
+    path = proc.stdout.decode().strip()
+    assert path.endswith("/m")
+    if kill:
+        assert proc.returncode == -signal.SIGKILL
+        assert _wait_for(lambda: not _masters(path) and not os.path.exists(path), 10)
+    else:
+        assert proc.returncode == 0
+        assert not _masters(path) and not os.path.exists(os.path.dirname(path))
