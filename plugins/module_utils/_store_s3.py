@@ -32,6 +32,8 @@ and ETag itself. docs/stores.md describes the lock and its guarantees.
 from __future__ import annotations
 
 import base64
+import collections
+import concurrent.futures
 import datetime
 import hashlib
 import json
@@ -62,6 +64,10 @@ except ImportError:
     _URLLIB3_ERRORS = ()
 
 MIB = 1024 * 1024
+# Parts of one payload uploaded at once, by a pool of this many threads per sink ...
+UPLOAD_THREADS = 2
+# ... within this memory: the parts in flight plus the one being filled, each part_size long.
+UPLOAD_MEMORY = 32 * MIB
 DEFAULT_PART_MIB = 16
 MIN_PART_MIB = 5
 MAX_PART_MIB = 5120
@@ -294,21 +300,37 @@ class S3Reader(object):
 
 # ------------------------------------------------------------------ writing
 
+def parts_in_flight(part_size):
+    """How many parts of ``part_size`` bytes one sink uploads at once (at least one)."""
+    return max(1, min(UPLOAD_THREADS, UPLOAD_MEMORY // part_size - 1))
+
+
 class S3Sink(_stores.Sink):
-    """One payload object: buffered up to one part, uploaded part by part, completed and checked on close."""
+    """One payload object: buffered part by part, parts uploaded by a small pool, completed and checked on close.
+
+    Up to ``parts_in_flight(part_size)`` parts are uploaded at once while the
+    next one fills, so memory stays within that many parts plus one. Parts
+    are numbered in the order written and listed in that order on completion;
+    the first failure stops the upload (``abort``) and is raised to the writer.
+    """
 
     def __init__(self, store, key, part_size):
         self.store = store
         self.key = key
         self.name = store.url(key)
         self.part_size = part_size
+        self.in_flight = parts_in_flight(part_size)
         self.buffer = bytearray(part_size)
+        self.spare = []
+        self.pending = collections.deque()
+        self.pool = None
         self.fill = 0
         self.size = 0
         self.upload_id = None
         self.checksums = False
         self.parts = []
         self.part_md5s = []
+        self.numbered = 0
         self.state = "open"
 
     def write(self, data):
@@ -327,25 +349,49 @@ class S3Sink(_stores.Sink):
                 pos += take
                 if self.fill == self.part_size:
                     self._upload_part()
+        except BaseException:
+            self.abort()
+            raise
         finally:
             view.release()
         self.size += count
         return count
 
     def _upload_part(self):
-        if len(self.parts) >= MAX_PARTS:
+        """Hand the filled buffer to the pool as the next part; wait for the oldest part when enough are in flight."""
+        if self.numbered >= MAX_PARTS:
             raise StoreError("%s is larger than %d parts of %d MiB, S3's multipart limit; raise part_size."
                              % (self.name, MAX_PARTS, self.part_size // MIB))
         if self.upload_id is None:
             self._create()
-        number = len(self.parts) + 1
-        body = memoryview(self.buffer)[:self.fill]
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.in_flight,
+                                                              thread_name_prefix="lifeboat-s3-part")
+        while len(self.pending) >= self.in_flight:
+            self._collect_oldest()
+        self.numbered += 1
+        buffer, fill = self.buffer, self.fill
+        self.pending.append(self.pool.submit(self._send_part, self.numbered, buffer, fill))
+        self.buffer = self.spare.pop() if self.spare else bytearray(self.part_size)
+        self.fill = 0
+
+    def _collect_oldest(self):
+        """Wait for the oldest part in flight; record it (parts stay in order) and keep its buffer for reuse."""
+        future = self.pending.popleft()
+        part, md5, buffer = future.result()
+        self.parts.append(part)
+        self.part_md5s.append(md5)
+        self.spare.append(buffer)
+
+    def _send_part(self, number, buffer, fill):
+        """Upload one part (a pool thread): Content-MD5 and, where taken, SHA-256 sent with it and checked."""
+        body = memoryview(buffer)[:fill]
         try:
             hasher = _md5()
             hasher.update(body)
             md5 = hasher.digest()
             args = dict(Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=_ViewReader(body),
-                        ContentLength=self.fill, ContentMD5=_b64(md5))
+                        ContentLength=fill, ContentMD5=_b64(md5))
             if self.checksums:
                 args["ChecksumSHA256"] = _b64(hashlib.sha256(body).digest())
             response = self.store._call("upload_part", "part %d of %s" % (number, self.name), **args)
@@ -355,9 +401,20 @@ class S3Sink(_stores.Sink):
         part = {"PartNumber": number, "ETag": response.get("ETag")}
         if self.checksums:
             part["ChecksumSHA256"] = args["ChecksumSHA256"]
-        self.parts.append(part)
-        self.part_md5s.append(md5)
-        self.fill = 0
+        return part, md5, buffer
+
+    def _drain(self):
+        while self.pending:
+            self._collect_oldest()
+
+    def _stop_pool(self):
+        """Cancel the parts not started, wait for those under way, end the threads."""
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
     def _create(self):
         args = dict(Key=self.key, **self.store._object_args(payload=True, retain=True))
@@ -385,12 +442,15 @@ class S3Sink(_stores.Sink):
             else:
                 if self.fill:
                     self._upload_part()
+                self._drain()
+                self._stop_pool()
                 self._complete()
         except BaseException:
             self.abort()
             raise
         self.state = "closed"
         self.buffer = None
+        self.spare = []
 
     def _put_single(self):
         body = memoryview(self.buffer)[:self.fill]
@@ -420,7 +480,9 @@ class S3Sink(_stores.Sink):
         if self.state != "open":
             return
         self.state = "aborted"
+        self._stop_pool()
         self.buffer = None
+        self.spare = []
         if self.upload_id is not None:
             try:
                 self.store._call("abort_multipart_upload", self.name, Key=self.key, UploadId=self.upload_id)
