@@ -330,6 +330,10 @@ class S3Sink(_stores.Sink):
         self.checksums = False
         self.parts = []
         self.part_md5s = []
+        self.part_sums = []
+        # Set once the endpoint has answered a part with the very SHA-256 sent: it checks that checksum,
+        # so the later parts go without the (costlier) Content-MD5.
+        self.sum_checked = False
         self.numbered = 0
         self.state = "open"
 
@@ -371,37 +375,57 @@ class S3Sink(_stores.Sink):
             self._collect_oldest()
         self.numbered += 1
         buffer, fill = self.buffer, self.fill
-        self.pending.append(self.pool.submit(self._send_part, self.numbered, buffer, fill))
+        with_md5 = not (self.checksums and self.sum_checked)
+        self.pending.append(self.pool.submit(self._send_part, self.numbered, buffer, fill, with_md5))
         self.buffer = self.spare.pop() if self.spare else bytearray(self.part_size)
         self.fill = 0
 
     def _collect_oldest(self):
         """Wait for the oldest part in flight; record it (parts stay in order) and keep its buffer for reuse."""
         future = self.pending.popleft()
-        part, md5, buffer = future.result()
+        part, md5, digest, buffer = future.result()
         self.parts.append(part)
         self.part_md5s.append(md5)
+        self.part_sums.append(digest)
         self.spare.append(buffer)
 
-    def _send_part(self, number, buffer, fill):
-        """Upload one part (a pool thread): Content-MD5 and, where taken, SHA-256 sent with it and checked."""
+    def _send_part(self, number, buffer, fill, with_md5):
+        """Upload one part (a pool thread) with its SHA-256 where the endpoint takes it, else its Content-MD5.
+
+        Both go with the parts until the endpoint has shown that it checks the
+        SHA-256 (it answers with the same value); an MD5 given is checked
+        against the part's ETag, a SHA-256 answered against the one sent.
+        """
+        what = "part %d of %s" % (number, self.name)
         body = memoryview(buffer)[:fill]
         try:
-            hasher = _md5()
-            hasher.update(body)
-            md5 = hasher.digest()
+            md5 = digest = None
             args = dict(Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=_ViewReader(body),
-                        ContentLength=fill, ContentMD5=_b64(md5))
+                        ContentLength=fill)
+            if with_md5 or not self.checksums:
+                hasher = _md5()
+                hasher.update(body)
+                md5 = hasher.digest()
+                args["ContentMD5"] = _b64(md5)
             if self.checksums:
-                args["ChecksumSHA256"] = _b64(hashlib.sha256(body).digest())
-            response = self.store._call("upload_part", "part %d of %s" % (number, self.name), **args)
+                digest = hashlib.sha256(body).digest()
+                args["ChecksumAlgorithm"] = "SHA256"
+                args["ChecksumSHA256"] = _b64(digest)
+            response = self.store._call("upload_part", what, **args)
         finally:
             body.release()
-        self.store._check_md5_etag(response, md5, "part %d of %s" % (number, self.name))
+        if md5 is not None:
+            self.store._check_md5_etag(response, md5, what)
         part = {"PartNumber": number, "ETag": response.get("ETag")}
-        if self.checksums:
+        if digest is not None:
             part["ChecksumSHA256"] = args["ChecksumSHA256"]
-        return part, md5, buffer
+            answered = response.get("ChecksumSHA256")
+            if answered is not None and answered != args["ChecksumSHA256"]:
+                raise StoreError("The endpoint stored %s with SHA-256 %s, not %s as sent; the data was corrupted on "
+                                 "the way." % (what, escape(answered, 80), args["ChecksumSHA256"]))
+            if answered is not None:
+                self.sum_checked = True
+        return part, md5, digest, buffer
 
     def _drain(self):
         while self.pending:
@@ -464,17 +488,28 @@ class S3Sink(_stores.Sink):
                          MultipartUpload={"Parts": self.parts})
         self.upload_id = None
         # Check what the endpoint made of it, rather than trusting "200 OK".
-        head = self.store._call("head_object", self.name, Key=self.key)
+        if self.checksums:
+            head = self.store._call("head_object", self.name, Key=self.key, ChecksumMode="ENABLED")
+        else:
+            head = self.store._call("head_object", self.name, Key=self.key)
         if head.get("ContentLength") != self.size:
             raise StoreError("%s holds %s bytes after the upload, but %d were sent; the upload is not trusted."
                              % (self.name, escape(head.get("ContentLength"), 20), self.size))
-        etag = str(head.get("ETag") or "").strip('"')
-        hasher = _md5()
-        hasher.update(b"".join(self.part_md5s))
-        expected = "%s-%d" % (hasher.hexdigest(), len(self.parts))
-        if not _kms_encrypted(head) and MULTIPART_ETAG_RE.match(etag) and etag != expected:
-            raise StoreError("%s has ETag %s after the upload, not %s as sent; the upload is not trusted."
-                             % (self.name, escape(etag, 80), expected))
+        if self.checksums and all(self.part_sums):
+            # The composite checksum: the SHA-256 of the parts' SHA-256s, "-<parts>".
+            expected = _b64(hashlib.sha256(b"".join(self.part_sums)).digest())
+            reported = str(head.get("ChecksumSHA256") or "")
+            if reported and reported.split("-")[0] != expected:
+                raise StoreError("%s has the SHA-256 checksum %s after the upload, not %s-%d as sent; the data was "
+                                 "corrupted on the way." % (self.name, escape(reported, 80), expected, len(self.parts)))
+        if all(self.part_md5s):
+            etag = str(head.get("ETag") or "").strip('"')
+            hasher = _md5()
+            hasher.update(b"".join(self.part_md5s))
+            expected = "%s-%d" % (hasher.hexdigest(), len(self.parts))
+            if not _kms_encrypted(head) and MULTIPART_ETAG_RE.match(etag) and etag != expected:
+                raise StoreError("%s has ETag %s after the upload, not %s as sent; the upload is not trusted."
+                                 % (self.name, escape(etag, 80), expected))
 
     def abort(self):
         if self.state != "open":

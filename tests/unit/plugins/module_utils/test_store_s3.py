@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -232,8 +233,9 @@ def test_multipart_upload_streams_parts_and_checks_the_result(moto, bucket):
     parts = requests_of(store, "UploadPart")
     manifest = write_set(store, files={"big.bin": data})
     assert len(parts) == 6
-    for request in parts:
-        assert _header(request.headers, "Content-MD5") and _header(request.headers, "x-amz-checksum-sha256")
+    # Every part carries its SHA-256; the first also its Content-MD5 (dropped once the endpoint shows it checks the SHA-256).
+    assert all(_header(request.headers, "x-amz-checksum-sha256") for request in parts)
+    assert _header(parts[0].headers, "Content-MD5")
     assert store.verify_set(manifest) == []
     head = moto.client().head_object(Bucket=bucket, Key=key("db1", "app", SET_ID, "big.bin"), PartNumber=1)
     assert head["PartsCount"] == 6
@@ -842,7 +844,7 @@ def _slow_parts(store, delay=0.3):
         with guard:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
-            state["numbers"].append(int(request.url.split("partNumber=")[1].split("&")[0]))
+            state["numbers"].append(_part_number(request))
         time.sleep(delay)
 
     def after(**kwargs):
@@ -873,28 +875,67 @@ def test_parts_go_up_in_parallel_within_the_bound_and_in_order(moto, bucket):
         assert reader.read() == data
 
 
+def _part_number(request):
+    return int(request.url.split("partNumber=")[1].split("&")[0])
+
+
 def test_a_failed_part_in_flight_aborts_the_whole_upload(moto, bucket):
     store = open_s3(moto, bucket, part_size=5)
     sent = []
 
-    def corrupt_third(request, **kwargs):
-        number = int(request.url.split("partNumber=")[1].split("&")[0])
-        sent.append(number)
-        if number == 3:
-            body = request.body.read()
-            request.body = body[:-1] + bytes([body[-1] ^ 1])
-    store.client.meta.events.register("before-send.s3.UploadPart", corrupt_third)
+    def lose_third(request, **kwargs):
+        sent.append(_part_number(request))
+        if sent[-1] == 3:  # an upload id the endpoint does not know: a refusal that is not retried
+            request.url = re.sub(r"uploadId=[^&]+", "uploadId=gone", request.url)
+    store.client.meta.events.register("before-send.s3.UploadPart", lose_third)
     writer = store.begin("db1", "app", SET_ID)
     sink = writer.open("big.bin")
-    with pytest.raises(_stores.StoreError, match="part 3 of .* the data was corrupted on the way"):
+    with pytest.raises(_stores.StoreError, match="part 3 of "):
         for dummy in range(40):
             sink.write(os.urandom(MIB))
         sink.close()
     assert sink.state == "aborted" and sink.pool is None
-    # The upload stopped within the parts in flight of the failure, and nothing of it is left.
+    # The upload stopped within the parts in flight after the failure, and nothing of it is left.
     assert max(sent) <= 3 + _store_s3.parts_in_flight(5 * MIB) + 1
     assert not uploads(moto, bucket)
     with pytest.raises(_stores.StoreError, match="aborted"):
         sink.write(b"more")
     writer.abort()
+    assert all_keys(moto, bucket) == []
+
+
+def test_content_md5_is_dropped_once_the_endpoint_checks_the_sha256(moto, bucket):
+    store = open_s3(moto, bucket, part_size=5)
+    md5s = {}
+    store.client.meta.events.register(
+        "before-send.s3.UploadPart",
+        lambda request, **kw: md5s.__setitem__(_part_number(request), "Content-MD5" in request.headers))
+    data = os.urandom(5 * 5 * MIB)
+    writer = store.begin("db1", "app", SET_ID)
+    sink = writer.open("big.bin")
+    sink.write(data)
+    sink.close()
+    writer.commit(_manifest.dumps(manifest_for(SET_ID, {"big.bin": data})), ["big.bin"])
+    assert md5s[1] is True and md5s[5] is False
+    with store.open_payload("db1", "app", SET_ID, "big.bin") as reader:
+        assert reader.read() == data
+
+
+def test_a_later_part_corrupted_on_the_way_fails_the_composite_checksum(moto, bucket):
+    """A part sent without Content-MD5 that the endpoint stored wrong: the object's composite SHA-256 gives it away."""
+    store = open_s3(moto, bucket, part_size=5)
+
+    def corrupt_fifth(request, **kwargs):
+        if _part_number(request) == 5:
+            assert "Content-MD5" not in request.headers
+            body = request.body.read()
+            request.body = body[:-1] + bytes([body[-1] ^ 1])
+    store.client.meta.events.register("before-send.s3.UploadPart", corrupt_fifth)
+    writer = store.begin("db1", "app", SET_ID)
+    sink = writer.open("big.bin")
+    sink.write(os.urandom(5 * 5 * MIB + 7))
+    with pytest.raises(_stores.StoreError, match="SHA-256 checksum .* the data was corrupted on the way"):
+        sink.close()
+    writer.abort()
+    assert not uploads(moto, bucket)
     assert all_keys(moto, bucket) == []
