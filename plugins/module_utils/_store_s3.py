@@ -66,8 +66,10 @@ except ImportError:
 MIB = 1024 * 1024
 # Parts of one payload uploaded at once, by a pool of this many threads per sink ...
 UPLOAD_THREADS = 2
-# ... within this memory: the parts in flight plus the one being filled, each part_size long.
-UPLOAD_MEMORY = 32 * MIB
+# ... within this memory: the parts in flight plus the one being filled, each part_size long. A part
+# size too large for two buffers in it (the default 16 MiB) uploads one part at a time, in the writer's
+# thread, so that a module stays under 100 MB whatever it uploads.
+UPLOAD_MEMORY = 24 * MIB
 DEFAULT_PART_MIB = 16
 MIN_PART_MIB = 5
 MAX_PART_MIB = 5120
@@ -301,15 +303,16 @@ class S3Reader(object):
 # ------------------------------------------------------------------ writing
 
 def parts_in_flight(part_size):
-    """How many parts of ``part_size`` bytes one sink uploads at once (at least one)."""
-    return max(1, min(UPLOAD_THREADS, UPLOAD_MEMORY // part_size - 1))
+    """How many parts of ``part_size`` bytes one sink uploads in the background while the next fills (0: none)."""
+    return max(0, min(UPLOAD_THREADS, UPLOAD_MEMORY // part_size - 1))
 
 
 class S3Sink(_stores.Sink):
     """One payload object: buffered part by part, parts uploaded by a small pool, completed and checked on close.
 
     Up to ``parts_in_flight(part_size)`` parts are uploaded at once while the
-    next one fills, so memory stays within that many parts plus one. Parts
+    next one fills, so memory stays within that many parts plus one (with
+    none in flight, each part is uploaded when full, from the one buffer). Parts
     are numbered in the order written and listed in that order on completion;
     the first failure stops the upload (``abort``) and is raised to the writer.
     """
@@ -368,26 +371,33 @@ class S3Sink(_stores.Sink):
                              % (self.name, MAX_PARTS, self.part_size // MIB))
         if self.upload_id is None:
             self._create()
+        with_md5 = not (self.checksums and self.sum_checked)
+        if not self.in_flight:
+            # One part at a time, in this thread, from the one buffer.
+            self._record(self._send_part(self.numbered + 1, self.buffer, self.fill, with_md5))
+            self.numbered += 1
+            self.fill = 0
+            return
         if self.pool is None:
             self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.in_flight,
                                                               thread_name_prefix="lifeboat-s3-part")
         while len(self.pending) >= self.in_flight:
             self._collect_oldest()
         self.numbered += 1
-        buffer, fill = self.buffer, self.fill
-        with_md5 = not (self.checksums and self.sum_checked)
-        self.pending.append(self.pool.submit(self._send_part, self.numbered, buffer, fill, with_md5))
+        self.pending.append(self.pool.submit(self._send_part, self.numbered, self.buffer, self.fill, with_md5))
         self.buffer = self.spare.pop() if self.spare else bytearray(self.part_size)
         self.fill = 0
 
     def _collect_oldest(self):
         """Wait for the oldest part in flight; record it (parts stay in order) and keep its buffer for reuse."""
-        future = self.pending.popleft()
-        part, md5, digest, buffer = future.result()
+        self.spare.append(self._record(self.pending.popleft().result()))
+
+    def _record(self, result):
+        part, md5, digest, buffer = result
         self.parts.append(part)
         self.part_md5s.append(md5)
         self.part_sums.append(digest)
-        self.spare.append(buffer)
+        return buffer
 
     def _send_part(self, number, buffer, fill, with_md5):
         """Upload one part (a pool thread) with its SHA-256 where the endpoint takes it, else its Content-MD5.

@@ -939,3 +939,28 @@ def test_a_later_part_corrupted_on_the_way_fails_the_composite_checksum(moto, bu
     writer.abort()
     assert not uploads(moto, bucket)
     assert all_keys(moto, bucket) == []
+
+
+def test_memory_of_the_parts_in_flight_stays_within_the_budget():
+    for mib in range(_store_s3.MIN_PART_MIB, 200):
+        count = _store_s3.parts_in_flight(mib * MIB)
+        assert 0 <= count <= _store_s3.UPLOAD_THREADS
+        assert count == 0 or (count + 1) * mib * MIB <= _store_s3.UPLOAD_MEMORY
+    # The default part size keeps one part in memory, as a module under 100 MB needs.
+    assert _store_s3.parts_in_flight(_store_s3.DEFAULT_PART_MIB * MIB) == 0
+
+
+def test_a_part_size_with_none_in_flight_uploads_each_part_when_full(moto, bucket):
+    store = open_s3(moto, bucket)
+    state = _slow_parts(store, delay=0)
+    data = os.urandom(2 * _store_s3.DEFAULT_PART_MIB * MIB + 5)
+    writer = store.begin("db1", "app", SET_ID)
+    sink = writer.open("big.bin")
+    sink.write(data[:_store_s3.DEFAULT_PART_MIB * MIB])
+    assert state["numbers"] == [1] and sink.pool is None
+    sink.write(data[_store_s3.DEFAULT_PART_MIB * MIB:])
+    sink.close()
+    writer.commit(_manifest.dumps(manifest_for(SET_ID, {"big.bin": data})), ["big.bin"])
+    assert state["most"] == 1 and state["numbers"] == [1, 2, 3]
+    with store.open_payload("db1", "app", SET_ID, "big.bin") as reader:
+        assert reader.read() == data
