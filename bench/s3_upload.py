@@ -53,8 +53,11 @@ TARGET_RSS_MB = 100.0
 
 
 def s3_spec(facts):
-    return {"kind": "s3", "bucket": BUCKET, "endpoint_url": facts["endpoint_url"], "region": REGION,
+    spec = {"kind": "s3", "bucket": BUCKET, "endpoint_url": facts["endpoint_url"], "region": REGION,
             "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    if facts.get("part_mib"):
+        spec["part_size"] = facts["part_mib"]
+    return spec
 
 
 def client(facts):
@@ -214,7 +217,11 @@ def run_bench(args):
         import moto as moto_pkg  # pylint: disable=import-outside-toplevel
         r["versions"] = {"boto3": boto3.__version__, "moto": moto_pkg.__version__}
         from ansible_collections.lifeboat.backup.plugins.module_utils import _stores  # pylint: disable=import-outside-toplevel
-        r["part_mib"] = _stores.get_kind("s3").options.get("part_size", {}).get("default")
+        r["part_mib"] = args.part_mib or _stores.get_kind("s3").options.get("part_size", {}).get("default")
+        r["part_mib_is_default"] = not args.part_mib
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _store_s3  # pylint: disable=import-outside-toplevel
+        r["parts_in_flight"] = _store_s3.parts_in_flight(r["part_mib"] * MIB) if hasattr(_store_s3, "parts_in_flight") else 0
+        facts = dict(facts, part_mib=args.part_mib)
         moto_peak = watch_pid(facts["pid"], markers=[(b"moto.server", "moto")]) if facts.get("pid") else None
         markers = [(b"s3_upload.py", "child")]
         for rep, name in interleaved(VARIANTS, args.reps):
@@ -248,7 +255,9 @@ def render(r):
          "medians (min–max). Endpoint: moto's S3 server on 127.0.0.1 (%s). Peak RSS is the largest VmHWM of the "
          "variant's Python process." % (m["started"], r["reps"], r["moto"]["how"]), ""]
     L += machine_table(m, [("boto3, moto", "%s, %s" % (r["versions"]["boto3"], r["versions"]["moto"])),
-                           ("s3 store part size", "%s MiB (the kind's default)" % r.get("part_mib"))]) + [""]
+                           ("s3 store part size", "%s MiB (%s), %s part(s) uploaded in the background while the next "
+                            "fills" % (r.get("part_mib"), "the kind's default" if r.get("part_mib_is_default", True)
+                                       else "--part-mib", r.get("parts_in_flight", 0)))]) + [""]
     names = {"lifeboat": "`_pipeline.run_to_sink` (`cat data.bin`) into an s3 store sink, then commit",
              "boto3": "`boto3.client('s3').upload_file` (default TransferConfig)"}
     rows = []
@@ -279,6 +288,8 @@ def main(argv=None):
         return 0
     p = cli.parser(__doc__, reps=3)
     p.add_argument("--clean", action="store_true", help="delete the 1 GiB data file at the end")
+    p.add_argument("--part-mib", type=int, default=None,
+                   help="the s3 store's part_size in MiB (default: the kind's default)")
 
     def run(args_):
         args = cli.parse(p, args_)
