@@ -509,7 +509,7 @@ class S3Sink(_stores.Sink):
             # The composite checksum: the SHA-256 of the parts' SHA-256s, "-<parts>".
             expected = _b64(hashlib.sha256(b"".join(self.part_sums)).digest())
             reported = str(head.get("ChecksumSHA256") or "")
-            if reported and reported.split("-")[0] != expected:
+            if reported and reported.split("-", 1)[0] != expected:
                 raise StoreError("%s has the SHA-256 checksum %s after the upload, not %s-%d as sent; the data was "
                                  "corrupted on the way." % (self.name, escape(reported, 80), expected, len(self.parts)))
         if all(self.part_md5s):
