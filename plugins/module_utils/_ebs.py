@@ -107,13 +107,30 @@ class Ec2(object):
 
     def call(self, region, operation, what, **kwargs):
         """client(region).<operation>(**kwargs); a failure raises Ec2Error with one sentence naming ``what``."""
+        region = region or self.region
         method = getattr(self.client(region), operation)
         try:
             return method(**kwargs)
         except _aws.BOTO_ERRORS as exc:
             raise Ec2Error(describe_error(exc, self.connection, what, region), exc)
 
+    def account_id(self):
+        """This account's id (STS GetCallerIdentity, which needs no permission), or None if it cannot be told.
+
+        AWS filters ``OwnerIds=["self"]`` itself; the id is checked again on every snapshot
+        described, so that an endpoint that ignores the filter cannot hand over another account's.
+        """
+        if not hasattr(self, "_account_id"):
+            self._account_id = None
+            try:
+                sts = self._factory(_aws.Connection(dict(self.spec, region=self.region), self.environ), "sts")
+                self._account_id = sts.get_caller_identity().get("Account")
+            except _aws.BOTO_ERRORS:
+                pass
+        return self._account_id
+
     def pages(self, region, operation, key, what, **kwargs):
+        region = region or self.region
         client = self.client(region)
         try:
             for page in client.get_paginator(operation).paginate(**kwargs):
@@ -386,6 +403,9 @@ class SnapshotEngine(object):
             for snap in self.ec2.pages(region, "describe_snapshots", "Snapshots", "the snapshots of %s/%s" % (host, source),
                                        OwnerIds=["self"], Filters=filters):
                 set_id = tag_dict(snap.get("Tags")).get(TAG_SET)
+                account = self.ec2.account_id()
+                if account and snap.get("OwnerId") not in (None, account):
+                    continue
                 if set_id not in keep_set_ids:
                     found.append((region, snap))
         return found
@@ -561,6 +581,9 @@ def owned_snapshots(ec2, region, ids, what):
         for snap in ec2.pages(region, "describe_snapshots", "Snapshots", what, OwnerIds=["self"],
                               Filters=[{"Name": "snapshot-id", "Values": chunk}]):
             found[snap["SnapshotId"]] = snap
+    account = ec2.account_id()
+    if account:
+        found = dict((k, v) for k, v in found.items() if v.get("OwnerId") in (None, account))
     return found
 
 
