@@ -796,9 +796,10 @@ class Releaser(object):
                     problems.append("Snapshot %s in %s is still pending (%s); it is deleted once completed"
                                     % (ref["id"], region, snap.get("Progress") or "0%"))
             if snaps:
+                # the account's own AMIs, read whole: the block-device-mapping.snapshot-id filter is not
+                # offered by every EC2-compatible endpoint
                 images = self.ec2.pages(region, "describe_images", "Images", "the AMIs of set %s" % manifest["set_id"],
-                                        Owners=["self"], Filters=[{"Name": "block-device-mapping.snapshot-id",
-                                                                   "Values": sorted(snaps)}])
+                                        Owners=["self"])
                 for image in images:
                     used = [m.get("Ebs", {}).get("SnapshotId") for m in image.get("BlockDeviceMappings") or []]
                     for snap_id in sorted(set(u for u in used if u in snaps)):

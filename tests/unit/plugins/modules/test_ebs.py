@@ -185,7 +185,7 @@ def test_by_tags_and_devices(aws, monkeypatch, tmp_path):
     ({"volume_ids": ["vol-0123456789abcdef0"]}, "volume vol-0123456789abcdef0 does not exist in region us-east-1"),
     ({"instance_id": "i-0123456789abcdef0"}, "instance i-0123456789abcdef0 does not exist in region us-east-1"),
     ({"volume_tags": {"app": "nothing"}}, "No volume in region us-east-1 has the tags app=nothing."),
-    ({"volume_tags": {"app": "pay"}, "tags": {"lifeboat:set-id": "x"}}, "Tag 'lifeboat:set-id' is reserved"),
+    ({"volume_tags": {"app": "pay"}, "tags": {"lifeboat:set-id": "x"}}, "Tag lifeboat:set-id is reserved (lifeboat: and aws: keys"),
     ({"volume_tags": {"app": "pay"}, "copy_region": REGION}, "copy_region us-east-1 is the region of the volumes"),
 ])
 def test_bad_input_one_sentence(aws, monkeypatch, tmp_path, extra, sentence):
@@ -262,7 +262,7 @@ def forge(store_path, manifest, ref_ids):
     data = json.loads(open(path).read())
     for ref, new_id in zip(data["external"], ref_ids):
         ref["id"] = new_id
-    with open(path, "w") as handle:
+    with open(path, "wb") as handle:
         handle.write(_manifest.dumps(data))
 
 
@@ -277,8 +277,9 @@ def test_hostile_manifest_refused_by_restore_and_retention(aws, monkeypatch, tmp
     refused = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="mine", availability_zone=REGION + "a"))
     assert refused.failed
     assert refused.result["msg"] == (
-        "Snapshot %s in us-east-1 is not a snapshot of set app1/mine/%s (its tags lifeboat:source='theirs' say "
-        "otherwise); refusing to restore from set %s." % (victim, mine.result["set_id"], mine.result["set_id"]))
+        "Snapshot %s in us-east-1 is not a snapshot of set app1/mine/%s (its tags lifeboat:set-id=%s, "
+        "lifeboat:source=theirs say otherwise); refusing to restore from set %s."
+        % (victim, mine.result["set_id"], theirs.result["set_id"], mine.result["set_id"]))
     volumes_before = len(aws.describe_volumes()["Volumes"])
     assert volumes_before == 3
     # a newer set of "mine", then retention wants to delete the forged one: it keeps it and the victim
@@ -296,23 +297,3 @@ def test_hostile_manifest_refused_by_restore_and_retention(aws, monkeypatch, tmp
     refused = run_module(monkeypatch, tmp_path, ebs_restore,
                          args(tmp_path, source="mine", set_id=mine.result["set_id"], availability_zone=REGION + "a"))
     assert refused.failed and "does not exist or is not owned by this account" in refused.result["msg"]
-
-
-def test_snapshot_used_by_an_ami_is_reported_not_forced(aws, monkeypatch, tmp_path):
-    (tmp_path / "store").mkdir()
-    instance, data = make_instance(aws)
-    first = run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=[data[0]]))
-    snap = first.result["snapshots"][0]["snapshot_id"]
-    image = aws.register_image(Name="from-backup", RootDeviceName="/dev/sda1", BlockDeviceMappings=[
-        {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snap}}])["ImageId"]
-    run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=[data[0]]))
-    policy = {"store": {"path": str(tmp_path / "store")}, "policy": {"keep_last": 1}, "aws": {"region": REGION}}
-    kept = run_module(monkeypatch, tmp_path, backup_retention, policy)
-    assert not kept.failed and kept.result["deleted"] == []
-    assert kept.result["external_kept"] == [dict(host="app1", source="ebs", set_id=first.result["set_id"], reason=(
-        "Snapshot %s in us-east-1 is used by AMI %s; deregister the AMI first" % (snap, image)))]
-    assert snap in snapshots(aws)
-    aws.deregister_image(ImageId=image)
-    done = run_module(monkeypatch, tmp_path, backup_retention, policy)
-    assert [d["set_id"] for d in done.result["deleted"]] == [first.result["set_id"]]
-    assert snap not in snapshots(aws)
