@@ -17,8 +17,8 @@ description:
     C(lifeboat:snapshot-id) and C(lifeboat:volume-id) (the original volume).
   - With O(instance_id) the volumes are attached to it, each at the device its original volume had (or the
     one O(devices) maps it to); the zone is then the instance's.
-  - O(region) picks which snapshots are used: those in the volumes' own region, or, naming the DR region
-    of O(lifeboat.backup.ebs_snapshot#module:copy_region), the copies made there.
+  - O(region) picks which snapshots are used. The volumes' own region takes the snapshots; the DR region
+    (C(copy_region) of M(lifeboat.backup.ebs_snapshot)) takes the copies made there.
   - Before anything is created, every snapshot must exist, be owned by this account, be completed, and carry
     the tags of this very set (host, source, set id). A manifest naming any other snapshot is refused.
   - A restore that fails deletes the volumes it created and did not attach.
