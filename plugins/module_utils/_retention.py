@@ -548,8 +548,10 @@ def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=D
                 released, failed = releaser.release(by_id[set_id])
                 report["external_released"] += [dict(item, set_id=set_id) for item in released]
                 problems += failed
-            if problems:  # the mark stays: the next run tries again
+            if problems:  # the set stays complete: the next run tries again
                 report["external_kept"] += [{"set_id": set_id, "reason": p} for p in problems]
+                if set_id not in journal:  # a mark found in the journal is cleared below
+                    store.delete_object(host, source, mark)
                 continue
             store.delete_set(host, source, set_id)
             store.delete_object(host, source, mark)
