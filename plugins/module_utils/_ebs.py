@@ -241,8 +241,9 @@ def select_volumes(ec2, volume_ids=None, instance_id=None, devices=None, tags=No
             found += [_volume_entry(v) for v in volumes or []]
     elif tags:
         filters = [{"Name": "tag:%s" % k, "Values": [str(v)]} for k, v in sorted(tags.items())]
-        found = [_volume_entry(v) for v in ec2.pages(None, "describe_volumes", "Volumes",
-                                                      "the volumes tagged %s" % _show_tags(tags), Filters=filters)]
+        pages = ec2.pages(None, "describe_volumes", "Volumes", "the volumes tagged %s" % _show_tags(tags),
+                          Filters=filters)
+        found = [_volume_entry(v) for v in pages]
         if not found:
             raise LifeboatError("No volume in region %s has the tags %s." % (region, _show_tags(tags)))
     else:
@@ -703,9 +704,8 @@ class RestoreEngine(object):
         manifest = job.manifest
         for item in self.plan:
             tags = dict(self.user_tags)
-            tags.update({"lifeboat:restored-from": "%s/%s/%s" % (manifest["host"], manifest["source"],
-                                                                  manifest["set_id"]),
-                         "lifeboat:snapshot-id": item["snapshot_id"]})
+            origin = "%s/%s/%s" % (manifest["host"], manifest["source"], manifest["set_id"])
+            tags.update({"lifeboat:restored-from": origin, "lifeboat:snapshot-id": item["snapshot_id"]})
             if item["source_volume_id"]:
                 tags[TAG_VOLUME] = item["source_volume_id"]
             kwargs = dict(SnapshotId=item["snapshot_id"], AvailabilityZone=item["availability_zone"],
