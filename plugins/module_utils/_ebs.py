@@ -187,15 +187,16 @@ def _volume_entry(volume, devices=None):
                 tags=dict((k, v) for k, v in tag_dict(volume.get("Tags")).items() if not k.startswith("aws:")))
 
 
-def describe_instance(ec2, instance_id):
-    reservations = ec2.call(None, "describe_instances", "instance %s" % instance_id,
+def describe_instance(ec2, instance_id, region=None):
+    region = region or ec2.region
+    reservations = ec2.call(region, "describe_instances", "instance %s" % instance_id,
                             InstanceIds=[instance_id]).get("Reservations") or []
     for reservation in reservations:
         for instance in reservation.get("Instances") or []:
             if instance.get("InstanceId") == instance_id:
                 return instance
     raise LifeboatError("instance %s does not exist in region %s; check the id, or set region to the one it is in."
-                        % (escape(instance_id, 40), ec2.region))
+                        % (escape(instance_id, 40), region))
 
 
 def instance_volumes(instance):
@@ -651,9 +652,7 @@ class RestoreEngine(object):
                                     % (ref["id"], manifest["set_id"], escape(snaps[ref["id"]].get("State"), 20)))
         instance = None
         if self.instance_id:
-            instance = describe_instance(self.ec2, self.instance_id) if self.region == self.ec2.region else None
-            if instance is None:
-                instance = self._instance_in_region()
+            instance = describe_instance(self.ec2, self.instance_id, self.region)
             zone = (instance.get("Placement") or {}).get("AvailabilityZone")
             if self.availability_zone and zone and zone != self.availability_zone:
                 raise LifeboatError("Instance %s is in %s, not in availability_zone %s; volumes attach only in the "
@@ -681,14 +680,6 @@ class RestoreEngine(object):
                                   volume_type=self.volume_type or attributes.get("volume_type") or None,
                                   device=device if self.instance_id else None,
                                   availability_zone=self.availability_zone, region=self.region))
-
-    def _instance_in_region(self):
-        reservations = self.ec2.call(self.region, "describe_instances", "instance %s" % self.instance_id,
-                                     InstanceIds=[self.instance_id]).get("Reservations") or []
-        for reservation in reservations:
-            for instance in reservation.get("Instances") or []:
-                return instance
-        raise LifeboatError("instance %s does not exist in region %s." % (self.instance_id, self.region))
 
     def _check_zone(self):
         zones = self.ec2.call(self.region, "describe_availability_zones", "the availability zones of %s" % self.region)

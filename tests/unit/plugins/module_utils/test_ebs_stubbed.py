@@ -147,3 +147,14 @@ def test_another_accounts_snapshot_is_never_taken_even_if_the_endpoint_ignores_o
     assert found == {}
     assert _ebs.refusal(MANIFEST, MANIFEST["external"][0], found.get("snap-1")) == (
         "Snapshot snap-1 in us-east-1 does not exist or is not owned by this account")
+
+
+def test_missing_permission_is_one_sentence_naming_the_action():
+    ec2, stubs = stubbed()
+    stubs["us-east-1"].add_client_error("create_snapshot", "UnauthorizedOperation",
+                                        "You are not authorized to perform this operation. Encoded message: xyz",
+                                        http_status_code=403)
+    with pytest.raises(LifeboatError) as info:
+        ec2.call(None, "create_snapshot", "volume vol-1", VolumeId="vol-1")
+    assert str(info.value) == ("Access denied at AWS (region us-east-1) for CreateSnapshot on volume vol-1; grant "
+                               "these credentials ec2:CreateSnapshot.")
