@@ -134,8 +134,7 @@ class Ec2(object):
         client = self.client(region)
         try:
             for page in client.get_paginator(operation).paginate(**kwargs):
-                for item in page.get(key) or []:
-                    yield item
+                yield from page.get(key) or []
         except _aws.BOTO_ERRORS as exc:
             raise Ec2Error(describe_error(exc, self.connection, what, region), exc)
 
