@@ -11,7 +11,8 @@ Run through bench/run.sh (``bench/run.sh ebs``), or directly with options:
 
 Variants, both in this process against the same moto server (so ansible's own start-up is not counted):
 
-  direct   boto3: CreateSnapshot with tags for each chosen volume, then one DescribeSnapshots
+  direct   boto3, as a standalone program would: a client, CreateSnapshot with tags for each chosen volume,
+           then one DescribeSnapshots
   engine   _jobs.BackupJob into a dir store driving _ebs.SnapshotEngine on the same volumes by id: volume
            lookup, leftovers scan, snapshots, waiting, manifest, commit (polling at once: moto completes
            snapshots when they start)
@@ -73,6 +74,9 @@ def main():
         timings = {"direct": [], "engine": []}
 
         def direct():
+            # a standalone boto3 program: its own client, then the calls
+            ec2 = boto3.client("ec2", region_name=conn["region"], endpoint_url=conn["endpoint_url"],
+                               aws_access_key_id=conn["access_key"], aws_secret_access_key=conn["secret_key"])
             made = []
             for volume in volumes:
                 made.append(ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [

@@ -105,6 +105,9 @@ CONNECTION_ERRORS = ("EndpointConnectionError", "ConnectionClosedError", "Connec
                      "ReadTimeoutError", "ProxyConnectionError", "ConnectionError", "HTTPClientError")
 
 
+_SESSIONS = {}
+
+
 class MissingLibraryError(LifeboatError):
     """boto3/botocore is not installed on the host that talks to the store."""
 
@@ -221,12 +224,17 @@ def client(connection, service="s3", **config):
     if verify and connection.ca_bundle:
         verify = connection.ca_bundle
     try:
-        session = boto3.session.Session(
-            aws_access_key_id=connection.access_key,
-            aws_secret_access_key=connection.secret_key,
-            aws_session_token=connection.session_token,
-            profile_name=connection.profile,
-        )
+        # One session per set of credentials in a process: a new session loads the service model again
+        # (hundreds of milliseconds for EC2), and a module may need clients for several regions.
+        key = (connection.access_key, connection.secret_key, connection.session_token, connection.profile)
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = boto3.session.Session(
+                aws_access_key_id=connection.access_key,
+                aws_secret_access_key=connection.secret_key,
+                aws_session_token=connection.session_token,
+                profile_name=connection.profile,
+            )
         return session.client(service, region_name=connection.region, endpoint_url=connection.endpoint_url,
                               verify=verify, config=cfg)
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:

@@ -235,10 +235,16 @@ def select_volumes(ec2, volume_ids=None, instance_id=None, devices=None, tags=No
         found = [_volume_entry(v, attached) for v in volumes]
     elif volume_ids:
         ids = list(dict.fromkeys(volume_ids))
-        found = []
-        for volume_id in ids:  # one call per id, so that an unknown volume is named
-            volumes = ec2.call(None, "describe_volumes", "volume %s" % volume_id, VolumeIds=[volume_id]).get("Volumes")
-            found += [_volume_entry(v) for v in volumes or []]
+        try:
+            volumes = ec2.call(None, "describe_volumes", "volume %s" % ids[0], VolumeIds=ids).get("Volumes") or []
+        except Ec2Error as exc:
+            if exc.code not in NOT_FOUND or len(ids) == 1:
+                raise
+            volumes = []
+            for volume_id in ids:  # one call per id, so that the unknown volume is named
+                volumes += ec2.call(None, "describe_volumes", "volume %s" % volume_id,
+                                    VolumeIds=[volume_id]).get("Volumes") or []
+        found = [_volume_entry(v) for v in volumes]
     elif tags:
         filters = [{"Name": "tag:%s" % k, "Values": [str(v)]} for k, v in sorted(tags.items())]
         pages = ec2.pages(None, "describe_volumes", "Volumes", "the volumes tagged %s" % _show_tags(tags),
@@ -404,10 +410,10 @@ class SnapshotEngine(object):
             for snap in self.ec2.pages(region, "describe_snapshots", "Snapshots", "the snapshots of %s/%s" % (host, source),
                                        OwnerIds=["self"], Filters=filters):
                 set_id = tag_dict(snap.get("Tags")).get(TAG_SET)
-                account = self.ec2.account_id()
-                if account and snap.get("OwnerId") not in (None, account):
+                if set_id in keep_set_ids:
                     continue
-                if set_id not in keep_set_ids:
+                account = self.ec2.account_id()  # asked only when there is a candidate
+                if not account or snap.get("OwnerId") in (None, account):
                     found.append((region, snap))
         return found
 
