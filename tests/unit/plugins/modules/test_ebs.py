@@ -26,6 +26,7 @@ from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_m
 REGION = "us-east-1"
 DR = "us-west-2"
 ACCOUNT = "123456789012"  # moto's default account
+AMI = "ami-12c6146b"  # one of moto's stock AMIs (listing them all takes seconds)
 
 
 @pytest.fixture
@@ -40,8 +41,7 @@ def aws(monkeypatch):
 
 def make_instance(ec2, data_volumes=2, sizes=(3, 5, 7)):
     """An instance with its root volume and ``data_volumes`` more at /dev/sdf, /dev/sdg..."""
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
+    instance = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
                                  Placement={"AvailabilityZone": REGION + "a"})["Instances"][0]
     volumes = []
     for index in range(data_volumes):
@@ -63,8 +63,8 @@ def args(tmp_path, **extra):
 def snapshots(ec2, region=REGION):
     client = ec2 if region == REGION else boto3.client("ec2", region_name=region)
     # moto lists the snapshots of its public AMIs too (other owners), whatever OwnerIds says
-    return dict((s["SnapshotId"], s) for s in client.describe_snapshots(OwnerIds=["self"])["Snapshots"]
-                if s["OwnerId"] == ACCOUNT)
+    found = client.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "owner-id", "Values": [ACCOUNT]}])
+    return dict((s["SnapshotId"], s) for s in found["Snapshots"] if s["OwnerId"] == ACCOUNT)
 
 
 def tags(item):
