@@ -338,11 +338,12 @@ class SnapshotEngine(object):
 
     set_type = "full"
 
-    def __init__(self, ec2, volumes, runner=None, pre_hook=None, post_hook=None, tags=None, copy_region=None,
+    def __init__(self, ec2, volumes=None, runner=None, pre_hook=None, post_hook=None, tags=None, copy_region=None,
                  copy_kms_key_id=None, wait_timeout=DEFAULT_WAIT_TIMEOUT, description=None, sleep=time.sleep,
-                 clock=time.monotonic, interval=5.0):
+                 clock=time.monotonic, interval=5.0, selection=None):
         self.ec2 = ec2
         self.volumes = volumes
+        self.selection = dict(selection or {})
         self.runner = runner
         self.pre_hook = list(pre_hook or [])
         self.post_hook = list(post_hook or [])
@@ -371,7 +372,15 @@ class SnapshotEngine(object):
         self.multi = multi_volume_spec(self.ec2, self.volumes)
         return self.multi
 
+    def probe(self, decision=None):
+        """Choose the volumes (``selection``: select_volumes' arguments) and how to snapshot them."""
+        if self.volumes is None:
+            self.volumes = select_volumes(self.ec2, **self.selection)
+        self.plan()
+
     def describe(self, codec=None):
+        if self.volumes is None:
+            return []
         calls = []
         if self.pre_hook:
             calls.append(["pre_hook"] + self.pre_hook)
@@ -440,6 +449,13 @@ class SnapshotEngine(object):
                 wait_for(self.ec2, self.copy_region, [c["snapshot_id"] for c in self.copies],
                          "the copies of set %s in %s" % (ctx.set_id, self.copy_region), self.wait_timeout,
                          self.sleep, self.clock, self.interval, self.progress)
+        except LifeboatError as exc:
+            self.release(ctx)
+            if self.left_behind:
+                raise LifeboatError("%s; snapshot %s could not be deleted (%s), delete it by hand." % (
+                    str(exc).rstrip("."), ", ".join("%s in %s" % (i["id"], i["region"]) for i in self.left_behind),
+                    self.left_behind[0]["error"].rstrip(".")))
+            raise
         except BaseException:
             self.release(ctx)
             raise
@@ -564,12 +580,15 @@ class SnapshotEngine(object):
                 raise
 
     def result(self, manifest=None, extras=None):
+        if extras and extras.get("skipped"):
+            return dict(snapshots=[], copies=[], removed_snapshots=[], progress=[], hooks=[], multi_volume=False,
+                        volumes=[], copy_region=self.copy_region)
         snaps = [dict(snapshot_id=s["snapshot_id"], volume_id=s["volume"]["volume_id"], region=self.region,
                       device=s["volume"].get("device"), size_gib=s["volume"]["size_gib"]) for s in self.snapshots]
         copies = [dict(snapshot_id=c["snapshot_id"], source_snapshot_id=c["source_snapshot_id"],
                        volume_id=c["volume"]["volume_id"], region=self.copy_region) for c in self.copies]
         return dict(snapshots=snaps, copies=copies, removed_snapshots=self.removed, progress=self.progress,
-                    hooks=self.hooks, multi_volume=bool(self.multi), volumes=self.volumes)
+                    hooks=self.hooks, multi_volume=bool(self.multi), volumes=self.volumes, copy_region=self.copy_region)
 
 
 # ------------------------------------------------------------------ checking a manifest's references

@@ -138,6 +138,18 @@ set_id:
   returned: always
   type: str
   sample: 20261126T031500Z-full
+type:
+  description: Type of the set written (always C(full)).
+  returned: success
+  type: str
+type_reason:
+  description: Why this type was chosen.
+  returned: success
+  type: str
+parent_set_id:
+  description: Always null (every EBS set is complete on its own).
+  returned: success
+  type: str
 store:
   description: The store, as kind and location.
   returned: always
@@ -227,7 +239,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _ebs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
@@ -258,47 +269,21 @@ def main():
                            required_by={"devices": "instance_id", "copy_kms_key_id": "copy_region"})
     plain_results(module)
     params = module.params
-    cmd = []
-    engine = None
     try:
         if params["wait_timeout"] < 1:
             raise LifeboatError("wait_timeout must be 1 second or more, not %d." % params["wait_timeout"])
         for hook in ("pre_hook", "post_hook"):
             if params[hook] is not None and not params[hook]:
                 raise LifeboatError("%s is an empty command; give an argv list or leave it out." % hook)
-        runner = runner_for(module)
-        ec2 = _ebs.Ec2(params)
-        store = _store_kinds.open_store(params["store"])
-        source = params["source"] or params["instance_id"] or "ebs"
-        job = _jobs.BackupJob(store, _jobs.default_host(params), source, "ebs", "snapshot", set_type="full",
-                              labels=params["labels"], max_age=params["max_age"], work_dir=module.tmpdir,
-                              signer=_codec.signer_from_params(params, runner))
-        decision = job.plan()
-        if decision["action"] == "skip":
-            module.exit_json(volumes=[], multi_volume=False, snapshots=[], copies=[],
-                             copy_region=params["copy_region"],
-                             **_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-        volumes = _ebs.select_volumes(ec2, params["volume_ids"], params["instance_id"], params["devices"],
-                                      params["volume_tags"])
-        engine = _ebs.SnapshotEngine(ec2, volumes, runner, params["pre_hook"], params["post_hook"], params["tags"],
-                                     params["copy_region"], params["copy_kms_key_id"], params["wait_timeout"],
-                                     params["description"])
-        engine.plan()
-        cmd = engine.describe()
-        if module.check_mode:
-            module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"], store=store.describe(),
-                             cmd=cmd, skipped_reason=None, **engine.check_result(decision))
-        manifest, extras = job.run(engine)
+        selection = dict(volume_ids=params["volume_ids"], instance_id=params["instance_id"],
+                         devices=params["devices"], tags=params["volume_tags"])
+        engine = _ebs.SnapshotEngine(_ebs.Ec2(params), None, runner_for(module), params["pre_hook"],
+                                     params["post_hook"], params["tags"], params["copy_region"],
+                                     params["copy_kms_key_id"], params["wait_timeout"], params["description"],
+                                     selection=selection)
     except LifeboatError as exc:
-        failed = dict(cmd=cmd)
-        if engine is not None and engine.left_behind:
-            failed["left_behind"] = engine.left_behind
-        module.fail_json(msg=str(exc), **failed)
-    result = _jobs.backup_result(store, manifest, cmd, extras)
-    result.update(engine.result(manifest, extras))
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, params["source"] or params["instance_id"] or "ebs", "ebs", "snapshot")
 
 
 if __name__ == "__main__":
