@@ -21,7 +21,7 @@ from ansible_collections.lifeboat.backup.plugins.modules import backup_retention
 from ansible_collections.lifeboat.backup.plugins.modules import backup_verify  # noqa: E402
 from ansible_collections.lifeboat.backup.plugins.modules import ebs_restore  # noqa: E402
 from ansible_collections.lifeboat.backup.plugins.modules import ebs_snapshot  # noqa: E402
-from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module  # noqa: E402
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_set, run_module  # noqa: E402
 
 REGION = "us-east-1"
 DR = "us-west-2"
@@ -297,3 +297,39 @@ def test_hostile_manifest_refused_by_restore_and_retention(aws, monkeypatch, tmp
     refused = run_module(monkeypatch, tmp_path, ebs_restore,
                          args(tmp_path, source="mine", set_id=mine.result["set_id"], availability_zone=REGION + "a"))
     assert refused.failed and "does not exist or is not owned by this account" in refused.result["msg"]
+
+
+def test_failed_restore_deletes_the_volumes_it_created(aws, monkeypatch, tmp_path):
+    (tmp_path / "store").mkdir()
+    instance, data = make_instance(aws)
+    made = run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=data))
+    assert not made.failed
+    before = set(v["VolumeId"] for v in aws.describe_volumes()["Volumes"])
+
+    def attach_fails(self, job):
+        raise _ebs.LifeboatError("Attaching failed.")
+
+    monkeypatch.setattr(_ebs.RestoreEngine, "finalise", attach_fails)
+    failed = run_module(monkeypatch, tmp_path, ebs_restore,
+                        args(tmp_path, source="ebs", availability_zone=REGION + "b"))
+    assert failed.failed and failed.result["msg"] == "Attaching failed."
+    assert len(failed.result["volumes"]) == 2 and failed.result["left_behind"] == []
+    assert set(v["VolumeId"] for v in aws.describe_volumes()["Volumes"]) == before
+
+
+def test_restore_of_another_engine_set_and_unknown_zone(aws, monkeypatch, tmp_path):
+    (tmp_path / "store").mkdir()
+    instance, data = make_instance(aws)
+    assert not run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=data[:1])).failed
+    failed = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="ebs", availability_zone="mars-1a"))
+    assert failed.failed and failed.result["msg"].startswith("availability_zone mars-1a is not a zone of region "
+                                                             "us-east-1 (")
+    failed = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="ebs", region=DR,
+                                                                 availability_zone=DR + "a"))
+    assert failed.failed and failed.result["msg"] == ("Set %s has no EBS snapshot in region us-west-2 (it has some "
+                                                      "in us-east-1); set region to one of those."
+                                                      % failed.result["set_id"])
+    make_set(_store_dir.DirStore({"path": str(tmp_path / "store")}), "app1", "db", "20261126T031500Z-full")
+    failed = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="db", availability_zone=REGION + "a"))
+    assert failed.failed and failed.result["msg"] == ("Set 20261126T031500Z-full was written by postgresql, not "
+                                                      "ebs_snapshot; restore it with its own module.")
