@@ -106,8 +106,8 @@ def main():
         extra = results["engine"]["median_s"] - results["direct"]["median_s"]
         results["overhead_s"] = extra
         results["overhead_per_volume_ms"] = 1000.0 * extra / args.volumes
-        log("engine - direct: %.3f s for %d volumes (%.1f ms a volume)" % (extra, args.volumes,
-                                                                          results["overhead_per_volume_ms"]))
+        per_volume = results["overhead_per_volume_ms"]
+        log("engine - direct: %.3f s for %d volumes (%.1f ms a volume)" % (extra, args.volumes, per_volume))
         shutil.rmtree(root, ignore_errors=True)
     finally:
         server.stop()
