@@ -105,6 +105,9 @@ CONNECTION_ERRORS = ("EndpointConnectionError", "ConnectionClosedError", "Connec
                      "ReadTimeoutError", "ProxyConnectionError", "ConnectionError", "HTTPClientError")
 
 
+_SESSIONS = {}
+
+
 class MissingLibraryError(LifeboatError):
     """boto3/botocore is not installed on the host that talks to the store."""
 
@@ -221,12 +224,22 @@ def client(connection, service="s3", **config):
     if verify and connection.ca_bundle:
         verify = connection.ca_bundle
     try:
-        session = boto3.session.Session(
-            aws_access_key_id=connection.access_key,
-            aws_secret_access_key=connection.secret_key,
-            aws_session_token=connection.session_token,
-            profile_name=connection.profile,
-        )
+        # One session per set of credentials in a process: a new session loads the service model again
+        # (hundreds of milliseconds for EC2), and a module may need clients for several regions.
+        # Only sessions of explicit keys are kept: a profile or boto3's own chain reads files and the
+        # environment when the session is made, which may change between calls.
+        key = (connection.access_key, connection.secret_key, connection.session_token)
+        cacheable = bool(connection.access_key and connection.secret_key) and not connection.profile
+        session = _SESSIONS.get(key) if cacheable else None
+        if session is None:
+            session = boto3.session.Session(
+                aws_access_key_id=connection.access_key,
+                aws_secret_access_key=connection.secret_key,
+                aws_session_token=connection.session_token,
+                profile_name=connection.profile,
+            )
+            if cacheable:
+                _SESSIONS[key] = session
         return session.client(service, region_name=connection.region, endpoint_url=connection.endpoint_url,
                               verify=verify, config=cfg)
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:

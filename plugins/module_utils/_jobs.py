@@ -389,7 +389,7 @@ def run_backup_module(module, engine, source, engine_name, method, store=None):
     extras)`` (keys merged into the check-mode and final results),
     ``tool_versions(codec)`` (stored as ``engine.versions`` before the run) and
     a ``set_type`` attribute that overrides the ``type`` option.
-    The module options it reads: the store, codec and signing options, and
+    The module options it reads: the store, codec (when it has them) and signing options, and
     ``type``, ``full_every``, ``between``, ``labels``, ``max_age`` and
     ``work_dir`` where the module has them.
     """
@@ -398,8 +398,10 @@ def run_backup_module(module, engine, source, engine_name, method, store=None):
     try:
         if store is None:
             store = _store_kinds.open_store(params["store"])
-        codec = Codec(module, params["compression"], params["compression_level"],
-                      params["compression_threads"], params["encrypt_recipients"])
+        codec = None  # a module without the codec options (its sets hold no payload) writes through none
+        if "compression" in params:
+            codec = Codec(module, params["compression"], params["compression_level"],
+                          params["compression_threads"], params["encrypt_recipients"])
         set_type = getattr(engine, "set_type", None) or params.get("type") or "full"
         job = BackupJob(store, default_host(params), source, engine_name, method, set_type=set_type,
                         full_every=params.get("full_every"), between=params.get("between") or "incremental",

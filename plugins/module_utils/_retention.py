@@ -457,17 +457,39 @@ def classify_leftovers(leftovers, journal, newest_set_id, now, older_than_s):
     return removable, kept_back
 
 
+def external_releasers(manifest, releasers):
+    """The releasers (objects with ``kinds``, ``check`` and ``release``) for the external references of ``manifest``."""
+    kinds = set(ref.get("kind") for ref in manifest.get("external") or [])
+    return [r for r in releasers or () if kinds.intersection(r.kinds)]
+
+
+def check_external(manifest, releasers):
+    """Why the external references of ``manifest`` cannot be released now (a list of sentences; empty: they can)."""
+    problems = []
+    for releaser in external_releasers(manifest, releasers):
+        try:
+            problems += releaser.check(manifest)
+        except LifeboatError as exc:
+            problems.append(str(exc).rstrip("."))
+    return problems
+
+
 def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=DEFAULT_LEFTOVER_AGE_S,
-                 prune_objects=True, check_mode=False):
+                 prune_objects=True, check_mode=False, releasers=()):
     """Plan one source and, unless ``check_mode``, carry the plan out under the source's lock.
 
     Deletions go newest first (a child before its parent), each recorded in the journal
     ``retention/deleting/<set_id>`` of the object namespace before ``delete_set`` and cleared after, so a
     run that dies part-way leaves a half-deleted set that never looks complete and that the next run finishes
     and reports. Returns the source's report.
+
+    ``releasers`` release what a set refers to but does not hold (its external references: volume
+    snapshots) before the set is deleted: a set whose references cannot all be released (``check``) is
+    kept, with its parents, and reported in ``external_kept``; what was released is in ``external_released``.
     """
     report = {"host": host, "source": source, "blocked": None, "plan": [], "deleted": [], "objects_pruned": [],
-              "leftovers_removed": [], "leftovers_kept": [], "deletions_finished": [], "stale_lock": None}
+              "leftovers_removed": [], "leftovers_kept": [], "deletions_finished": [], "stale_lock": None,
+              "external_released": [], "external_kept": []}
 
     def work():
         result, sets, objects, leftovers = inspect_source(store, host, source, policy, now, wait_for)
@@ -484,7 +506,34 @@ def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=D
         if prune_objects and not result["blocked"]:
             doomed_objects = [n for n in prunable_objects(objects, kept_sets, newest) if not n.startswith(JOURNAL_PREFIX)]
         doomed = [e["set_id"] for e in result["sets"] if e["action"] == "delete"]
+        held = set()
+        for set_id in doomed:  # newest first: a set kept back keeps its parents too
+            problems = [] if set_id in held else check_external(by_id[set_id], releasers)
+            if problems or set_id in held:
+                parent = by_id[set_id].get("parent_set_id")
+                while parent and parent in by_id and parent not in held:
+                    held.add(parent)
+                    parent = by_id[parent].get("parent_set_id")
+                held.add(set_id)
+            for problem in problems:
+                report["external_kept"].append({"set_id": set_id, "reason": problem})
+        if held:
+            doomed = [s for s in doomed if s not in held]
+            for entry in report["plan"]:
+                if entry["set_id"] in held and entry["action"] == "delete":
+                    entry["action"] = "keep"
+                    entry["reasons"] = list(entry["reasons"]) + [
+                        "its external references cannot be released now (see external_kept)"]
+            kept_sets += [by_id[s] for s in sorted(held)]
+            if doomed_objects:
+                doomed_objects = [n for n in prunable_objects(objects, kept_sets, newest)
+                                  if not n.startswith(JOURNAL_PREFIX)]
         if check_mode:
+            for set_id in doomed:
+                for ref in by_id[set_id].get("external") or []:
+                    if external_releasers({"external": [ref]}, releasers):
+                        report["external_released"].append({"set_id": set_id, "kind": ref["kind"], "id": ref["id"],
+                                                            "location": ref.get("location")})
             report["deleted"] = doomed
             report["objects_pruned"] = doomed_objects
             report["leftovers_removed"] = removable if not kept_back else []
@@ -494,6 +543,16 @@ def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=D
             mark = JOURNAL_PREFIX + set_id
             if set_id not in journal:  # a mark left by a run that died before hiding the set is reused
                 store.put_object(host, source, mark, io.BytesIO(json.dumps({"set_id": set_id}).encode("utf-8")))
+            problems = []
+            for releaser in external_releasers(by_id[set_id], releasers):
+                released, failed = releaser.release(by_id[set_id])
+                report["external_released"] += [dict(item, set_id=set_id) for item in released]
+                problems += failed
+            if problems:  # the set stays complete: the next run tries again
+                report["external_kept"] += [{"set_id": set_id, "reason": p} for p in problems]
+                if set_id not in journal:  # a mark found in the journal is cleared below
+                    store.delete_object(host, source, mark)
+                continue
             store.delete_set(host, source, set_id)
             store.delete_object(host, source, mark)
             report["deleted"].append(set_id)

@@ -30,6 +30,11 @@ description:
   - Leftovers of crashed runs (C(.partial) sets, half-deleted sets, incomplete multipart uploads) older than
     O(leftovers_older_than) are removed, and objects of the namespace that no kept set needs (WAL segments
     before the first one a kept set names, old failure records) are pruned.
+  - A set that refers to EBS snapshots (M(lifeboat.backup.ebs_snapshot)) has them deleted with it, in every
+    region it names (the volumes' region and the DR copies'), through the AWS connection in O(aws). Only
+    snapshots owned by the account and tagged for that very set are deleted; a snapshot still pending, used
+    by an AMI or tagged for another host, source or set keeps the set (and its parents), reported in
+    RV(external_kept).
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -47,6 +52,50 @@ attributes:
     support: full
     description: A second run with the same policy and clock finds nothing to delete and reports C(changed=false).
 options:
+  aws:
+    description:
+      - The AWS connection used to delete the EBS snapshots of deleted sets. Each snapshot is deleted in the
+        region its set records; O(aws.region) is only the default for a set that records none.
+      - Unset options come from the environment (E(AWS_ACCESS_KEY_ID), E(AWS_URL)...), as in amazon.aws.
+      - Used only when a set to delete refers to EBS snapshots.
+    type: dict
+    default: {}
+    suboptions:
+      access_key:
+        description: AWS access key ID (else E(AWS_ACCESS_KEY_ID) or E(AWS_ACCESS_KEY), else boto3's chain).
+        type: str
+        aliases: [aws_access_key_id, aws_access_key]
+      secret_key:
+        description: AWS secret access key (else E(AWS_SECRET_ACCESS_KEY) or E(AWS_SECRET_KEY)).
+        type: str
+        aliases: [aws_secret_access_key, aws_secret_key]
+      session_token:
+        description: AWS STS session token (else E(AWS_SESSION_TOKEN)).
+        type: str
+        aliases: [aws_session_token]
+      profile:
+        description: A profile of the AWS configuration files (else E(AWS_PROFILE)).
+        type: str
+        aliases: [aws_profile]
+      region:
+        description: The default region (else E(AWS_REGION) or E(AWS_DEFAULT_REGION)).
+        type: str
+        aliases: [aws_region]
+      endpoint_url:
+        description: URL of an EC2-compatible endpoint instead of AWS's (else E(AWS_URL)).
+        type: str
+        aliases: [aws_endpoint_url]
+      aws_ca_bundle:
+        description: A CA bundle for the endpoint's TLS certificate (else E(AWS_CA_BUNDLE)).
+        type: path
+      validate_certs:
+        description: Verify the endpoint's TLS certificate.
+        type: bool
+        default: true
+      max_attempts:
+        description: Attempts per request, from 1 to 20.
+        type: int
+        default: 5
   host:
     description:
       - Only the sources of this host. All hosts of O(store) when unset.
@@ -194,6 +243,18 @@ objects_pruned:
   returned: always
   type: list
   elements: dict
+external_released:
+  description: External references (EBS snapshots) deleted with their sets (in check mode, that would be),
+    each with host, source, set_id, kind, id and location (the region).
+  returned: always
+  type: list
+  elements: dict
+external_kept:
+  description: Why the external references of a set could not be released, so that the set was kept
+    (host, source, set_id, reason).
+  returned: always
+  type: list
+  elements: dict
 stale_locks:
   description: Stale store locks that were taken over, per C(host/source).
   returned: always
@@ -207,6 +268,7 @@ store:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, plain_results, utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils import _ebs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _retention
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
@@ -223,15 +285,20 @@ POLICY_OPTIONS = dict(
 )
 
 
-def run(store, params, now, check_mode, wait_for=()):
+def releasers(params):
+    """What releases the external references of deleted sets, per kind (EBS snapshots through ``aws``)."""
+    return [_ebs.Releaser(_ebs.Ec2(params.get("aws") or {}))]
+
+
+def run(store, params, now, check_mode, wait_for=(), release=()):
     """Apply the policy to every selected source; the module's result (without ``changed``)."""
     policy = _retention.check_policy(params["policy"])
     leftover_age_s = _retention.parse_duration(params["leftovers_older_than"], "leftovers_older_than")
     result = dict(plan=[], deleted=[], kept=0, blocked={}, deletions_finished=[], leftovers_removed=[],
-                  leftovers_kept=[], objects_pruned=[], stale_locks={})
+                  leftovers_kept=[], objects_pruned=[], stale_locks={}, external_released=[], external_kept=[])
     for host, source in _retention.select_sources(store, params["host"], params["sources"]):
         report = _retention.apply_source(store, host, source, policy, now, wait_for, leftover_age_s,
-                                         params["prune_objects"], check_mode)
+                                         params["prune_objects"], check_mode, release)
         key = "%s/%s" % (host, source)
         result["plan"] += report["plan"]
         result["kept"] += sum(1 for e in report["plan"] if e["action"] == "keep")
@@ -244,6 +311,8 @@ def run(store, params, now, check_mode, wait_for=()):
         result["leftovers_removed"] += [dict(host=host, source=source, name=n) for n in report["leftovers_removed"]]
         result["leftovers_kept"] += [dict(item, host=host, source=source) for item in report["leftovers_kept"]]
         result["objects_pruned"] += [dict(host=host, source=source, name=n) for n in report["objects_pruned"]]
+        result["external_released"] += [dict(item, host=host, source=source) for item in report["external_released"]]
+        result["external_kept"] += [dict(item, host=host, source=source) for item in report["external_kept"]]
     return result
 
 
@@ -255,6 +324,7 @@ def main():
         wait_for=dict(type="list", elements="dict", default=[], options=_store_kinds.store_options()),
         leftovers_older_than=dict(type="str", default="1d"),
         prune_objects=dict(type="bool", default=True),
+        aws=dict(type="dict", default={}, options=_ebs.connection_argument_spec()),
         fail_when_blocked=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -268,12 +338,12 @@ def main():
         wait_for = [_store_kinds.open_store(spec) for spec in params["wait_for"]]
         if not store.exists():
             raise LifeboatError("The store %s does not exist." % store.location())
-        result = run(store, params, utcnow(), module.check_mode, wait_for)
+        result = run(store, params, utcnow(), module.check_mode, wait_for, releasers(params))
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
     result["store"] = store.describe()
     changed = bool(result["deleted"] or result["deletions_finished"] or result["leftovers_removed"]
-                   or result["objects_pruned"])
+                   or result["objects_pruned"] or result["external_released"])
     if params["fail_when_blocked"] and result["blocked"]:
         module.fail_json(msg="Retention deleted nothing for %s: %s" % (
             ", ".join(sorted(result["blocked"])), " ".join(result["blocked"][k] for k in sorted(result["blocked"]))),

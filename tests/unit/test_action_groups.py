@@ -31,6 +31,8 @@ FAMILIES = {
                 "replica_set", "uri", "tls", "tls_ca_file", "tls_certificate_key_file",
                 "tls_certificate_key_file_password", "tls_crl_file", "tls_allow_invalid_certificates",
                 "mongo_bin_dir"],
+    "aws": ["access_key", "secret_key", "session_token", "profile", "region", "endpoint_url", "aws_ca_bundle",
+            "validate_certs", "max_attempts"],
 }
 
 
