@@ -208,7 +208,7 @@ options:
             default: 10
       secondary:
         description:
-          - The second medium: another disk or mount, or an V(ssh) store on a backup server.
+          - The second medium (another disk or mount, or an V(ssh) store on a backup server).
           - The same suboptions as the C(store) option of the other modules of the collection.
         type: dict
         suboptions:

@@ -37,6 +37,7 @@ attributes:
     description: Reads the stores and returns the metrics it would write; the file is not touched.
   diff_mode:
     support: none
+    description: The file is a generated report; RV(metrics) lists what it holds.
   idempotent:
     support: none
     description: The file holds the time it was written, so every run rewrites it.

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _metrics
@@ -31,7 +30,7 @@ DAY = 86400.0
 
 def promtool(*args, cwd=RULES_DIR):
     assert PROMTOOL, "promtool is missing: run scripts/setup.sh (apt package prometheus)"
-    proc = subprocess.run([PROMTOOL] + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([PROMTOOL] + list(args), cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -61,7 +60,9 @@ def test_rules_name_only_metrics_the_module_writes():
 def test_rules_fire_on_what_the_module_writes(tmp_path):
     """Real stores, real samples: a failed source, an RPO breach and an offsite copy a day behind fire."""
     now = utcnow().replace(microsecond=0)
-    ago = lambda s: (now - datetime.timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ") + "-full"  # noqa: E731
+
+    def ago(seconds):
+        return (now - datetime.timedelta(seconds=seconds)).strftime("%Y%m%dT%H%M%SZ") + "-full"
     stores = {"primary": _store_dir.DirStore({"path": str(tmp_path / "primary")}),
               "offsite": _store_dir.DirStore({"path": str(tmp_path / "offsite")})}
     make_set(stores["primary"], "db1", "app", ago(60), duration=0)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # A webhook receiver for the notify role's test, on 127.0.0.1 and a free port.
 #   webhook.py start DIR   forks; writes DIR/port and DIR/pid; appends every POST to DIR/requests.jsonl
 #   webhook.py stop DIR    ends it
@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import sys
 
 
