@@ -185,10 +185,13 @@ def check_outcomes(outcomes):
             parse_duration(outcome.get("rpo"), "Source %s rpo" % escape(name, 100))
         except LifeboatError as exc:
             raise MetricsError(str(exc))
-        for role in (outcome.get("copies") or {}):
+        for role, copy in (outcome.get("copies") or {}).items():
             if role not in STORE_ROLES:
                 raise MetricsError("Source %s has a copy in store %s; stores are %s."
                                    % (escape(name, 100), escape(str(role), 40), ", ".join(STORE_ROLES)))
+            if copy is not None and not isinstance(copy, dict):
+                raise MetricsError("Source %s: the copy in store %s must be a dict such as {set_id: ..., verified: "
+                                   "true, error: null}." % (escape(name, 100), role))
 
 
 # ------------------------------------------------------------------ stores

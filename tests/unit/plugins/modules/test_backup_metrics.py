@@ -279,6 +279,7 @@ def test_unreadable_store_is_an_error_label(tmp_path, fleet):
     (dict(started="2026-11-26T03:15:00"), "has no time zone"),
     (dict(rpo="soon"), "rpo must be a duration"),
     (dict(copies={"tape": {"verified": True}}), "Source app has a copy in store tape"),
+    (dict(copies={"offsite": "yes"}), "Source app: the copy in store offsite must be a dict"),
 ])
 def test_bad_outcomes_fail_with_one_sentence(monkeypatch, tmp_path, fleet, bad, message):
     now, paths, dummy = fleet
