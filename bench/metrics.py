@@ -65,8 +65,8 @@ def run_bench(args):
                     "path": os.path.join(out_dir, "%s.prom" % shape), "host": host,
                     "sources": outcomes(sources, now), "stores": {"primary": store_spec}, "store_usage": usage})
                 if result.get("failed") or result.get("errors"):
-                    raise BenchError("backup_metrics failed on the %s store: %s" % (shape, result.get("msg")
-                                                                                   or result.get("errors")))
+                    why = result.get("msg") or result.get("errors")
+                    raise BenchError("backup_metrics failed on the %s store: %s" % (shape, why))
                 times[variant].append(run.wall)
             else:
                 stores = {"primary": _store_kinds.open_store(store_spec)}
