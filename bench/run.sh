@@ -9,6 +9,7 @@
 #   store_info   backup_info and the max_age decision over 10,000 sets in a dir store
 #   s3_upload    1 GiB into an s3 store against boto3's upload_file (moto on 127.0.0.1)
 #   ebs          the EBS engine's overhead per volume against direct boto3 calls (moto's EC2 on 127.0.0.1)
+#   metrics      backup_metrics over 10,000 sets of one source, store_usage on and off
 # and, by name only, the ablations on the postgresql benchmark's cluster:
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
@@ -28,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEFAULT=(postgresql store_info s3_upload retention ebs)
+DEFAULT=(postgresql store_info s3_upload retention ebs metrics)
 NEEDS_PG=(postgresql relay_check restore_check)
 
 py=.venv/bin/python

@@ -25,6 +25,9 @@ APT_PACKAGES+=(shellcheck git)
 APT_PACKAGES+=(mariadb-server mariadb-client mariadb-backup openssh-server openssh-client rsync btrfs-progs)
 # libfaketime: the retention integration target writes sets on days of its choosing (backup_retention).
 APT_PACKAGES+=(faketime)
+# promtool (package prometheus): the example alert rules (examples/prometheus/) and the
+# textfile that backup_metrics writes are checked with it.
+APT_PACKAGES+=(prometheus)
 
 # ---------------------------------------------------------------- apt
 missing=()

@@ -59,5 +59,6 @@ def test_members_accept_the_family(group):
 
 
 def test_every_module_is_in_the_store_group():
+    """Every module that takes a store is in the group (backup_metrics takes the three stores by role)."""
     modules = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "plugins", "modules")) if n.endswith(".py"))
-    assert sorted(groups()["store"]) == modules
+    assert sorted(groups()["store"]) == [m for m in modules if "store" in module_options(m)]
