@@ -182,13 +182,22 @@ class Payload(object):
 class JobContext(object):
     """What an engine's hooks get during one backup: the set being written, its parent and a workspace."""
 
-    def __init__(self, job, plan, manifest, workspace):
+    def __init__(self, job, plan, manifest, workspace, writer=None):
         self.job = job
         self.set_id = plan["set_id"]
         self.type = plan["type"]
         self.parent = plan.get("parent")
         self.manifest = manifest
         self.workspace = workspace
+        self._writer = writer
+
+    def tree(self, name):
+        """A local directory for tree payload ``name`` of the set being written (store capability ``trees``).
+
+        Returns a ``_stores.TreeTarget``; the engine fills ``path`` and records the tree (``_manifest.add_tree``)
+        and its index in ``record``.
+        """
+        return self._writer.tree(name)
 
 
 class BackupJob(object):
@@ -274,7 +283,7 @@ class BackupJob(object):
             try:
                 writer = self.store.begin(self.host, self.source, plan["set_id"])
                 try:
-                    self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
+                    self._drive(engine, JobContext(self, plan, manifest, workspace, writer), writer, manifest)
                     _manifest.finish(manifest, started, self.now())
                     manifest = _manifest.loads(_manifest.dumps(manifest))  # the form every reader will see
                     if self.signer is not None:
