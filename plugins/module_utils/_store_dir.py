@@ -61,6 +61,8 @@ O_CREATE_RW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Trees of interrupted runs, kept so that the next run resumes from them (rsync --link-dest).
 RESUME_DIR = ".resume"
+# An empty file in a partial set naming a tree the writer gave out (only those trees are kept to resume from).
+TREE_MARK = ".tree."
 
 OPTIONS = dict(
     path=dict(type="path"),
@@ -269,7 +271,9 @@ def keep_trees(source_dir, partial):
     """Move the trees (subdirectories) of partial set ``partial`` to ``.resume/``, replacing older ones."""
     try:
         with source_dir.sub(partial) as directory:
-            trees = [n for n, kind in directory.typed_names() if kind == "dir" and _manifest.FILE_NAME_RE.match(n)]
+            entries = directory.typed_names()
+            marked = set(n[len(TREE_MARK):] for n, kind in entries if kind == "file" and n.startswith(TREE_MARK))
+            trees = [n for n, kind in entries if kind == "dir" and n in marked and _manifest.FILE_NAME_RE.match(n)]
             if not trees:
                 return []
             with source_dir.sub(RESUME_DIR, create=True) as resume:
@@ -433,6 +437,7 @@ class DirSetWriter(_stores.SetWriter):
             raise StoreError("The tree %s was already opened in this set." % escape(name))
         if "." not in self.trees:
             self.trees["."] = TreeHandle(self.dir.sub("."))
+        os.close(self.dir.create_file(TREE_MARK + name))
         resume = None
         try:
             with self.source_dir.sub(RESUME_DIR) as kept:
@@ -452,6 +457,8 @@ class DirSetWriter(_stores.SetWriter):
     def commit(self, raw_manifest, names):
         trees = [n for n in self.trees if n != "."]
         try:
+            for name in trees:
+                os.unlink(TREE_MARK + name, dir_fd=self.dir.fd)
             present = sorted(n for n in self.dir.names())
             if present != sorted(list(names) + trees):
                 raise StoreError("Refusing to commit %s: the files on disk %s differ from the manifest %s."
