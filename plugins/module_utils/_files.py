@@ -385,15 +385,19 @@ class RsyncEngine(object):
         return itemized.stats.get("Number of files") != (previous.get("options") or {}).get("rsync_entries")
 
     # -------------------------------------------------------------- check mode
-    def check_result(self, decision, workspace, host, source):
-        """rsync --dry-run against the previous snapshot: what a run would change."""
-        self.previous = self.find_previous(_catalog.scan(self.store, host, source)[0])
+    def check_result(self, decision):
+        """rsync --dry-run against the previous snapshot: what a run would change (``decision["job"]``: the job)."""
+        job = decision["job"]
+        host, source = job.host, job.source
+        self.previous = self.find_previous(job.existing())
         handle = self._open_previous(host, source)
+        workspace = _jobs.make_workspace(job.work_dir, "lifeboat-check-")
         try:
             dest = os.path.join(workspace, "dry-run")
             rc, stderr, itemized = self.run_rsync(self.argv(dest, [handle.path] if handle else [], dry_run=True))
         finally:
             self.release(None)
+            shutil.rmtree(workspace, ignore_errors=True)
         if rc not in (0, RSYNC_VANISHED):
             raise FilesError(explain_rsync(rc, stderr, self.source_dir))
         return dict(changed=self.changed(itemized, self.previous), would_change=itemized.listed,
@@ -426,8 +430,8 @@ class RsyncEngine(object):
         if self.lists.specials:
             raise FilesError("The snapshot of %s holds %s, which is neither a file, a directory nor a link; rsync "
                              "was told to skip such entries." % (self.source_dir, self.lists.specials[0]))
-        yield _jobs.Payload(TREE_INDEX, [_pipeline.Stage("cat", ["cat", "--", index_path])], role="index")
-        yield _jobs.Payload(TREE_LINKS, [_pipeline.Stage("cat", ["cat", "--", links_path])], role="meta")
+        yield _jobs.Payload(TREE_INDEX, [_pipeline.Stage("cat", ["cat", "--", index_path])], role="index", raw=True)
+        yield _jobs.Payload(TREE_LINKS, [_pipeline.Stage("cat", ["cat", "--", links_path])], role="meta", raw=True)
 
     def write_lists(self, ctx, tree_path, index_path, links_path):
         """Walk the new tree and write its index and links file (SHA-256 reused for files linked to the previous)."""

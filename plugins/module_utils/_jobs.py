@@ -172,11 +172,13 @@ class Payload(object):
     codec's suffix to the name; the engine never sees them.
     """
 
-    def __init__(self, name, stages, role="payload", env=None):
+    def __init__(self, name, stages, role="payload", env=None, raw=False):
         self.name = name
         self.stages = list(stages)
         self.role = role
         self.env = env
+        # raw: stored as produced, without the set's codec (a tree's index and links file, which verify reads).
+        self.raw = raw
 
 
 class JobContext(object):
@@ -308,11 +310,13 @@ class BackupJob(object):
                 engine.prepare(ctx)
             prepared = True
             for payload in engine.produce(ctx):
-                name = payload.name + (codec.suffix() if codec else "")
-                stages = payload.stages + (codec.stages() if codec else [])
+                encode = codec if not getattr(payload, "raw", False) else None
+                name = payload.name + (encode.suffix() if encode else "")
+                stages = payload.stages + (encode.stages() if encode else [])
                 try:
                     write_stream(writer, manifest, name, stages, env=payload.env, role=payload.role,
-                                 file_codec=codec.file_codec() if codec else None)
+                                 file_codec=encode.file_codec() if encode else
+                                 ({"compression": "none", "encryption": None} if codec else None))
                 except _pipeline.PipelineError as exc:
                     explained = engine.explain(exc) if hasattr(engine, "explain") else None
                     if explained is None:

@@ -42,7 +42,9 @@ class Clock(object):
 
 def backup(store, src, clock, **options):
     engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"), **options)
-    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, set_type="full", now=clock)
+    # A codec as the module gives every engine: the tree's lists are still stored raw, so verify reads them.
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, set_type="full", now=clock,
+                          codec=_jobs.Codec(FakeModule(), "zstd"))
     manifest, extras = job.run(engine)
     return manifest, engine.result(manifest, extras)
 
@@ -135,6 +137,8 @@ def test_first_snapshot_then_unchanged_rerun_hard_links_every_file(setup):
     assert result["changed"] is True
     assert first["trees"][0]["files"] == 53 and first["options"]["files"] == 53
     assert first["options"]["bytes_transferred"] > 0
+    assert [(f["name"], f["role"], f["codec"]["compression"]) for f in first["files"]] == [
+        ("tree.index", "index", "none"), ("tree.links", "meta", "none")]
     assert store.verify_set(first) == []
     second, result = backup(store, src, clock)
     assert result["changed"] is False and result["changes"] == []
@@ -168,9 +172,10 @@ def test_excludes_includes_and_check_mode(setup, tmp_path):
     assert os.path.exists(os.path.join(tree, "data/f00"))
     (src / "data/f07").write_bytes(b"new content")
     engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"), excludes=["*.log"])
-    work = tmp_path / "work"
-    work.mkdir()
-    check = engine.check_result(None, str(work), "h1", "tree")
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, now=clock, work_dir=str(tmp_path))
+    decision = job.plan()
+    decision["job"] = job
+    check = engine.check_result(decision)
     assert check["changed"] is True and check["would_change_count"] == 1
     assert len(store.listing("h1", "tree").sets) == 1
 
