@@ -186,6 +186,14 @@ def read_links(handle, where="links file"):
 
 # ------------------------------------------------------------------ writing the lists
 
+def index_line(path, size, mode, sha256):
+    """An index line in its canonical form (``_manifest.format_index_line`` without parsing it back: the path
+    is checked, the other fields come from stat and hashlib)."""
+    _manifest.check_tree_path(path)
+    return (json.dumps({"mode": mode, "path": path, "sha256": sha256, "size": size}, sort_keys=True,
+                       separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+
+
 class Lists(object):
     """What ``write_lists`` found: counts and sums of the tree."""
 
@@ -220,7 +228,7 @@ def write_lists(root_fd, index_out, links_out, known=None):
                 finally:
                     os.close(fd)
             size, sha = digest
-            index_out.write(_manifest.format_index_line(entry.path, size, stat.S_IMODE(entry.st.st_mode), sha))
+            index_out.write(index_line(entry.path, size, stat.S_IMODE(entry.st.st_mode), sha))
             found.files += 1
             found.bytes += size
         elif entry.kind == "symlink":

@@ -118,6 +118,14 @@ def test_lists_round_trip_and_check_finds_nothing(tmp_path):
         os.close(fd)
 
 
+def test_index_lines_are_the_canonical_lines_the_manifest_reader_accepts():
+    for path in ("a", "d\u00e9j\u00e0/x y", "bad\udcff/name", "ctl\x01"):
+        line = _trees.index_line(path, 5, 0o640, "0" * 64)
+        assert line == _manifest.format_index_line(path, 5, 0o640, "0" * 64)
+    with pytest.raises(ManifestError):
+        _trees.index_line("../x", 1, 0o644, "0" * 64)
+
+
 def test_links_file_lines_are_strict():
     good = _trees.format_link_line("a/b", "/etc/x")
     assert good == b'{"path":"a/b","target":"/etc/x"}\n'
