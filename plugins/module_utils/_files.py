@@ -151,6 +151,24 @@ class TarEngine(object):
     def argv(self, snar="<workspace>/state.snar"):
         return tar_argv(self.tar_bin, self.source_dir, snar, self.excludes, self.one_file_system, self.xattrs)
 
+    # ------------------------------------------------------------ _jobs.run_backup_module hooks
+
+    def describe(self, codec):
+        return _pipeline.describe([_pipeline.Stage("tar", self.argv())] + codec.stages())
+
+    def tool_versions(self, codec):
+        """GNU tar is needed for --listed-incremental; its version line goes in the manifest."""
+        module = codec.module
+        tar_version = _jobs.version_line(module, self.tar_bin)
+        if "GNU tar" not in tar_version:
+            raise FilesError("method tar needs GNU tar (--listed-incremental); %s is %s." % (self.tar_bin, tar_version))
+        versions = {"tar": tar_version}
+        versions.update(codec.versions(module))
+        return versions
+
+    def result(self, manifest, extras):
+        return {"tool_versions": manifest.get("tool_versions")}
+
     def prepare(self, ctx):
         """Fetch the parent's tar state from the store (checked against the parent's manifest)."""
         self.snar = os.path.join(ctx.workspace, "state.snar")
@@ -310,7 +328,7 @@ class RsyncEngine(object):
     set_type = "full"
 
     def __init__(self, store, source_dir, rsync_bin, excludes=(), includes=(), one_file_system=False,
-                 bwlimit=None, checksum=False, xattrs=True, runner=None):
+                 bwlimit=None, checksum=False, xattrs=True, runner=None, warn=None):
         if bwlimit is not None and not BWLIMIT_RE.match(str(bwlimit)):
             raise FilesError("bwlimit must be a rate in KiB/s such as 5000 or 20m, not %r." % (bwlimit,))
         self.store = store
@@ -327,7 +345,7 @@ class RsyncEngine(object):
         self.previous = None
         self.itemized = None
         self.lists = None
-        self.warnings = []
+        self.warn = warn or (lambda message: None)
         self.handles = []
 
     def argv(self, dest="<set>/tree", link_dests=("<previous set>/tree",), dry_run=False):
@@ -420,8 +438,8 @@ class RsyncEngine(object):
         argv = self.argv(target.path, links)
         rc, stderr, self.itemized = self.run_rsync(argv)
         if rc == RSYNC_VANISHED:
-            self.warnings.append("Some files of %s vanished while rsync copied them; the snapshot holds the rest."
-                                 % self.source_dir)
+            self.warn("Some files of %s vanished while rsync copied them; the snapshot holds the rest."
+                      % self.source_dir)
         elif rc != 0:
             raise FilesError(explain_rsync(rc, stderr, self.source_dir))
         index_path = os.path.join(ctx.workspace, TREE_INDEX)
