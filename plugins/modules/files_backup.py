@@ -18,9 +18,9 @@ description:
     set is kept in the store's object namespace (C(tar/<set_id>.snar)) and its SHA-256 in the set's
     manifest, so a host rebuilt from scratch continues the chain, and a state altered in the store is
     refused.
-  - V(rsync_snapshot) makes each run a new browsable snapshot set of O(path) in a C(dir) store: rsync
+  - V(rsync_snapshot) makes each run a new browsable snapshot set of O(path) in a C(dir) store; rsync
     writes the tree in place inside the partial set, and files unchanged since the previous snapshot are
-    hard-linked to it (C(--link-dest)), so each snapshot costs only the changed bytes. The set's index
+    hard-linked to it (C(--link-dest)), so each snapshot costs only the changed bytes. The index of the set
     holds every file's SHA-256 (and its links file every symbolic link), so verify and restore check
     every file. The manifest records the file count, total bytes and the bytes rsync transferred.
   - A snapshot killed part-way stays C(.partial); the next run keeps its tree and hard-links what it
@@ -54,7 +54,7 @@ options:
     description:
       - V(tar) for archives streamed into any store (the form for object storage).
       - V(rsync_snapshot) for browsable snapshots hard-linked to the previous one, in a store with the
-        C(trees) capability (a C(dir) store). Such a set is always a complete tree (its type is V(full));
+        C(trees) capability (a C(dir) store). Such a set is always a complete tree (its type is V(full)),
         it cannot be encrypted, and its files are stored uncompressed.
     type: str
     default: tar
