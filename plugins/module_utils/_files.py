@@ -858,7 +858,6 @@ class TreeRestore(object):
         )
 
 
-
 class SnapshotRestore(TreeRestore):
     """The RestoreJob engine of ``files_restore`` for an rsync snapshot set.
 
