@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -259,3 +260,22 @@ def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup, tmp_pat
     assert copied < 40 * 256 * 1024  # what the killed run copied was linked, not copied again
     assert store.verify_set(manifest) == []
     assert not os.path.exists(os.path.join(store.location("h1", "tree"), ".resume", "tree"))
+
+
+def test_a_file_altered_in_the_previous_snapshot_is_not_vouched_for_again(setup):
+    store, src, clock = setup
+    first, dummy = backup(store, src, clock)
+    victim = os.path.join(tree_dir(store, first), "data/f09")
+    st = os.stat(victim)
+    os.chmod(victim, 0o600)
+    with open(victim, "r+b") as handle:  # same inode, same size, same mtime: rsync links it as unchanged
+        handle.write(b"\0" * st.st_size)
+    os.chmod(victim, stat.S_IMODE(st.st_mode))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second, dummy = backup(store, src, clock)
+    assert os.stat(os.path.join(tree_dir(store, second), "data/f09")).st_ino == st.st_ino
+    problems = store.verify_set(second)
+    assert [(p["name"], p["problem"]) for p in problems] == [("tree/data/f09", "sha256")]
+    # with checksum: true rsync compares content, so the altered file is copied afresh from the source
+    third, dummy = backup(store, src, clock, checksum=True)
+    assert store.verify_set(third) == []
