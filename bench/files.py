@@ -99,15 +99,16 @@ def main():
     raw2 = os.path.join(work, "raw2")
     same1 = os.path.join(work, "same1")
     same2 = os.path.join(work, "same2")
-    quiet = dict(check=True, stdout=subprocess.DEVNULL)
-    t_raw1, dummy = timed(lambda: subprocess.run([rsync, "-a", src + "/", raw1 + "/"], **quiet))
+    def quiet(argv):
+        return subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    t_raw1, dummy = timed(lambda: quiet([rsync, "-a", src + "/", raw1 + "/"]))
     # rsync with the engine's own flags (hard links, xattrs, ACLs, numeric ids), without the engine around it
-    t_same1, dummy = timed(lambda: subprocess.run(_files.rsync_argv(rsync, src, same1), **quiet))
+    t_same1, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same1)))
     t_eng1, first = timed(engine_run)
     count, changed = change(src, args.files, args.changed)
-    t_raw2, dummy = timed(lambda: subprocess.run([rsync, "-a", "--link-dest=" + raw1, src + "/", raw2 + "/"],
-                                                 **quiet))
-    t_same2, dummy = timed(lambda: subprocess.run(_files.rsync_argv(rsync, src, same2, [same1]), **quiet))
+    t_raw2, dummy = timed(lambda: quiet([rsync, "-a", "--link-dest=" + raw1, src + "/", raw2 + "/"]))
+    t_same2, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same2, [same1])))
     t_eng2, second = timed(engine_run)
     tree2 = os.path.join(store.location("bench", "tree", second["set_id"]), "tree")
     added = new_bytes(tree2)

@@ -99,8 +99,7 @@ def walk(dir_fd, prefix="", depth=0):
         if entry.kind == "dir":
             child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             try:
-                for sub in walk(child, entry.path + "/", depth + 1):
-                    yield sub
+                yield from walk(child, entry.path + "/", depth + 1)
             finally:
                 os.close(child)
 
