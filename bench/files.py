@@ -99,6 +99,7 @@ def main():
     raw2 = os.path.join(work, "raw2")
     same1 = os.path.join(work, "same1")
     same2 = os.path.join(work, "same2")
+
     def quiet(argv):
         return subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
