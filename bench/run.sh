@@ -13,6 +13,7 @@
 # and, by name only, the ablations on the postgresql benchmark's cluster:
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
+#   files        files_backup rsync_snapshot against raw rsync -a / --link-dest (20,000 files, 1 GiB)
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,

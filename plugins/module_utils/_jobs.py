@@ -174,23 +174,34 @@ class Payload(object):
     codec's suffix to the name; the engine never sees them.
     """
 
-    def __init__(self, name, stages, role="payload", env=None):
+    def __init__(self, name, stages, role="payload", env=None, raw=False):
         self.name = name
         self.stages = list(stages)
         self.role = role
         self.env = env
+        # raw: stored as produced, without the set's codec (a tree's index and links file, which verify reads).
+        self.raw = raw
 
 
 class JobContext(object):
     """What an engine's hooks get during one backup: the set being written, its parent and a workspace."""
 
-    def __init__(self, job, plan, manifest, workspace):
+    def __init__(self, job, plan, manifest, workspace, writer=None):
         self.job = job
         self.set_id = plan["set_id"]
         self.type = plan["type"]
         self.parent = plan.get("parent")
         self.manifest = manifest
         self.workspace = workspace
+        self._writer = writer
+
+    def tree(self, name):
+        """A local directory for tree payload ``name`` of the set being written (store capability ``trees``).
+
+        Returns a ``_stores.TreeTarget``; the engine fills ``path`` and records the tree (``_manifest.add_tree``)
+        and its index in ``record``.
+        """
+        return self._writer.tree(name)
 
 
 class BackupJob(object):
@@ -276,7 +287,7 @@ class BackupJob(object):
             try:
                 writer = self.store.begin(self.host, self.source, plan["set_id"])
                 try:
-                    self._drive(engine, JobContext(self, plan, manifest, workspace), writer, manifest)
+                    self._drive(engine, JobContext(self, plan, manifest, workspace, writer), writer, manifest)
                     _manifest.finish(manifest, started, self.now())
                     manifest = _manifest.loads(_manifest.dumps(manifest))  # the form every reader will see
                     if self.signer is not None:
@@ -301,11 +312,13 @@ class BackupJob(object):
                 engine.prepare(ctx)
             prepared = True
             for payload in engine.produce(ctx):
-                name = payload.name + (codec.suffix() if codec else "")
-                stages = payload.stages + (codec.stages() if codec else [])
+                encode = codec if not getattr(payload, "raw", False) else None
+                name = payload.name + (encode.suffix() if encode else "")
+                stages = payload.stages + (encode.stages() if encode else [])
                 try:
                     write_stream(writer, manifest, name, stages, env=payload.env, role=payload.role,
-                                 file_codec=codec.file_codec() if codec else None)
+                                 file_codec=encode.file_codec() if encode else
+                                 ({"compression": "none", "encryption": None} if codec else None))
                 except _pipeline.PipelineError as exc:
                     explained = engine.explain(exc) if hasattr(engine, "explain") else None
                     if explained is None:

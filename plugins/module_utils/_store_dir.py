@@ -14,6 +14,7 @@ Layout::
     <root>/<host>/<source>/<set_id>.deleting/       a deletion in progress
     <root>/<host>/<source>/.lock                    one writer per source
     <root>/<host>/<source>/objects/...              the object namespace
+    <root>/<host>/<source>/.resume/<tree>/          the tree of an interrupted run, to resume from
 
 Below the root nothing is reached by path: every step opens the next
 directory relative to the previous one's descriptor with ``O_NOFOLLOW``, so a
@@ -57,6 +58,11 @@ O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Payload files are also read: the pipeline reads back what a tool wrote into them for the SHA-256.
 O_CREATE_RW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# Trees of interrupted runs, kept so that the next run resumes from them (rsync --link-dest).
+RESUME_DIR = ".resume"
+# An empty file in a partial set naming a tree the writer gave out (only those trees are kept to resume from).
+TREE_MARK = ".tree."
 
 OPTIONS = dict(
     path=dict(type="path"),
@@ -244,6 +250,60 @@ class _Dir(object):
         _fsync_fd(self.fd)
 
 
+def fd_path(fd):
+    """A path naming the open directory ``fd`` for a child process, resolved by the kernel, not through the store."""
+    return "/proc/%d/fd/%d" % (os.getpid(), fd)
+
+
+def _syncfs(fd):
+    """Write back the file system of ``fd`` (all the files a tool wrote into a tree), else everything."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) == 0:
+            return
+    except (OSError, AttributeError):
+        pass
+    os.sync()
+
+
+def keep_trees(source_dir, partial):
+    """Move the trees (subdirectories) of partial set ``partial`` to ``.resume/``, replacing older ones."""
+    try:
+        with source_dir.sub(partial) as directory:
+            entries = directory.typed_names()
+            marked = set(n[len(TREE_MARK):] for n, kind in entries if kind == "file" and n.startswith(TREE_MARK))
+            trees = [n for n, kind in entries if kind == "dir" and n in marked and _manifest.FILE_NAME_RE.match(n)]
+            if not trees:
+                return []
+            with source_dir.sub(RESUME_DIR, create=True) as resume:
+                for name in trees:
+                    resume.remove_tree(name)
+                    os.rename(name, name, src_dir_fd=directory.fd, dst_dir_fd=resume.fd)
+                resume.fsync()
+            return trees
+    except (OSError, StoreError):
+        return []
+
+
+class TreeHandle(object):
+    """An open tree directory named for a child process (``path``); ``close`` lets it go."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.path = fd_path(directory.fd)
+
+    def close(self):
+        self.directory.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+
 class _Flusher(threading.Thread):
     """Pushes written data to disk while the copy goes on, so the final fsync is short."""
 
@@ -351,6 +411,7 @@ class DirSetWriter(_stores.SetWriter):
         self.source_dir = store._source_dir(host, source, create=True)
         self.dir = None
         self.sinks = []
+        self.trees = {}
         self.committed = False
         try:
             os.mkdir(self.partial, DIR_MODE, dir_fd=self.source_dir.fd)
@@ -368,15 +429,45 @@ class DirSetWriter(_stores.SetWriter):
         self.sinks.append(sink)
         return sink
 
-    def commit(self, raw_manifest, names):
+    def tree(self, name):
+        """``<set_id>.partial/<name>`` for a tool to create and fill in place (rsync makes it a copy of its source's
+        root), and ``.resume/<name>`` when an interrupted run left one."""
+        _stores.check_file_name(name)
+        if name in self.trees:
+            raise StoreError("The tree %s was already opened in this set." % escape(name))
+        if "." not in self.trees:
+            self.trees["."] = TreeHandle(self.dir.sub("."))
+        os.close(self.dir.create_file(TREE_MARK + name))
+        resume = None
         try:
+            with self.source_dir.sub(RESUME_DIR) as kept:
+                resume = TreeHandle(kept.sub(name))
+        except FileNotFoundError:
+            pass
+        except (OSError, StoreError):
+            resume = None  # a link or a file planted there is never used
+        self.trees[name] = resume
+        return _stores.TreeTarget(os.path.join(self.trees["."].path, name), resume.path if resume else None)
+
+    def _close_trees(self):
+        for handle in self.trees.values():
+            if handle is not None:
+                handle.close()
+
+    def commit(self, raw_manifest, names):
+        trees = [n for n in self.trees if n != "."]
+        try:
+            for name in trees:
+                os.unlink(TREE_MARK + name, dir_fd=self.dir.fd)
             present = sorted(n for n in self.dir.names())
-            if present != sorted(names):
+            if present != sorted(list(names) + trees):
                 raise StoreError("Refusing to commit %s: the files on disk %s differ from the manifest %s."
-                                 % (self.dir.where, present, sorted(names)))
-            for name in present:
+                                 % (self.dir.where, present, sorted(list(names) + trees)))
+            for name in names:
                 with self.dir.open_file(name) as handle:
                     os.fsync(handle.fileno())
+            if trees:
+                _syncfs(self.dir.fd)
             tmp = _manifest.MANIFEST_NAME + ".tmp"
             fd = self.dir.create_file(tmp)
             with os.fdopen(fd, "wb") as handle:
@@ -390,9 +481,17 @@ class DirSetWriter(_stores.SetWriter):
         except OSError as exc:
             raise StoreError(describe_os_error(exc, self.dir.where))
         self.committed = True
+        self._close_trees()
+        for name in trees:  # the run finished: what it resumed from is no longer needed
+            try:
+                with self.source_dir.sub(RESUME_DIR) as kept:
+                    kept.remove_tree(name)
+            except (OSError, StoreError):
+                pass
         self._close()
 
     def _close(self):
+        self._close_trees()
         for sink in self.sinks:
             sink.abort()
         if self.dir is not None:
@@ -406,8 +505,11 @@ class DirSetWriter(_stores.SetWriter):
         if self.dir is not None:
             for sink in self.sinks:
                 sink.abort()
+            self._close_trees()
             self.dir.close()
             self.dir = None
+            if self.trees:
+                keep_trees(self.source_dir, self.partial)
             try:
                 self.source_dir.remove_tree(self.partial)
             except (OSError, StoreError):
@@ -711,6 +813,22 @@ class DirStore(_stores.Store):
         _stores.check_set_id(set_id)
         return DirSetWriter(self, host, source, set_id)
 
+    def tree_path(self, host, source, set_id, name):
+        """A TreeHandle of tree ``name`` of a complete set (reached without following links), or None."""
+        _stores.check_file_name(name)
+        try:
+            with self._set_dir(host, source, set_id) as directory:
+                return TreeHandle(directory.sub(name))
+        except (OSError, StoreError):
+            return None
+
+    def open_tree(self, host, source, set_id, name):
+        _stores.check_file_name(name)
+        with self._set_dir(host, source, set_id) as directory:
+            tree = directory.sub(name)
+            fd, tree.fd = tree.fd, None
+            return fd
+
     def delete_set(self, host, source, set_id):
         with self._source_dir(host, source) as directory:
             doomed = set_id + DELETING_SUFFIX
@@ -734,6 +852,8 @@ class DirStore(_stores.Store):
             return removed
         with directory:
             for name in self.listing(host, source).partials:
+                if name.endswith(PARTIAL_SUFFIX):
+                    keep_trees(directory, name)
                 try:
                     directory.remove_tree(name)
                 except (OSError, StoreError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import re
 import socket
@@ -264,6 +265,23 @@ class SetWriter(object):
         """Remove everything this writer wrote, unless it committed. Never raises."""
         raise NotImplementedError
 
+    def tree(self, name):
+        """A local directory for the tree payload ``name`` of the set (capability ``trees``): a TreeTarget.
+
+        The caller fills the directory itself (rsync writes in place); ``commit`` then accepts the tree
+        beside the payload files. Kinds without local trees refuse.
+        """
+        raise StoreError("This store kind cannot hold tree payloads (rsync snapshots); use a dir store.")
+
+
+class TreeTarget(object):
+    """Where a tree payload is written: ``path`` (empty, local) and ``resume`` (an interrupted run's tree of the
+    same name, kept for ``--link-dest``, or None)."""
+
+    def __init__(self, path, resume=None):
+        self.path = path
+        self.resume = resume
+
 
 # ------------------------------------------------------------------ the contract
 
@@ -406,7 +424,52 @@ class Store(object):
     def delete_object(self, host, source, name):
         raise NotImplementedError
 
+    # trees (capability ``trees``)
+    def tree_path(self, host, source, set_id, name):
+        """The local directory of tree ``name`` of a complete set (for ``rsync --link-dest``), or None."""
+        return None
+
+    def open_tree(self, host, source, set_id, name):
+        """A directory descriptor of tree ``name`` of a set, opened without following links; the caller closes it."""
+        raise StoreError("This store kind cannot read tree payloads; restore or verify them from a dir store.")
+
     # shared logic
+    def verify_tree(self, manifest, tree):
+        """Re-hash every file of a tree against its index, check every link against the links file."""
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _trees
+        host, source, set_id = manifest["host"], manifest["source"], manifest["set_id"]
+        names = dict((f["name"], f) for f in manifest["files"])
+        for listed in (tree["index"], _trees.links_name(tree["name"])):
+            codec = (names.get(listed) or {}).get("codec") or {}
+            if codec.get("compression", "none") != "none" or codec.get("encryption"):
+                return [{"name": escape(listed), "problem": "unreadable",
+                         "detail": "the list of a tree must be stored without compression or encryption"}]
+        try:
+            root = self.open_tree(host, source, set_id, tree["name"])
+        except FileNotFoundError:
+            return [{"name": escape(tree["name"]), "problem": "missing"}]
+        except (OSError, StoreError) as exc:
+            return [{"name": escape(tree["name"]), "problem": "unreadable",
+                     "detail": getattr(exc, "strerror", None) or str(exc)}]
+        readers = []
+        try:
+            index = line_reader(self.open_payload(host, source, set_id, tree["index"]))
+            readers.append(index)
+            links = []
+            if _trees.links_name(tree["name"]) in names:
+                links_reader = line_reader(self.open_payload(host, source, set_id, _trees.links_name(tree["name"])))
+                readers.append(links_reader)
+                links = _trees.read_links(links_reader, "The links file of tree %s" % escape(tree["name"]))
+            entries = _manifest.read_index(index, tree, "The index of tree %s" % escape(tree["name"]))
+            return _trees.check_tree(root, tree["name"], entries, links)
+        except (OSError, StoreError) as exc:
+            return [{"name": escape(tree["name"]), "problem": "unreadable",
+                     "detail": getattr(exc, "strerror", None) or str(exc)}]
+        finally:
+            for reader in readers:
+                reader.close()
+            os.close(root)
+
     def verify_set(self, manifest):
         """Re-hash every file of a set; a list of problems, empty when sound."""
         host, source, set_id = manifest["host"], manifest["source"], manifest["set_id"]
@@ -441,10 +504,20 @@ class Store(object):
         except StoreError as exc:
             present = []
             problems.append({"name": ".", "problem": "unreadable", "detail": str(exc)})
+        for tree in manifest.get("trees") or []:
+            listed.add(tree["name"])
+            problems.extend(self.verify_tree(manifest, tree))
         for name in present:
             if name not in listed:
                 problems.append({"name": escape(name), "problem": "unlisted"})
         return problems
+
+
+def line_reader(reader):
+    """``reader`` with a buffered ``readline`` (a raw file would read one byte at a time)."""
+    if isinstance(reader, io.RawIOBase):
+        return io.BufferedReader(reader, CHUNK)
+    return reader
 
 
 def hash_reader(reader, limit=None, chunk=CHUNK):

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: files_backup
-short_description: Back up a directory tree as GNU tar chains into any store
+short_description: Back up a directory tree as rsync snapshots or GNU tar chains
 version_added: 0.2.0
 description:
   - V(tar) streams C(tar --listed-incremental) through compression, optional age encryption and
@@ -18,6 +18,15 @@ description:
     set is kept in the store's object namespace (C(tar/<set_id>.snar)) and its SHA-256 in the set's
     manifest, so a host rebuilt from scratch continues the chain, and a state altered in the store is
     refused.
+  - V(rsync_snapshot) makes each run a new browsable snapshot set of O(path) in a C(dir) store; rsync
+    writes the tree in place inside the partial set, and files unchanged since the previous snapshot are
+    hard-linked to it (C(--link-dest)), so each snapshot costs only the changed bytes. The index of the set
+    holds every file's SHA-256 (and its links file every symbolic link), so verify and restore check
+    every file. The manifest records the file count, total bytes and the bytes rsync transferred.
+  - A snapshot killed part-way stays C(.partial); the next run keeps its tree and hard-links what it
+    already copied, so it resumes instead of starting over.
+  - With V(rsync_snapshot), C(changed) is true only when something differs from the previous snapshot
+    (rsync's itemized output, and the number of entries for deletions).
   - One writer per source and store, guarded by a lock; a set becomes visible only when complete.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
@@ -30,7 +39,9 @@ attributes:
   check_mode:
     support: full
     description: >-
-      Reports the set it would write (its type and parent); nothing is written.
+      Reports the set it would write (its type and parent); nothing is written. With
+      O(method=rsync_snapshot), runs C(rsync --dry-run) against the previous snapshot and reports what
+      would change (C(would_change)) and whether anything would (C(changed)).
   diff_mode:
     support: none
     description: Nothing to diff; the result describes the sets.
@@ -42,10 +53,31 @@ options:
   method:
     description:
       - V(tar) for archives streamed into any store (the form for object storage).
-      - Browsable rsync snapshots (C(rsync_snapshot)) are planned and not available yet.
+      - V(rsync_snapshot) for browsable snapshots hard-linked to the previous one, in a store with the
+        C(trees) capability (a C(dir) store). Such a set is always a complete tree (its type is V(full)),
+        it cannot be encrypted, and its files are stored uncompressed.
     type: str
     default: tar
-    choices: [tar]
+    choices: [tar, rsync_snapshot]
+  include:
+    description:
+      - With O(method=rsync_snapshot), rsync patterns to keep although an O(exclude) pattern matches
+        them (given to rsync before the excludes, first match wins).
+    type: list
+    elements: str
+    default: []
+  bwlimit:
+    description:
+      - With O(method=rsync_snapshot), rsync's bandwidth limit in KiB per second (V(5000)), or with a
+        suffix (V(20m)).
+    type: str
+  checksum:
+    description:
+      - With O(method=rsync_snapshot), compare files by content (rsync C(--checksum)) rather than by
+        size and modification time. Slower (every file is read), but a file altered in the previous
+        snapshot is then never hard-linked into the new one.
+    type: bool
+    default: false
   type:
     description:
       - With O(method=tar), the set to write. V(auto) writes a full set when none is usable or the
@@ -67,7 +99,7 @@ options:
     choices: [incremental, differential]
   xattrs:
     description:
-      - Keep extended attributes and POSIX ACLs (GNU tar C(--xattrs --acls)).
+      - Keep extended attributes and POSIX ACLs (GNU tar C(--xattrs --acls), rsync C(--xattrs --acls)).
     type: bool
     default: true
   source:
@@ -90,7 +122,7 @@ options:
       - Defaults to the module's temporary directory.
     type: path
 requirements:
-  - GNU tar
+  - GNU tar (O(method=tar)); rsync 3.1 or later (O(method=rsync_snapshot))
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
   - age (when O(encrypt_recipients) is set)
 seealso:
@@ -98,11 +130,24 @@ seealso:
   - module: lifeboat.backup.backup_verify
   - module: lifeboat.backup.backup_info
 notes:
-  - C(docs/restore-by-hand.md) in the collection explains how to restore a tar chain with stock tools only.
+  - C(docs/restore-by-hand.md) in the collection explains how to restore a tar chain with stock tools only;
+    an rsync snapshot is a plain directory tree in the store (C(<set>/tree/)).
+  - Device files, FIFOs and sockets are not kept in rsync snapshots.
   - GNU tar fails when a file changes while it is read; back up a quiescent tree or a file-system snapshot.
 """
 
 EXAMPLES = r"""
+- name: Hourly browsable snapshot of /srv/www into a dir store
+  lifeboat.backup.files_backup:
+    path: /srv/www
+    method: rsync_snapshot
+    exclude:
+      - "*.log"
+      - node_modules
+    store:
+      kind: dir
+      path: /var/backups/lifeboat
+
 - name: Nightly tar chain of /srv/www into S3, a full set every week
   lifeboat.backup.files_backup:
     path: /srv/www
@@ -172,6 +217,36 @@ removed_partials:
   returned: success
   type: list
   elements: str
+files_count:
+  description: With O(method=rsync_snapshot), the regular files in the snapshot.
+  returned: success with O(method=rsync_snapshot)
+  type: int
+total_bytes:
+  description: With O(method=rsync_snapshot), the bytes of those files.
+  returned: success with O(method=rsync_snapshot)
+  type: int
+bytes_transferred:
+  description: With O(method=rsync_snapshot), the bytes rsync copied (not hard-linked to an earlier snapshot).
+  returned: success with O(method=rsync_snapshot)
+  type: int
+previous_set_id:
+  description: With O(method=rsync_snapshot), the snapshot unchanged files were hard-linked to.
+  returned: with O(method=rsync_snapshot)
+  type: str
+changes:
+  description: With O(method=rsync_snapshot), rsync's itemized changes (at most 1000), C(<flags> <path>).
+  returned: success with O(method=rsync_snapshot)
+  type: list
+  elements: str
+changes_count:
+  description: With O(method=rsync_snapshot), the number of itemized changes.
+  returned: success with O(method=rsync_snapshot)
+  type: int
+would_change:
+  description: In check mode with O(method=rsync_snapshot), what a run would change (rsync's itemized lines).
+  returned: check mode with O(method=rsync_snapshot)
+  type: list
+  elements: str
 stale_lock:
   description: The stale lock that was taken over.
   returned: when a stale lock was found
@@ -186,6 +261,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _files
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
@@ -195,7 +271,10 @@ def main():
     argument_spec.update(_codec.signing_argument_spec())
     argument_spec.update(
         path=dict(type="path", required=True),
-        method=dict(type="str", default="tar", choices=["tar"]),
+        method=dict(type="str", default="tar", choices=["tar", _files.RSYNC_METHOD]),
+        include=dict(type="list", elements="str", default=[]),
+        bwlimit=dict(type="str"),
+        checksum=dict(type="bool", default=False),
         type=dict(type="str", default="full", choices=["full", "incremental", "differential", "auto"]),
         full_every=dict(type="str"),
         between=dict(type="str", default="incremental", choices=["incremental", "differential"]),
@@ -219,10 +298,20 @@ def main():
         source_dir = _files.check_source_dir(params["path"])
         source = params["source"] or os.path.basename(source_dir.rstrip("/")) or "root"
         store = _store_kinds.open_store(params["store"])
-        if params["method"] != "tar":
-            raise _files.FilesError("method %s is not supported yet; use method tar." % params["method"])
-        engine = _files.TarEngine(store, source_dir, _jobs.need_binary(module, "tar", "tar"), params["exclude"],
-                                  params["one_file_system"], params["xattrs"])
+        if params["method"] == _files.RSYNC_METHOD:
+            if params["encrypt_recipients"]:
+                raise _files.FilesError("method rsync_snapshot writes a browsable tree, which cannot be encrypted; "
+                                        "use method tar for encrypted sets.")
+            if "trees" not in store.capabilities:
+                raise _files.FilesError("method rsync_snapshot needs a store that holds trees (a dir store); %s "
+                                        "does not." % _jobs.describe_store(store))
+            engine = _files.RsyncEngine(store, source_dir, _jobs.need_binary(module, "rsync", "rsync"),
+                                        params["exclude"], params["include"], params["one_file_system"],
+                                        params["bwlimit"], params["checksum"], params["xattrs"],
+                                        runner=runner_for(module), warn=module.warn)
+        else:
+            engine = _files.TarEngine(store, source_dir, _jobs.need_binary(module, "tar", "tar"), params["exclude"],
+                                      params["one_file_system"], params["xattrs"])
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=[])
     _jobs.run_backup_module(module, engine, source, _files.ENGINE, params["method"], store=store)

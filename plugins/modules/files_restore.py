@@ -15,7 +15,12 @@ description:
   - Restores a set written by M(lifeboat.backup.files_backup) into O(target). For a tar chain
     (full, then incrementals, or full and a differential) every member of the chain is verified
     (sizes and SHA-256 of every stored file) before anything is read; for an rsync snapshot every
-    file is checked against the SHA-256 the manifest lists.
+    file of the tree is re-hashed against the tree's index, and hashed again while it is copied, and
+    every symbolic link is checked against the snapshot's links file.
+  - An rsync snapshot is copied in Python from the store's tree, walked without following any link; an
+    entry the index and links file do not list (a planted file or link, a FIFO, a device, a link where a
+    file is listed) makes the restore fail with a sentence naming it, and nothing reaches O(target).
+    Files that are one inode in the snapshot are restored as hard links.
   - The store is untrusted input. Archives are extracted in Python, member by member, into a private
     staging directory inside O(target); a member with an absolute path or C(..), a symbolic link
     that leads out of the target, a member written through a symbolic link, a hard link to anything
@@ -99,7 +104,7 @@ options:
       - Scratch directory for the restore job. Defaults to the module's temporary directory.
     type: path
 requirements:
-  - zstd, gzip or pigz, age (to decode sets written with them); rsync (for snapshots)
+  - zstd, gzip or pigz, age (to decode sets written with them)
 seealso:
   - module: lifeboat.backup.files_backup
   - module: lifeboat.backup.backup_verify

@@ -1,0 +1,391 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to this collection. It may change without notice.
+
+"""Tree payloads: walking a tree by descriptor, writing its index, checking it against the index.
+
+A tree payload (manifest v2 ``trees``) is a directory tree stored as it is
+(an rsync snapshot). Its index (role ``index``, ``_manifest.read_index``)
+lists every regular file with size, mode and SHA-256; its links file (role
+``meta``, ``<tree>.links``) lists every symbolic link with its target, in the
+same canonical JSON-lines form and the same order:
+
+    {"path":"etc/alternatives/editor","target":"/usr/bin/vim.basic"}\\n
+
+Directories are not listed (an empty directory is data, never a problem).
+Anything else in a tree (a FIFO, a device, a socket, a file or link the lists
+do not name, a link whose target differs) is a problem. The walk opens every
+directory relative to its parent with ``O_NOFOLLOW`` and every file with
+``O_NOFOLLOW | O_NONBLOCK``, and reads only regular files: a tree in a store
+is untrusted input, and nothing in it is ever followed or waited on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils._manifest import ManifestError, show
+from ansible_collections.lifeboat.backup.plugins.module_utils._stores import escape
+
+CHUNK = 1024 * 1024
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+LINK_KEYS = ("path", "target")
+MAX_DEPTH = 256
+# Problems listed per tree before the rest is only counted.
+MAX_PROBLEMS = 100
+
+
+def links_name(tree_name):
+    """The name of the links file (role ``meta``) of tree ``tree_name``."""
+    return tree_name + ".links"
+
+
+def key_of(path):
+    """The sort key of a tree path: its components as bytes (the index order)."""
+    return tuple(part.encode("utf-8", "surrogateescape") for part in path.split("/"))
+
+
+def kind_of(mode):
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "unknown entry"
+
+
+class Entry(object):
+    """One entry of a walk: ``path`` (relative, ``/``-separated), ``name`` in directory ``dir_fd``, its lstat."""
+
+    __slots__ = ("path", "name", "dir_fd", "st", "kind")
+
+    def __init__(self, path, name, dir_fd, st):
+        self.path = path
+        self.name = name
+        self.dir_fd = dir_fd
+        self.st = st
+        self.kind = kind_of(st.st_mode)
+
+
+def walk(dir_fd, prefix="", depth=0):
+    """Yield every entry below directory ``dir_fd`` in index order (children sorted by name as bytes, pre-order).
+
+    Directories are opened with O_NOFOLLOW relative to their parent; a link is an entry, never followed.
+    The ``dir_fd`` of an entry is valid only until the walk moves on.
+    """
+    if depth > MAX_DEPTH:
+        raise ManifestError("The tree is deeper than %d levels at %s." % (MAX_DEPTH, show(prefix)))
+    for name in sorted(os.listdir(dir_fd), key=lambda n: n.encode("utf-8", "surrogateescape")):
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        entry = Entry(prefix + name, name, dir_fd, st)
+        yield entry
+        if entry.kind == "dir":
+            child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                yield from walk(child, entry.path + "/", depth + 1)
+            finally:
+                os.close(child)
+
+
+def open_regular(entry):
+    """A descriptor of the regular file ``entry``, or OSError/ValueError when it is not one any more."""
+    fd = os.open(entry.name, FILE_FLAGS, dir_fd=entry.dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def hash_fd(fd, sink=None):
+    """(size, sha256) of what remains of ``fd``; each block also goes to ``sink(block)`` when given."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        block = os.read(fd, CHUNK)
+        if not block:
+            return size, digest.hexdigest()
+        digest.update(block)
+        size += len(block)
+        if sink is not None:
+            sink(block)
+
+
+# ------------------------------------------------------------------ links file
+
+def format_link_line(path, target):
+    """One links-file line (bytes) in its canonical form."""
+    line = (json.dumps({"path": path, "target": target}, sort_keys=True, separators=(",", ":"),
+                       ensure_ascii=True) + "\n").encode("ascii")
+    parse_link_line(line)
+    return line
+
+
+def parse_link_line(line, where="links line"):
+    if len(line) > _manifest.INDEX_MAX_LINE_BYTES:
+        raise ManifestError("%s is longer than %d bytes." % (where, _manifest.INDEX_MAX_LINE_BYTES))
+    if not line.endswith(b"\n"):
+        raise ManifestError("%s does not end with a newline." % where)
+    try:
+        text = bytes(line[:-1]).decode("ascii")
+    except UnicodeDecodeError:
+        raise ManifestError("%s is not ASCII (non-ASCII characters must be \\u escaped)." % where)
+    entry = _manifest.parse_json(text, where, _manifest.INDEX_MAX_LINE_BYTES, 1)
+    if not isinstance(entry, dict) or sorted(entry) != list(LINK_KEYS):
+        raise ManifestError("%s is not an object with exactly the keys path and target." % where)
+    path, target = entry["path"], entry["target"]
+    if not isinstance(target, str) or not isinstance(path, str):
+        raise ManifestError("%s has a path or target that is not a string." % where)
+    _manifest.check_tree_path(path, "%s path" % where)
+    if not target or "\x00" in target or len(target.encode("utf-8", "surrogateescape")) > _manifest.INDEX_MAX_PATH_BYTES:
+        raise ManifestError("%s has an empty, NUL-holding or over-long target." % where)
+    if json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True) != text:
+        raise ManifestError("%s is not in canonical form (sorted keys, no spaces, \\u escapes)." % where)
+    return entry
+
+
+def read_links(handle, where="links file"):
+    """Yield the entries of a links file, strictly checked and in strictly ascending path order."""
+    previous = None
+    count = 0
+    while True:
+        line = handle.readline(_manifest.INDEX_MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        count += 1
+        lwhere = "%s line %d" % (where, count)
+        entry = parse_link_line(line, lwhere)
+        key = key_of(entry["path"])
+        if previous is not None and key <= previous:
+            raise ManifestError("%s is out of order or repeats a path (%s)." % (lwhere, show(entry["path"])))
+        previous = key
+        yield entry
+
+
+# ------------------------------------------------------------------ writing the lists
+
+def index_line(path, size, mode, sha256):
+    """An index line in its canonical form (``_manifest.format_index_line`` without parsing it back: the path
+    is checked, the other fields come from stat and hashlib)."""
+    _manifest.check_tree_path(path)
+    return (json.dumps({"mode": mode, "path": path, "sha256": sha256, "size": size}, sort_keys=True,
+                       separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+
+
+class Lists(object):
+    """What ``write_lists`` found: counts and sums of the tree."""
+
+    def __init__(self):
+        self.files = 0
+        self.bytes = 0
+        self.links = 0
+        self.dirs = 0
+        self.entries = 0
+        self.specials = []
+
+
+def write_lists(root_fd, index_out, links_out, known=None):
+    """Walk the tree at ``root_fd`` and write its index and links file; return a Lists.
+
+    ``known(entry)`` may return a (size, sha256) already established for a
+    regular file (a file hard-linked to an already verified one), else None;
+    every other file is read and hashed. Entries that are neither files,
+    directories nor links are returned in ``specials`` (the caller decides).
+    """
+    found = Lists()
+    for entry in walk(root_fd):
+        found.entries += 1
+        if entry.kind == "dir":
+            found.dirs += 1
+        elif entry.kind == "file":
+            digest = known(entry) if known is not None else None
+            if digest is None:
+                fd = open_regular(entry)
+                try:
+                    digest = hash_fd(fd)
+                finally:
+                    os.close(fd)
+            size, sha = digest
+            index_out.write(index_line(entry.path, size, stat.S_IMODE(entry.st.st_mode), sha))
+            found.files += 1
+            found.bytes += size
+        elif entry.kind == "symlink":
+            target = os.readlink(entry.name, dir_fd=entry.dir_fd)
+            links_out.write(format_link_line(entry.path, target))
+            found.links += 1
+        else:
+            found.specials.append(entry.path)
+    return found
+
+
+# ------------------------------------------------------------------ checking a tree
+
+def _peek(iterator):
+    for item in iterator:
+        return item
+    return None
+
+
+class Check(object):
+    """Problems found in one tree, in verify's shape (``name`` is ``<tree>/<path>``)."""
+
+    def __init__(self, tree_name):
+        self.tree_name = tree_name
+        self.problems = []
+        self.more = 0
+
+    def add(self, path, problem, **detail):
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.more += 1
+            return
+        item = {"name": escape("%s/%s" % (self.tree_name, path)), "problem": problem}
+        item.update(detail)
+        self.problems.append(item)
+
+    def result(self):
+        if self.more:
+            self.problems.append({"name": self.tree_name, "problem": "more",
+                                  "detail": "%d more problems in this tree" % self.more})
+        return self.problems
+
+
+def match(root_fd, index_entries, link_entries, on_entry=None):
+    """Walk ``root_fd`` beside the index and links entries (both in index order); yield (entry, listed, kind).
+
+    ``listed`` is the index entry (a file), the links entry (a link) or None; an entry of the lists that
+    the walk does not have is yielded as (None, listed, "missing"). Memory is bounded by one entry of each.
+    """
+    index_iter = iter(index_entries)
+    links_iter = iter(link_entries)
+    nxt_file = _peek(index_iter)
+    nxt_link = _peek(links_iter)
+    for entry in walk(root_fd):
+        key = key_of(entry.path)
+        while nxt_file is not None and key_of(nxt_file["path"]) < key:
+            yield None, nxt_file, "missing"
+            nxt_file = _peek(index_iter)
+        while nxt_link is not None and key_of(nxt_link["path"]) < key:
+            yield None, nxt_link, "missing"
+            nxt_link = _peek(links_iter)
+        listed = None
+        if nxt_file is not None and nxt_file["path"] == entry.path:
+            listed = nxt_file
+            nxt_file = _peek(index_iter)
+        elif nxt_link is not None and nxt_link["path"] == entry.path:
+            listed = nxt_link
+            nxt_link = _peek(links_iter)
+        yield entry, listed, "present"
+    while nxt_file is not None:
+        yield None, nxt_file, "missing"
+        nxt_file = _peek(index_iter)
+    while nxt_link is not None:
+        yield None, nxt_link, "missing"
+        nxt_link = _peek(links_iter)
+
+
+def entry_problem(entry, listed):
+    """Why a walked entry does not match what the lists say (a short phrase), or None when it matches by type.
+
+    Content is checked by the caller (it reads the file once, to hash or to copy it).
+    """
+    if listed is None:
+        if entry.kind == "dir":
+            return None
+        if entry.kind in ("file", "symlink"):
+            return "unlisted"
+        return "special"
+    if "sha256" in listed:
+        if entry.kind != "file":
+            return "type"
+        if stat.S_IMODE(entry.st.st_mode) != listed["mode"]:
+            return "mode"
+        if entry.st.st_size != listed["size"]:
+            return "size"
+        return None
+    if entry.kind != "symlink":
+        return "type"
+    if os.readlink(entry.name, dir_fd=entry.dir_fd) != listed["target"]:
+        return "target"
+    return None
+
+
+PHRASES = {
+    "unlisted": "is not in the tree's index or links file",
+    "special": "is a %s, which a tree never holds; it was not opened",
+    "type": "is a %s where the lists name a %s; it was not followed",
+    "mode": "has mode %o, the index says %o",
+    "size": "has %d bytes, the index says %d",
+    "target": "is a link whose target differs from the links file",
+    "sha256": "does not match the SHA-256 in the index",
+    "missing": "is listed but missing from the tree",
+    "unreadable": "cannot be read",
+}
+
+
+def describe(entry, listed, problem):
+    """One phrase for a problem of ``entry`` (or of a listed path missing from the tree)."""
+    if problem == "special":
+        return PHRASES[problem] % entry.kind
+    if problem == "type":
+        return PHRASES[problem] % (entry.kind, "file" if "sha256" in listed else "symbolic link")
+    if problem == "unlisted":
+        return "is a %s that is not in the tree's index or links file" % entry.kind
+    if problem == "mode":
+        return PHRASES[problem] % (stat.S_IMODE(entry.st.st_mode), listed["mode"])
+    if problem == "size":
+        return PHRASES[problem] % (entry.st.st_size, listed["size"])
+    return PHRASES[problem]
+
+
+def check_tree(root_fd, tree_name, index_entries, link_entries):
+    """Every file re-hashed against the index, every link against the links file; a list of problems."""
+    check = Check(tree_name)
+    try:
+        for entry, listed, state in match(root_fd, index_entries, link_entries):
+            if state == "missing":
+                check.add(listed["path"], "missing")
+                continue
+            problem = entry_problem(entry, listed)
+            if problem is not None:
+                check.add(entry.path, problem, detail=describe(entry, listed, problem))
+                continue
+            if listed is not None and "sha256" in listed:
+                try:
+                    fd = open_regular(entry)
+                except (OSError, ValueError) as exc:
+                    check.add(entry.path, "unreadable", detail=getattr(exc, "strerror", None) or str(exc))
+                    continue
+                try:
+                    size, digest = hash_fd(fd)
+                finally:
+                    os.close(fd)
+                if size != listed["size"]:
+                    check.add(entry.path, "size", expected=listed["size"], actual=size)
+                elif digest != listed["sha256"]:
+                    check.add(entry.path, "sha256", expected=listed["sha256"], actual=digest)
+    except ManifestError as exc:
+        check.add(".", "unreadable", detail=str(exc))
+    except OSError as exc:
+        check.add(".", "unreadable", detail=exc.strerror or str(exc))
+    return check.result()

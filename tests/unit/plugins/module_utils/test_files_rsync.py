@@ -1,0 +1,281 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""rsync snapshots: real rsync into a dir store, tree index and verify, itemized output, safe restore."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _files
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _trees
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils._manifest import ManifestError
+from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.test_files import make_tree, snapshot
+
+pytestmark = pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+
+
+class Clock(object):
+    def __init__(self):
+        self.now = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+
+    def __call__(self):
+        self.now += datetime.timedelta(minutes=1)
+        return self.now
+
+
+def backup(store, src, clock, **options):
+    engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"), **options)
+    # A codec as the module gives every engine: the tree's lists are still stored raw, so verify reads them.
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, set_type="full", now=clock,
+                          codec=_jobs.Codec(FakeModule(), "zstd"))
+    manifest, extras = job.run(engine)
+    return manifest, engine.result(manifest, extras)
+
+
+def restore(store, target, set_id=None, **options):
+    job = _jobs.RestoreJob(FakeModule(), store, "h1", "tree", set_id=set_id)
+    engine = _files.SnapshotRestore(str(target), **options)
+    result = job.run(engine)
+    result.update(engine.details())
+    return result
+
+
+def tree_dir(store, manifest):
+    return os.path.join(store.location("h1", "tree", manifest["set_id"]), _files.TREE_NAME)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    store = store_kinds.FACTORIES["dir"](tmp_path)[0]
+    src = tmp_path / "src"
+    make_tree(src)
+    return store, src, Clock()
+
+
+# ------------------------------------------------------------------ itemized output and stats
+
+def test_itemized_lines_count_changes_and_stats_are_read():
+    out = textwrap.dedent("""\
+        .d..t...... ./
+        >f+++++++++ data/new file
+        cL+++++++++ etc/l -> x
+        hf+++++++++ data/b => data/a
+        .f...p..... data/mode
+        *deleting   old
+
+        Number of files: 1,234 (reg: 1,000, dir: 234)
+        Total file size: 5,000,000 bytes
+        Total transferred file size: 12,345 bytes
+        Literal data: 12,345 bytes
+        """).splitlines()
+    found = _files.parse_itemized(out)
+    assert found.changes == 5
+    assert found.listed[0] == ">f+++++++++ data/new file"
+    assert found.stats["Number of files"] == 1234
+    assert found.stats["Total transferred file size"] == 12345
+
+
+def test_no_itemized_line_means_no_change():
+    found = _files.parse_itemized(["", "Number of files: 3 (reg: 2, dir: 1)", "sent 100 bytes  received 20 bytes"])
+    assert found.changes == 0 and found.listed == []
+
+
+# ------------------------------------------------------------------ index and verify
+
+def test_lists_round_trip_and_check_finds_nothing(tmp_path):
+    root = tmp_path / "t"
+    make_tree(root)
+    fd = os.open(str(root), os.O_RDONLY | os.O_DIRECTORY)
+    index, links = io.BytesIO(), io.BytesIO()
+    try:
+        found = _trees.write_lists(fd, index, links)
+        index.seek(0)
+        links.seek(0)
+        tree = {"name": "t", "index": "t.index", "files": found.files, "bytes": found.bytes}
+        entries = list(_manifest.read_index(index, tree))
+        assert [e["path"] for e in entries][:2] == ["data/big.log", "data/f00"]
+        assert list(_trees.read_links(links)) == [{"path": "etc/current", "target": "app/app.conf"}]
+        links.seek(0)
+        assert _trees.check_tree(fd, "t", entries, _trees.read_links(links)) == []
+    finally:
+        os.close(fd)
+
+
+def test_index_lines_are_the_canonical_lines_the_manifest_reader_accepts():
+    for path in ("a", "d\u00e9j\u00e0/x y", "bad\udcff/name", "ctl\x01"):
+        line = _trees.index_line(path, 5, 0o640, "0" * 64)
+        assert line == _manifest.format_index_line(path, 5, 0o640, "0" * 64)
+    with pytest.raises(ManifestError):
+        _trees.index_line("../x", 1, 0o644, "0" * 64)
+
+
+def test_links_file_lines_are_strict():
+    good = _trees.format_link_line("a/b", "/etc/x")
+    assert good == b'{"path":"a/b","target":"/etc/x"}\n'
+    for bad in (b'{"target":"/x","path":"a"}\n', b'{"path":"a","target":"x"}', b'{"path":"../a","target":"x"}\n',
+                b'{"path":"a","target":""}\n', b'{"path":"a","target":"x","z":1}\n'):
+        with pytest.raises(ManifestError):
+            _trees.parse_link_line(bad)
+    with pytest.raises(ManifestError):
+        list(_trees.read_links(io.BytesIO(_trees.format_link_line("b", "x") + _trees.format_link_line("a", "x"))))
+
+
+# ------------------------------------------------------------------ snapshots with real rsync
+
+def test_first_snapshot_then_unchanged_rerun_hard_links_every_file(setup):
+    store, src, clock = setup
+    first, result = backup(store, src, clock)
+    assert result["changed"] is True
+    assert first["trees"][0]["files"] == 53 and first["options"]["files"] == 53
+    assert first["options"]["bytes_transferred"] > 0
+    assert [(f["name"], f["role"], f["codec"]["compression"]) for f in first["files"]] == [
+        ("tree.index", "index", "none"), ("tree.links", "meta", "none")]
+    assert store.verify_set(first) == []
+    second, result = backup(store, src, clock)
+    assert result["changed"] is False and result["changes"] == []
+    assert second["options"]["bytes_transferred"] == 0
+    assert second["options"]["link_dest"] == first["set_id"]
+    for name in ("data/f10", "etc/app/app.conf"):
+        a = os.lstat(os.path.join(tree_dir(store, first), name))
+        b = os.lstat(os.path.join(tree_dir(store, second), name))
+        assert a.st_ino == b.st_ino
+    assert store.verify_set(second) == []
+
+
+def test_a_change_and_a_deletion_are_changes(setup):
+    store, src, clock = setup
+    backup(store, src, clock)
+    (src / "data/f05").write_bytes(b"other bytes")
+    second, result = backup(store, src, clock)
+    assert result["changed"] is True and result["changes_count"] == 1
+    assert result["changes"][0].endswith("data/f05")
+    os.unlink(str(src / "data/f06"))
+    third, result = backup(store, src, clock)
+    assert result["changed"] is True
+    assert not os.path.exists(os.path.join(tree_dir(store, third), "data/f06"))
+
+
+def test_excludes_includes_and_check_mode(setup, tmp_path):
+    store, src, clock = setup
+    manifest, dummy = backup(store, src, clock, excludes=["*.log"])
+    tree = tree_dir(store, manifest)
+    assert not os.path.exists(os.path.join(tree, "data/big.log"))
+    assert os.path.exists(os.path.join(tree, "data/f00"))
+    (src / "data/f07").write_bytes(b"new content")
+    engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"), excludes=["*.log"])
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, now=clock, work_dir=str(tmp_path))
+    decision = job.plan()
+    decision["job"] = job
+    check = engine.check_result(decision)
+    assert check["changed"] is True and check["would_change_count"] == 1
+    assert len(store.listing("h1", "tree").sets) == 1
+
+
+def test_round_trip_keeps_modes_times_links_and_hard_links(setup, tmp_path):
+    store, src, clock = setup
+    manifest, dummy = backup(store, src, clock)
+    target = tmp_path / "restored"
+    result = restore(store, target)
+    got, want = snapshot(target), snapshot(src)
+    assert dict((k, v) for k, v in got[0].items() if want[0].get(k) != v) == {}
+    assert got == want
+    assert result["restored"] == 54
+
+
+HOSTILE = {
+    "symlink out": lambda tree: os.symlink("/etc/passwd", os.path.join(tree, "evil")),
+    "file swapped for a link": lambda tree: (os.unlink(os.path.join(tree, "data/f01")),
+                                             os.symlink("/etc/shadow", os.path.join(tree, "data/f01"))),
+    "fifo": lambda tree: os.mkfifo(os.path.join(tree, "data/pipe")),
+    "extra file": lambda tree: open(os.path.join(tree, "planted"), "w").close(),
+    "altered file": lambda tree: (os.unlink(os.path.join(tree, "data/f02")),
+                                  open(os.path.join(tree, "data/f02"), "wb").write(b"x" * 102)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_trees_are_reported_and_refused(setup, tmp_path, name):
+    store, src, clock = setup
+    manifest, dummy = backup(store, src, clock)
+    tree = tree_dir(store, manifest)
+    os.chmod(tree, 0o755)
+    HOSTILE[name](tree)
+    problems = store.verify_set(manifest)
+    assert problems, name
+    target = tmp_path / "restored"
+    with pytest.raises(LifeboatError):
+        restore(store, target)
+    assert not target.exists() or _files.visible_entries(str(target)) == []
+
+
+def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup, tmp_path):
+    store, src, clock = setup
+    backup(store, src, clock)
+    big = src / "big"
+    big.mkdir()
+    for index in range(40):
+        (big / ("b%02d" % index)).write_bytes(os.urandom(256 * 1024))
+    child = textwrap.dedent("""\
+        import sys, shutil
+        sys.path[:0] = %r
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _files, _jobs, _store_kinds
+        store = _store_kinds.open_store({"kind": "dir", "path": %r})
+        engine = _files.RsyncEngine(store, %r, shutil.which("rsync"), bwlimit="2000")
+        _jobs.BackupJob(store, "h1", "tree", "files", "rsync_snapshot").run(engine)
+        """) % (sys.path, store.root, str(src))
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    partial = None
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
+    while datetime.datetime.now() < deadline:
+        listing = store.listing("h1", "tree")
+        if listing.partials:
+            tree = os.path.join(store.location("h1", "tree"), listing.partials[0], "tree", "big")
+            if os.path.isdir(tree) and len(os.listdir(tree)) >= 3:
+                partial = listing.partials[0]
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert partial is not None
+    assert store.listing("h1", "tree").partials == [partial]
+    manifest, result = backup(store, src, clock)
+    assert result["changed"] is True
+    copied = manifest["options"]["bytes_transferred"]
+    assert copied < 40 * 256 * 1024  # what the killed run copied was linked, not copied again
+    assert store.verify_set(manifest) == []
+    assert not os.path.exists(os.path.join(store.location("h1", "tree"), ".resume", "tree"))
+
+
+def test_a_file_altered_in_the_previous_snapshot_is_not_vouched_for_again(setup):
+    store, src, clock = setup
+    first, dummy = backup(store, src, clock)
+    victim = os.path.join(tree_dir(store, first), "data/f09")
+    st = os.stat(victim)
+    os.chmod(victim, 0o600)
+    with open(victim, "r+b") as handle:  # same inode, same size, same mtime: rsync links it as unchanged
+        handle.write(b"\0" * st.st_size)
+    os.chmod(victim, stat.S_IMODE(st.st_mode))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second, dummy = backup(store, src, clock)
+    assert os.stat(os.path.join(tree_dir(store, second), "data/f09")).st_ino == st.st_ino
+    problems = store.verify_set(second)
+    assert [(p["name"], p["problem"]) for p in problems] == [("tree/data/f09", "sha256")]
+    # with checksum: true rsync compares content, so the altered file is copied afresh from the source
+    third, dummy = backup(store, src, clock, checksum=True)
+    assert store.verify_set(third) == []
