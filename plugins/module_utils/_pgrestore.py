@@ -36,7 +36,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _psqlscript
 from ansible_collections.lifeboat.backup.plugins.module_utils import _runner
-from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 
 MAX_IDENT = 63  # PostgreSQL cuts names at 63 bytes (NAMEDATALEN - 1)
 # The server quotes names in its messages without escaping, so a role called we"ird reads
