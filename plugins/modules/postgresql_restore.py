@@ -146,6 +146,15 @@ set_id:
   returned: always
   type: str
   sample: 20261126T031500Z-full
+chain:
+  description: The sets restored, oldest first (a PostgreSQL logical set is its own chain).
+  returned: when the set was loaded
+  type: list
+  elements: str
+store:
+  description: The store, as its options describe it.
+  returned: when the set was loaded
+  type: dict
 target_db:
   description: The database restored into (for C(pg_dump) sets).
   returned: always
