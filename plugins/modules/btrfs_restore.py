@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -46,14 +47,6 @@ options:
     description: A directory on a btrfs filesystem that receives the subvolumes.
     type: path
     required: true
-  age_identity:
-    description:
-      - age identity (private key) of an encrypted set. Keep it in Ansible Vault. It reaches C(age)
-        through an in-memory file and never appears in argv, results or logs.
-    type: str
-  age_identity_file:
-    description: File holding the age identity; alternative to O(age_identity).
-    type: path
   work_dir:
     description: Local scratch directory.
     type: path

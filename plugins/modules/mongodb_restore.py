@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - lifeboat.backup._mongodb
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -78,16 +79,6 @@ options:
       - Replay the oplog captured with the dump (C(--oplogReplay)) when the set has one.
     type: bool
     default: true
-  age_identity:
-    description:
-      - age identity (private key, C(AGE-SECRET-KEY-1...)) of an encrypted set. Keep it in Ansible Vault.
-      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)); it is never
-        written to disk and never appears in argv, results or logs.
-    type: str
-  age_identity_file:
-    description:
-      - File holding the age identity; alternative to O(age_identity).
-    type: path
   work_dir:
     description:
       - Local scratch directory. Defaults to the module's temporary directory.

@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - lifeboat.backup._mysql
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -65,12 +66,6 @@ options:
     description: OS user that owns the restored data directory (the server's user).
     type: str
     default: mysql
-  age_identity:
-    description: age private key (from Ansible Vault) to decrypt encrypted sets. Handed to age as an in-memory file.
-    type: str
-  age_identity_file:
-    description: File holding the age private key.
-    type: path
   work_dir:
     description:
       - Local scratch directory for the extracted chain (physical) or the safety copy (logical).

@@ -44,6 +44,7 @@ extends_documentation_fragment:
   - lifeboat.backup._postgres
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -91,16 +92,6 @@ options:
       - Applies to V(custom) and V(directory) sets; the SQL of a V(plain) set runs as pg_dump wrote it.
     type: bool
     default: false
-  age_identity:
-    description:
-      - age identity (private key, C(AGE-SECRET-KEY-1...)) of an encrypted set. Keep it in Ansible Vault.
-      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)); it is never
-        written to disk and never appears in argv, results or logs.
-    type: str
-  age_identity_file:
-    description:
-      - File holding the age identity; alternative to O(age_identity).
-    type: path
   work_dir:
     description:
       - Scratch directory for sets that must be unpacked before C(pg_restore) (V(directory) format,
