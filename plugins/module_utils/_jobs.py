@@ -19,6 +19,7 @@ which loads and verifies the chain and decodes each payload with its own codec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -796,3 +797,90 @@ class RestoreJob(object):
                     raise LifeboatError(_stores.describe_os_error(exc, "the work directory %s"
                                                                   % os.path.dirname(target)))
         return target
+
+
+def restore_argument_spec():
+    """Options every restore module takes: store and host, set selection, trust, age identity, work_dir."""
+    spec = store_argument_spec()
+    spec.update(_codec.trust_argument_spec())
+    spec.update(
+        source=dict(type="str", required=True),
+        set_id=dict(type="str"),
+        age_identity=dict(type="str", no_log=True),
+        age_identity_file=dict(type="path"),
+        work_dir=dict(type="path"),
+    )
+    return spec
+
+
+RESTORE_MUTUALLY_EXCLUSIVE = [("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE
+
+
+def unexpected_failure(exc, what="restore"):
+    """One sentence for an error nobody foresaw, never a traceback."""
+    return "The %s failed unexpectedly (%s: %s)." % (what, type(exc).__name__, " ".join(str(exc).split()))
+
+
+def run_restore_module(module, engine, session=None, finish=None, changed_on_failure=None):
+    """The whole of a restore module once its AnsibleModule is built: exits the module (exit_json or fail_json).
+
+    It opens the store, builds a RestoreJob from the common options (see
+    ``restore_argument_spec``), loads the set and runs ``engine`` on it in
+    check mode or for real. ``engine`` is an engine object (see RestoreJob),
+    or a callable ``engine(job, session)`` that returns one once the set is
+    loaded (to pick an engine by the set's method). Optional pieces:
+
+    - ``session``: a context manager held around picking and running the
+      engine (credentials); what it enters to is handed to the callable;
+      an engine object may instead have ``session()`` (as a backup engine does);
+    - ``engine.result(job)``: a dict merged into the result, on success and
+      on failure (what the engine knows so far);
+    - ``finish(job, engine, result)``: the module's last word on a successful
+      result (keys computed from engine state the engine does not return);
+    - ``changed_on_failure(job, engine)``: whether a failed run changed
+      anything; by default the engine's ``changed`` attribute, else False.
+
+    A failed run reports one sentence in ``msg``, the ``summary()`` of what was
+    loaded, the engine's result and every command run (``cmd``).
+    """
+    params = module.params
+    result = dict(changed=False, set_id=None, cmd=[])
+    job = None
+    picked = engine if hasattr(engine, "consume") else None
+    failure = None
+    try:
+        runner = runner_for(module)
+        store = _store_kinds.open_store(params["store"])
+        job = RestoreJob(module, store, default_host(params), params["source"], set_id=params["set_id"],
+                         identity=params["age_identity"], identity_file=params["age_identity_file"],
+                         work_dir=params["work_dir"] or module.tmpdir,
+                         trust=_codec.trust_from_params(params, runner))
+        job.load()
+        with (session if session is not None else contextlib.nullcontext()) as entered:
+            if picked is None:
+                picked = engine(job, entered)
+            with _hook(picked, "session") or _NoSession():
+                result.update(job.run(picked, check_mode=module.check_mode))
+        result.update(_hook(picked, "result", job) or {})
+        if finish is not None:
+            finish(job, picked, result)
+    except LifeboatError as exc:
+        failure = str(exc)
+    except Exception as exc:  # pylint: disable=broad-except
+        failure = unexpected_failure(exc)
+    if failure is None:
+        module.exit_json(**result)
+    if job is not None:
+        result.update(job.summary())
+        result["cmd"] = job.cmd
+    if picked is not None:
+        try:
+            result.update(_hook(picked, "result", job) or {})
+        except Exception:  # pylint: disable=broad-except
+            pass  # the failure is what is reported
+    if changed_on_failure is not None:
+        result["changed"] = bool(changed_on_failure(job, picked))
+    else:
+        result["changed"] = bool(getattr(picked, "changed", False))
+    result["msg"] = failure
+    module.fail_json(**result)

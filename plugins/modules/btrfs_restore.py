@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -46,14 +47,6 @@ options:
     description: A directory on a btrfs filesystem that receives the subvolumes.
     type: path
     required: true
-  age_identity:
-    description:
-      - age identity (private key) of an encrypted set. Keep it in Ansible Vault. It reaches C(age)
-        through an in-memory file and never appears in argv, results or logs.
-    type: str
-  age_identity_file:
-    description: File holding the age identity; alternative to O(age_identity).
-    type: path
   work_dir:
     description: Local scratch directory.
     type: path
@@ -127,50 +120,32 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _btrfs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
 def main():
-    argument_spec = _jobs.store_argument_spec()
-    argument_spec.update(_codec.trust_argument_spec())
-    argument_spec.update(
-        source=dict(type="str", required=True),
-        set_id=dict(type="str"),
-        dest=dict(type="path", required=True),
-        age_identity=dict(type="str", no_log=True),
-        age_identity_file=dict(type="path"),
-        work_dir=dict(type="path"),
-    )
+    argument_spec = _jobs.restore_argument_spec()
+    argument_spec.update(dest=dict(type="path", required=True))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE)
+                           mutually_exclusive=_jobs.RESTORE_MUTUALLY_EXCLUSIVE)
     plain_results(module)
-    params = module.params
-    job = None
-    try:
-        runner = runner_for(module)
-        btrfs = _btrfs.Btrfs(runner)
-        store = _store_kinds.open_store(params["store"])
-        job = _jobs.RestoreJob(module, store, _jobs.default_host(params), params["source"], set_id=params["set_id"],
-                               identity=params["age_identity"], identity_file=params["age_identity_file"],
-                               work_dir=params["work_dir"] or module.tmpdir,
-                               trust=_codec.trust_from_params(params, runner))
-        engine = _btrfs.ReceiveEngine(btrfs, params["dest"])
-        result = job.run(engine, check_mode=module.check_mode)
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=job.cmd if job else [])
-    target = engine.target(job.manifest)
-    if module.check_mode:
-        result.update(changed=not engine.present and not _exists_received(btrfs, target, job.manifest),
-                      received=[], already_present=[])
-    else:
-        result.update(changed=bool(engine.received), received=engine.received, already_present=engine.present)
-    result["subvolume"] = target
-    module.exit_json(**result)
+
+    def pick(job, entered):
+        return _btrfs.ReceiveEngine(_btrfs.Btrfs(runner_for(module)), module.params["dest"])
+
+    def finish(job, engine, result):
+        target = engine.target(job.manifest)
+        if module.check_mode:
+            result.update(changed=not engine.present and not _exists_received(engine.btrfs, target, job.manifest),
+                          received=[], already_present=[])
+        else:
+            result.update(changed=bool(engine.received), received=engine.received, already_present=engine.present)
+        result["subvolume"] = target
+
+    _jobs.run_restore_module(module, pick, finish=finish)
 
 
 def _exists_received(btrfs, target, manifest):

@@ -192,54 +192,35 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
-from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _files
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def main():
-    argument_spec = _jobs.store_argument_spec()
-    argument_spec.update(_codec.trust_argument_spec())
+    argument_spec = _jobs.restore_argument_spec()
     argument_spec.update(
-        source=dict(type="str", required=True),
-        set_id=dict(type="str"),
         target=dict(type="path", required=True),
         paths=dict(type="list", elements="str", default=[]),
         allow_nonempty=dict(type="bool", default=False),
         overwrite=dict(type="str", default="never", choices=list(_files.OVERWRITE)),
         devices=dict(type="bool", default=False),
-        age_identity=dict(type="str", no_log=True),
-        age_identity_file=dict(type="path"),
-        work_dir=dict(type="path"),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-        mutually_exclusive=[("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE,
-    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=_jobs.RESTORE_MUTUALLY_EXCLUSIVE)
     plain_results(module)
-    params = module.params
-    job = None
-    try:
-        store = _store_kinds.open_store(params["store"])
-        job = _jobs.RestoreJob(module, store, _jobs.default_host(params), params["source"], set_id=params["set_id"],
-                               identity=params["age_identity"], identity_file=params["age_identity_file"],
-                               work_dir=params["work_dir"] or module.tmpdir,
-                               trust=_codec.trust_from_params(params, runner_for(module)))
-        manifest = job.load()
-        engine = _files.restore_engine(manifest, module, params)
-        result = job.run(engine, check_mode=module.check_mode)
-        if not module.check_mode:
-            result.update(engine.details())
-            result["changed"] = bool(result["placed"] or result["replaced_count"] or engine.created_target)
-        else:
+
+    def pick(job, entered):
+        return _files.restore_engine(job.manifest, module, module.params)
+
+    def finish(job, engine, result):
+        if module.check_mode:
             result["target"] = engine.target
-    except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=job.cmd if job is not None else [])
-    module.exit_json(**result)
+            return
+        result.update(engine.details())
+        result["changed"] = bool(result["placed"] or result["replaced_count"] or engine.created_target)
+
+    _jobs.run_restore_module(module, pick, finish=finish)
 
 
 if __name__ == "__main__":

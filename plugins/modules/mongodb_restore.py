@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - lifeboat.backup._mongodb
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -78,16 +79,6 @@ options:
       - Replay the oplog captured with the dump (C(--oplogReplay)) when the set has one.
     type: bool
     default: true
-  age_identity:
-    description:
-      - age identity (private key, C(AGE-SECRET-KEY-1...)) of an encrypted set. Keep it in Ansible Vault.
-      - C(age -i) reads it from an in-memory file (a C(memfd), handed over as C(/dev/fd/N)); it is never
-        written to disk and never appears in argv, results or logs.
-    type: str
-  age_identity_file:
-    description:
-      - File holding the age identity; alternative to O(age_identity).
-    type: path
   work_dir:
     description:
       - Local scratch directory. Defaults to the module's temporary directory.
@@ -174,55 +165,42 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
-from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils._common import plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _mongodb
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def main():
     argument_spec = _mongodb.connection_argument_spec()
-    argument_spec.update(_jobs.store_argument_spec())
-    argument_spec.update(_codec.trust_argument_spec())
+    argument_spec.update(_jobs.restore_argument_spec())
     argument_spec.update(
-        source=dict(type="str", required=True),
-        set_id=dict(type="str"),
         drop=dict(type="bool", default=False),
         ns_from=dict(type="list", elements="str", default=[]),
         ns_to=dict(type="list", elements="str", default=[]),
         ns_include=dict(type="list", elements="str", default=[]),
         oplog_replay=dict(type="bool", default=True),
-        age_identity=dict(type="str", no_log=True),
-        age_identity_file=dict(type="path"),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=([("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE
-                            + _mongodb.CONNECTION_MUTUALLY_EXCLUSIVE),
+        mutually_exclusive=_jobs.RESTORE_MUTUALLY_EXCLUSIVE + _mongodb.CONNECTION_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
-    params = module.params
-    job = None
-    try:
-        store = _store_kinds.open_store(params["store"])
-        job = _jobs.RestoreJob(module, store, _jobs.default_host(params), params["source"], set_id=params["set_id"],
-                               identity=params["age_identity"], identity_file=params["age_identity_file"],
-                               work_dir=params["work_dir"] or module.tmpdir,
-                               trust=_codec.trust_from_params(params, runner_for(module)))
-        with _mongodb.Credentials(params, tmpdir=module.tmpdir) as creds:
-            engine = _mongodb.RestoreEngine(module, _mongodb.find_tool(module, "mongorestore"),
-                                            _mongodb.find_tool(module, "mongodump"), creds)
-            result = job.run(engine, check_mode=module.check_mode)
-    except LifeboatError as exc:
+
+    def pick(job, creds):
+        return _mongodb.RestoreEngine(module, _mongodb.find_tool(module, "mongorestore"),
+                                      _mongodb.find_tool(module, "mongodump"), creds)
+
+    def finish(job, engine, result):
+        result.update(namespaces=sorted(set(engine.targets)), documents=engine.restored,
+                      oplog_applied=engine.oplog_applied)
+
+    def changed_on_failure(job, engine):
         # Once a mongorestore has started, the server may hold part of the set.
-        module.fail_json(msg=str(exc), changed=bool(job and job.cmd and not module.check_mode), cmd=job.cmd if job else [])
-    result.update(namespaces=sorted(set(engine.targets)), documents=engine.restored,
-                  oplog_applied=engine.oplog_applied)
-    module.exit_json(**result)
+        return bool(job is not None and job.cmd and not module.check_mode)
+
+    _jobs.run_restore_module(module, pick, session=_mongodb.Credentials(module.params, tmpdir=module.tmpdir),
+                             finish=finish, changed_on_failure=changed_on_failure)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - lifeboat.backup._mysql
   - lifeboat.backup._store
   - lifeboat.backup._signing.trust
+  - lifeboat.backup._restore
 attributes:
   check_mode:
     support: full
@@ -65,12 +66,6 @@ options:
     description: OS user that owns the restored data directory (the server's user).
     type: str
     default: mysql
-  age_identity:
-    description: age private key (from Ansible Vault) to decrypt encrypted sets. Handed to age as an in-memory file.
-    type: str
-  age_identity_file:
-    description: File holding the age private key.
-    type: path
   work_dir:
     description:
       - Local scratch directory for the extracted chain (physical) or the safety copy (logical).
@@ -139,74 +134,42 @@ cmd:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
-from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _mysql
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
-
-
-def run(module, result, state):
-    params = module.params
-    store = _store_kinds.open_store(params["store"])
-    job = _jobs.RestoreJob(module, store, _jobs.default_host(params), params["source"], params["set_id"],
-                           identity=params["age_identity"], identity_file=params["age_identity_file"],
-                           work_dir=params["work_dir"] or module.tmpdir,
-                           trust=_codec.trust_from_params(params, runner_for(module)))
-    manifest = job.load()
-    if manifest["engine"] != "mysql":
-        raise LifeboatError("Set %s was made by %s, not by mysql_backup; use that engine's restore module."
-                            % (manifest["set_id"], manifest["engine"]))
-    with _mysql.Credentials(params, tmpdir=module.tmpdir) as creds:
-        if manifest["method"] in _mysql.LOGICAL_METHODS:
-            engine = _mysql.DumpRestore(module, creds, params["replace"], params["work_dir"] or module.tmpdir)
-        else:
-            engine = _mysql.PhysicalRestore(module, params["datadir"], params["force"], params["owner"],
-                                            params["config_file"])
-        state["engine"] = engine
-        try:
-            outcome = job.run(engine, check_mode=module.check_mode)
-        finally:
-            result["cmd"] = job.cmd
-    result.update(outcome)
-    if manifest["method"] in _mysql.LOGICAL_METHODS:
-        result["databases"] = engine.databases
-    else:
-        result["datadir"] = engine.datadir
-        if engine.moved_aside:
-            result["moved_aside"] = engine.moved_aside
 
 
 def main():
     argument_spec = _mysql.connection_argument_spec()
-    argument_spec.update(_jobs.store_argument_spec())
-    argument_spec.update(_codec.trust_argument_spec())
+    argument_spec.update(_jobs.restore_argument_spec())
     argument_spec.update(
-        source=dict(type="str", required=True),
-        set_id=dict(type="str"),
         replace=dict(type="bool", default=False),
         datadir=dict(type="path"),
         force=dict(type="bool", default=False),
         owner=dict(type="str", default="mysql"),
-        age_identity=dict(type="str", no_log=True),
-        age_identity_file=dict(type="path"),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("age_identity", "age_identity_file")] + _codec.TRUST_MUTUALLY_EXCLUSIVE)
+                           mutually_exclusive=_jobs.RESTORE_MUTUALLY_EXCLUSIVE)
     plain_results(module)
-    result = dict(changed=False, cmd=[])
-    state = {"engine": None}
-    try:
-        run(module, result, state)
-    except LifeboatError as exc:
-        result["changed"] = bool(state["engine"] is not None and state["engine"].changed)
-        result["msg"] = str(exc)
-        module.fail_json(**result)
-    except Exception as exc:  # one sentence, never a traceback
-        result["msg"] = "The restore failed unexpectedly (%s: %s)." % (type(exc).__name__, " ".join(str(exc).split()))
-        module.fail_json(**result)
-    module.exit_json(**result)
+    params = module.params
+
+    def pick(job, creds):
+        manifest = job.manifest
+        if manifest["engine"] != "mysql":
+            raise LifeboatError("Set %s was made by %s, not by mysql_backup; use that engine's restore module."
+                                % (manifest["set_id"], manifest["engine"]))
+        if manifest["method"] in _mysql.LOGICAL_METHODS:
+            return _mysql.DumpRestore(module, creds, params["replace"], params["work_dir"] or module.tmpdir)
+        return _mysql.PhysicalRestore(module, params["datadir"], params["force"], params["owner"], params["config_file"])
+
+    def finish(job, engine, result):
+        if job.manifest["method"] in _mysql.LOGICAL_METHODS:
+            result["databases"] = engine.databases
+        else:
+            result["datadir"] = engine.datadir
+            if engine.moved_aside:
+                result["moved_aside"] = engine.moved_aside
+
+    _jobs.run_restore_module(module, pick, session=_mysql.Credentials(params, tmpdir=module.tmpdir), finish=finish)
 
 
 if __name__ == "__main__":

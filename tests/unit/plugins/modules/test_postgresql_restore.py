@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_dir
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pgrestore
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_backup
 from ansible_collections.lifeboat.backup.plugins.modules import postgresql_restore
@@ -113,9 +114,9 @@ def test_round_trip_into_new_database(monkeypatch, tmp_path, pg, store_path):
     assert re.match(r"^app_copy_lifeboat_[0-9a-f]{8}$", name)
     sql = log.sql()
     assert sql[0] == "SELECT count(*) FROM pg_database WHERE datname = 'app_copy';\n"
-    assert log.locks() == ["SELECT pg_try_advisory_lock(%d);\n" % postgresql_restore.lock_key("app_copy")]
+    assert log.locks() == ["SELECT pg_try_advisory_lock(%d);\n" % _pgrestore.lock_key("app_copy")]
     assert sql[-2] == 'COMMENT ON DATABASE "%s" IS %s;\n' % (
-        name, _postgres.quote_literal(postgresql_restore.marker("scratch", "app_copy", name[-8:])))
+        name, _postgres.quote_literal(_pgrestore.marker("scratch", "app_copy", name[-8:])))
     assert sql[-1] == "\n".join([
         "BEGIN;",
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname IN ('app_copy', '%s') "
@@ -148,7 +149,7 @@ def test_clean_swaps_in_one_transaction_after_the_copy_is_complete(monkeypatch, 
     assert script[2:6] == [
         'ALTER DATABASE "app_copy" RENAME TO "%s";' % aside,
         'COMMENT ON DATABASE "%s" IS %s;' % (aside, _postgres.quote_literal(
-            postgresql_restore.marker("old copy", "app_copy", run))),
+            _pgrestore.marker("old copy", "app_copy", run))),
         'ALTER DATABASE "%s" RENAME TO "app_copy";' % name,
         'COMMENT ON DATABASE "app_copy" IS NULL;',
     ]
@@ -389,7 +390,7 @@ def test_any_exception_drops_the_scratch_database(monkeypatch, tmp_path, pg, sto
     def boom(*args, **kwargs):
         raise KeyError("format")
 
-    monkeypatch.setattr(postgresql_restore.Restore, "restore_database", boom)
+    monkeypatch.setattr(_pgrestore.LogicalRestore, "restore_database", boom)
     log = Log(pg)
     outcome = restore(monkeypatch, tmp_path, pg, store_path)
     assert outcome.failed
@@ -409,10 +410,10 @@ def test_a_scratch_database_that_cannot_be_marked_is_dropped(monkeypatch, tmp_pa
 def test_leftovers_of_a_killed_run_are_dropped_and_reported(monkeypatch, tmp_path, pg, store_path):
     plain_set(store_path, PLAIN)
     rows = [
-        {"name": "app_copy_lifeboat_0badc0de", "comment": postgresql_restore.marker("scratch", "app_copy", "0badc0de")},
+        {"name": "app_copy_lifeboat_0badc0de", "comment": _pgrestore.marker("scratch", "app_copy", "0badc0de")},
         {"name": "app_copy_lifeboat_old_1badc0de",
-         "comment": postgresql_restore.marker("old copy", "app_copy", "1badc0de")},
-        {"name": "other_lifeboat_2badc0de", "comment": postgresql_restore.marker("scratch", "other", "2badc0de")},
+         "comment": _pgrestore.marker("old copy", "app_copy", "1badc0de")},
+        {"name": "other_lifeboat_2badc0de", "comment": _pgrestore.marker("scratch", "other", "2badc0de")},
         {"name": "forged", "comment": "lifeboat.backup restore scratch {not json"},
     ]
     pg.behave({"psql": {"leftovers": json.dumps(rows) + "\n"}})
@@ -598,16 +599,16 @@ def test_set_of_another_engine_is_refused(monkeypatch, tmp_path, pg, store_path)
                                     "Mixed Case", "a=b", 'q"uote'])
 def test_scratch_and_aside_names_fit_in_63_bytes(target):
     """PostgreSQL cuts names at 63 bytes: a name cut by characters could equal the target and drop it."""
-    for make, tag in ((postgresql_restore.scratch_name, "_lifeboat_0123abcd"),
-                      (postgresql_restore.aside_name, "_lifeboat_old_0123abcd")):
+    for make, tag in ((_pgrestore.scratch_name, "_lifeboat_0123abcd"),
+                      (_pgrestore.aside_name, "_lifeboat_old_0123abcd")):
         name = make(target, "0123abcd")
         raw = name.encode("utf-8")
-        assert len(raw) <= postgresql_restore.MAX_IDENT
+        assert len(raw) <= _pgrestore.MAX_IDENT
         assert name.endswith(tag)
         assert target.startswith(name[:-len(tag)])
         assert name != target
-        assert raw[:postgresql_restore.MAX_IDENT].decode("utf-8") == name
-    assert postgresql_restore.scratch_name(target, "0123abcd") != postgresql_restore.aside_name(target, "0123abcd")
+        assert raw[:_pgrestore.MAX_IDENT].decode("utf-8") == name
+    assert _pgrestore.scratch_name(target, "0123abcd") != _pgrestore.aside_name(target, "0123abcd")
 
 
 def test_target_longer_than_63_bytes_is_refused(monkeypatch, tmp_path, pg, store_path):
@@ -620,15 +621,15 @@ def test_target_longer_than_63_bytes_is_refused(monkeypatch, tmp_path, pg, store
 
 
 @pytest.mark.parametrize("comment, parsed", [
-    (postgresql_restore.marker("scratch", "a\tb\n", "00ff"), ("scratch", "a\tb\n", "00ff")),
-    (postgresql_restore.marker("old copy", 'x"y', "1"), ("old copy", 'x"y', "1")),
+    (_pgrestore.marker("scratch", "a\tb\n", "00ff"), ("scratch", "a\tb\n", "00ff")),
+    (_pgrestore.marker("old copy", 'x"y', "1"), ("old copy", 'x"y', "1")),
     ("lifeboat.backup restore scratch []", None),
     ("lifeboat.backup restore scratch {\"target\": 1, \"run\": \"x\"}", None),
     ("a comment", None),
     (None, None),
 ])
 def test_markers(comment, parsed):
-    assert postgresql_restore.parse_marker(comment) == parsed
+    assert _pgrestore.parse_marker(comment) == parsed
 
 
 @pytest.mark.parametrize(
@@ -646,7 +647,7 @@ def test_markers(comment, parsed):
     ],
 )
 def test_ignorable_sql_errors(line, ignorable):
-    assert bool(postgresql_restore.IGNORABLE_SQL_ERROR.search(line)) is ignorable
+    assert bool(_pgrestore.IGNORABLE_SQL_ERROR.search(line)) is ignorable
 
 
 def forged_directory_set(store_path, compression):
