@@ -21,9 +21,11 @@ Objects (docs/pitr.md): every file PostgreSQL archives (a segment, a
 ``.history``, a ``.backup``, a ``.partial``) becomes the object
 ``wal/<file name><codec suffix>`` in the object namespace of the store, host
 and source of the base backups (``.zst``, ``.gz``, ``.age``: the suffix
-names the codec). An encrypted file also gets ``wal-sha256/<file name>``,
-the SHA-256 of its plain bytes, written first: age output differs on every
-run, so this is how a retry knows it is pushing the same bytes.
+names the codec). An encrypted file also gets ``wal/<file name>.sha256``,
+the SHA-256 of its plain bytes in hex, written first: age output differs on
+every run, so this is how a retry knows it is pushing the same bytes (and
+fetch checks it). Both sort next to their file, so retention prunes them
+together; ``parse_object_name`` tells archived files from the rest.
 
 push keeps PostgreSQL's contract: exit status 0 only once the file is
 durable in the store; never overwrite an object with different content, and
@@ -55,7 +57,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._runner import Run
 
 PACKAGE = "ansible_collections.lifeboat.backup.plugins.module_utils"
 OBJECT_PREFIX = "wal/"
-DIGEST_PREFIX = "wal-sha256/"
+DIGEST_SUFFIX = ".sha256"
 PROBE_OBJECT = "wal-probe"
 PROBE_CONTENT = b"lifeboat.backup archive command probe\n"
 PROGRAM_NAME = "lifeboat-wal.pyz"
@@ -299,7 +301,8 @@ def push(store, settings, path, file_name, runner=None):
         if plain_digest is not None:
             # Written first: it is what tells a retry that the bytes are the same (age output never is).
             try:
-                store.put_object(host, source, DIGEST_PREFIX + file_name, io.BytesIO(plain_digest.encode("ascii") + b"\n"))
+                store.put_object(host, source, OBJECT_PREFIX + file_name + DIGEST_SUFFIX,
+                                 io.BytesIO(plain_digest.encode("ascii") + b"\n"))
             except _stores.ObjectExistsError:
                 raise WalError("WAL file %s was already archived in %s/%s with different content; it is never "
                                "overwritten (is another cluster archiving into the same source?)."
@@ -374,7 +377,7 @@ def fetch(store, settings, file_name, dest, runner=None):
     expected = None
     if encrypted:
         try:
-            with store.open_object(host, source, DIGEST_PREFIX + file_name) as digest_handle:
+            with store.open_object(host, source, OBJECT_PREFIX + file_name + DIGEST_SUFFIX) as digest_handle:
                 expected = digest_handle.read(200).decode("ascii", "replace").strip()
         except FileNotFoundError:
             expected = None

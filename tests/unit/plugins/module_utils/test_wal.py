@@ -114,7 +114,7 @@ def test_encrypted_retry_is_identical_and_fetch_needs_the_identity(kind, tmp_pat
     with pytest.raises(_wal.WalError, match="different content"):
         _wal.push(store, settings, other, SEGMENT)
     names = store.list_objects("db1", "main")
-    assert "wal/%s.zst.age" % SEGMENT in names and "wal-sha256/%s" % SEGMENT in names
+    assert "wal/%s.zst.age" % SEGMENT in names and "wal/%s.sha256" % SEGMENT in names
     raw = store.open_object("db1", "main", "wal/%s.zst.age" % SEGMENT).read()
     assert b"secret-secret" not in raw
     with pytest.raises(_wal.WalError, match="encrypted with age"):
@@ -180,7 +180,7 @@ def test_parse_object_name():
     assert _wal.parse_object_name("wal/%s.zst.age" % SEGMENT) == (SEGMENT, "zstd", True)
     assert _wal.parse_object_name("wal/%s" % SEGMENT) == (SEGMENT, "none", False)
     assert _wal.parse_object_name("wal/00000002.history.gz") == ("00000002.history", "gzip", False)
-    assert _wal.parse_object_name("wal-sha256/%s" % SEGMENT) is None
+    assert _wal.parse_object_name("wal/%s.sha256" % SEGMENT) is None
     assert _wal.parse_object_name("wal/junk.zst") is None
     assert _wal.segment_name(*_wal.segment_number("0000000300000001000000FF")) == "0000000300000001000000FF"
     assert _wal.segment_number("000000010000000100000000")[1] == _wal.segment_number("0000000100000000000000FF")[1] + 1
