@@ -589,7 +589,10 @@ def _ensure_directory(directory, uid, gid, check_mode):
     if check_mode:
         return True
     if st is None:
-        os.makedirs(directory, 0o700)
+        parent = os.path.dirname(directory)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)  # the cluster's OS user must be able to pass through
+        os.mkdir(directory, 0o700)
     os.chmod(directory, 0o700)
     if uid is not None or gid is not None:
         os.chown(directory, -1 if uid is None else uid, -1 if gid is None else gid)
