@@ -199,6 +199,8 @@ class BaseBackupEngine(object):
             stop_time=format_ts(self.stopped or utcnow()),
             objects_prefix=_wal.OBJECT_PREFIX,
             objects_from=start_wal,
+            # Timeline history files sort before their timeline's segments, and recovery needs them all.
+            objects_keep=".history",
         )
         manifest["position"] = position
         manifest["tool_versions"] = self.versions
