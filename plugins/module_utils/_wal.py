@@ -653,3 +653,64 @@ def archive_command(prefix):
 
 def restore_command(prefix):
     return command_line(prefix, ["fetch", "%f", "%p"])
+
+
+# ------------------------------------------------------------------ health (backup_info)
+
+def _object_age(store, host, source, name, now):
+    """Seconds since object ``name`` was stored, where the store's reader has a file (dir); else None."""
+    try:
+        handle = store.open_object(host, source, name)
+    except (OSError, LifeboatError):
+        return None
+    try:
+        fileno = getattr(handle, "fileno", None)
+        if fileno is None:
+            return None
+        try:
+            return max(0.0, round(now.timestamp() - os.fstat(fileno()).st_mtime, 3))
+        except (OSError, ValueError, AttributeError):
+            return None
+    finally:
+        handle.close()
+
+
+def archive_health(store, host, source, manifests, now):
+    """The WAL archive of a PostgreSQL source: newest file and its age, gaps since the oldest base backup,
+    and the recoverable window's ends (from names alone; a time for the latest end is not known from names).
+
+    ``manifests``: the source's sets; only ``pg_basebackup`` ones count.
+    """
+    bases = sorted((m for m in manifests if m.get("engine") == "postgresql" and m.get("method") == "pg_basebackup"
+                    and isinstance((m.get("position") or {}).get("start_wal"), str)), key=lambda m: m["set_id"])
+    files = archived_files(store, host, source)
+    size = int((bases[0]["position"].get("wal_segment_size") if bases else None) or 16 * 1024 * 1024)
+    segments = sorted((segment_number(n, size), n) for n in files if SEGMENT_RE.match(n))
+    result = {"base_backups": len(bases), "files": len(files), "segments": len(segments), "newest": None,
+              "newest_age_s": None, "gaps": [], "earliest_time": None, "earliest_set_id": None, "latest_wal": None}
+    if segments:
+        newest = segments[-1][1]
+        result["newest"] = newest
+        result["newest_age_s"] = _object_age(store, host, source, files[newest][0], now)
+    if not bases:
+        return result
+    oldest = bases[0]["position"]
+    timeline, first = segment_number(oldest["start_wal"], size)
+    dummy, covered = segment_number(oldest.get("stop_wal") or oldest["start_wal"], size)
+    present = sorted(number for (tli, number), dummy2 in segments if tli == timeline and number > covered)
+    expected = covered + 1
+    for number in present:
+        if number > expected:
+            result["gaps"].append({"first": segment_name(timeline, expected, size),
+                                   "last": segment_name(timeline, number - 1, size), "count": number - expected})
+        expected = max(expected, number + 1)
+    result["earliest_time"] = oldest.get("stop_time")
+    result["earliest_set_id"] = bases[0]["set_id"]
+    # The latest restorable point: the end of the unbroken run of WAL after the newest base backup.
+    newest_base = bases[-1]["position"]
+    tli, run_end = segment_number(newest_base.get("stop_wal") or newest_base["start_wal"], size)
+    have = set(number for (one, number), dummy3 in segments if one == tli)
+    while run_end + 1 in have:
+        run_end += 1
+    result["latest_wal"] = segment_name(tli, run_end, size)
+    return result

@@ -292,3 +292,40 @@ def test_a_killed_push_leaves_no_visible_object(installed, tmp_path):
 def test_bundle_is_deterministic():
     assert _wal.bundle() == _wal.bundle()
     assert sys.modules[_wal.PACKAGE + "._wal"] is _wal
+
+
+def base_manifest(set_id, start_wal, stop_wal, stop_time):
+    return {"set_id": set_id, "engine": "postgresql", "method": "pg_basebackup",
+            "position": {"start_wal": start_wal, "stop_wal": stop_wal, "stop_time": stop_time, "timeline": 1,
+                         "wal_segment_size": 16 * 1024 * 1024}}
+
+
+def test_archive_health_reports_gaps_and_the_window(kind, tmp_path):
+    import datetime
+    store, spec = make_store(kind, tmp_path)
+    settings = settings_for(spec, compression="none")
+    numbers = [3, 4, 5, 8, 9, 0x100, 0x101]  # 6-7 and 0x0A-0xFF missing; 0x100 is the next log id
+    for number in numbers:
+        name = _wal.segment_name(1, number)
+        _wal.push(store, settings, wal_file(tmp_path, name, b"x"), name)
+    _wal.push(store, settings, wal_file(tmp_path, "00000002.history", b"h"), "00000002.history")
+    manifests = [base_manifest("20261201T000000Z-full", "000000010000000000000002", "000000010000000000000002",
+                               "2026-12-01T00:00:05.000Z"),
+                 base_manifest("20261201T010000Z-full", "000000010000000000000008", "000000010000000000000008",
+                               "2026-12-01T01:00:05.000Z"),
+                 {"set_id": "20261201T020000Z-full", "engine": "postgresql", "method": "pg_dump", "position": {}}]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    health = _wal.archive_health(store, "db1", "main", manifests, now)
+    assert health["base_backups"] == 2 and health["files"] == 8 and health["segments"] == 7
+    assert health["newest"] == "000000010000000100000001"
+    assert [(g["first"], g["last"], g["count"]) for g in health["gaps"]] == [
+        ("000000010000000000000006", "000000010000000000000007", 2),
+        ("00000001000000000000000A", "0000000100000000000000FF", 0xF6)]
+    assert health["earliest_time"] == "2026-12-01T00:00:05.000Z"
+    assert health["earliest_set_id"] == "20261201T000000Z-full"
+    assert health["latest_wal"] == "000000010000000000000009"
+    if kind == "dir":
+        assert 0 <= health["newest_age_s"] < 60
+    else:
+        assert health["newest_age_s"] is None
+    assert _wal.archive_health(store, "db1", "main", manifests[2:], now)["gaps"] == []
