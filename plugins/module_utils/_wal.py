@@ -48,7 +48,6 @@ import re
 import stat
 import sys
 import tempfile
-import zipfile
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, SecretFile
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
@@ -60,7 +59,7 @@ OBJECT_PREFIX = "wal/"
 DIGEST_SUFFIX = ".sha256"
 PROBE_OBJECT = "wal-probe"
 PROBE_CONTENT = b"lifeboat.backup archive command probe\n"
-PROGRAM_NAME = "lifeboat-wal.pyz"
+PROGRAM_NAME = "lifeboat-wal"
 SETTINGS_NAME = "lifeboat-wal.json"
 SETTINGS_VERSION = 1
 # What PostgreSQL archives: segments, timeline history, backup history, partial segments.
@@ -498,39 +497,41 @@ MAIN_PY = (b"import sys\n"
 
 
 def bundle(modules=None):
-    """The command as a zip application: this collection's module_utils that are loaded, and __main__.
+    """The command's files: {relative path: bytes}, this collection's loaded module_utils and ``__main__.py``.
 
-    Deterministic (fixed dates, sorted names), so that an unchanged bundle
-    installs as unchanged.
+    Installed as a directory that Python runs (``python -I DIR``): Python keeps
+    compiled copies in its ``__pycache__`` (the directory belongs to the user
+    who runs it), so each run starts without compiling the code again.
     """
     if modules is None:
+        # Every store kind, whatever the caller imported: the command opens the kind its settings name.
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
         prefix = PACKAGE + "."
         modules = sorted(set(n[len(prefix):] for n in list(sys.modules)
                              if n.startswith(prefix) and "." not in n[len(prefix):]) | set(["_wal"]))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        def add(path, data):
-            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-
-        add("__main__.py", MAIN_PY)
-        parts = PACKAGE.split(".")
-        for depth in range(1, len(parts) + 1):
-            add("/".join(parts[:depth]) + "/__init__.py", b"")
-        for name in modules:
-            data = _module_source(name)
-            add("/".join(parts) + "/" + name + ".py", data)
-    return buffer.getvalue()
+    files = {"__main__.py": MAIN_PY}
+    parts = PACKAGE.split(".")
+    for depth in range(1, len(parts) + 1):
+        files["/".join(parts[:depth]) + "/__init__.py"] = b""
+    for name in modules:
+        files["/".join(parts) + "/" + name + ".py"] = _module_source(name)
+    return files
 
 
 def _module_source(name):
     import pkgutil
     try:
         data = pkgutil.get_data(PACKAGE, name + ".py")
-    except OSError:
+    except (OSError, ValueError):
         data = None
+    if not data:
+        # A namespace package (no __init__.py) has no file of its own: ask the module's own loader.
+        module = sys.modules.get(PACKAGE + "." + name) or importlib.import_module(PACKAGE + "." + name)
+        loader, path = getattr(module, "__loader__", None), getattr(module, "__file__", None)
+        try:
+            data = loader.get_data(path) if loader is not None and path else None
+        except (OSError, AttributeError):
+            data = None
     if not data:
         raise WalError("The collection's %s.py is missing; cannot build the archive command." % name)
     return data
@@ -576,14 +577,14 @@ def _write_file(path, data, mode, uid, gid, check_mode):
     return True
 
 
-def _ensure_directory(directory, uid, gid, check_mode):
+def _ensure_directory(directory, uid, gid, check_mode, mode=0o700):
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise WalError("%s exists and is not a directory." % directory)
-    if st is not None and stat.S_IMODE(st.st_mode) == 0o700 and (uid is None or st.st_uid == uid) and \
+    if st is not None and stat.S_IMODE(st.st_mode) == mode and (uid is None or st.st_uid == uid) and \
             (gid is None or st.st_gid == gid):
         return False
     if check_mode:
@@ -592,8 +593,8 @@ def _ensure_directory(directory, uid, gid, check_mode):
         parent = os.path.dirname(directory)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o755)  # the cluster's OS user must be able to pass through
-        os.mkdir(directory, 0o700)
-    os.chmod(directory, 0o700)
+        os.mkdir(directory, mode)
+    os.chmod(directory, mode)
     if uid is not None or gid is not None:
         os.chown(directory, -1 if uid is None else uid, -1 if gid is None else gid)
     return True
@@ -609,12 +610,20 @@ def install_command(directory, settings, python=None, uid=None, gid=None, check_
         raise WalError("The archive command directory must be an absolute path, not %r." % directory)
     directory = os.path.normpath(directory)
     program = os.path.join(directory, PROGRAM_NAME)
+    files = bundle(modules)
     settings_path = os.path.join(directory, SETTINGS_NAME)
     python = python or sys.executable
     data = json.dumps(settings.to_dict(), sort_keys=True, indent=1).encode("utf-8") + b"\n"
     try:
         changed = _ensure_directory(directory, uid, gid, check_mode)
-        changed = _write_file(program, bundle(modules), 0o644, uid, gid, check_mode) or changed
+        for path in sorted(files):
+            target = os.path.join(program, *path.split("/"))
+            parent = os.path.dirname(target)
+            changed = _ensure_directory(parent, uid, gid, check_mode, 0o755) or changed
+            if check_mode and not os.path.isdir(parent):
+                changed = True
+                continue
+            changed = _write_file(target, files[path], 0o644, uid, gid, check_mode) or changed
         changed = _write_file(settings_path, data, 0o600, uid, gid, check_mode) or changed
     except OSError as exc:
         raise WalError(_stores.describe_os_error(exc, directory))

@@ -57,7 +57,7 @@ options:
     choices: ["on", "always"]
   command_dir:
     description:
-      - Directory on the database host for the program (C(lifeboat-wal.pyz)) and its settings
+      - Directory on the database host for the program (C(lifeboat-wal)) and its settings
         (C(lifeboat-wal.json)). Created mode 0700, owned by the cluster's OS user.
       - Defaults to C(/var/lib/lifeboat-wal/<host>-<source>).
     type: path
@@ -139,7 +139,7 @@ archive_command:
   description: The C(archive_command) set (paths only, never a secret).
   returned: always
   type: str
-  sample: "/usr/bin/python3 -I /var/lib/lifeboat-wal/db1-physical/lifeboat-wal.pyz /var/lib/lifeboat-wal/db1-physical/lifeboat-wal.json push %p %f"
+  sample: "/usr/bin/python3 -I /var/lib/lifeboat-wal/db1-physical/lifeboat-wal /var/lib/lifeboat-wal/db1-physical/lifeboat-wal.json push %p %f"
 command:
   description: The argv prefix of the installed command (add C(push %p %f) or C(fetch %f %p)).
   returned: always

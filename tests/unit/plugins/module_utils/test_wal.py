@@ -289,9 +289,23 @@ def test_a_killed_push_leaves_no_visible_object(installed, tmp_path):
     assert store.list_objects("db1", "main", "wal/") == ["wal/" + SEGMENT]
 
 
-def test_bundle_is_deterministic():
-    assert _wal.bundle() == _wal.bundle()
+def test_bundle_is_deterministic_and_holds_every_store_kind():
+    files = _wal.bundle()
+    assert files == _wal.bundle()
+    base = _wal.PACKAGE.replace(".", "/")
+    for module in ("_wal", "_stores", "_store_dir", "_store_s3", "_store_ssh", "_store_ssh_helper", "_aws"):
+        assert "%s/%s.py" % (base, module) in files
+    assert "__main__.py" in files
     assert sys.modules[_wal.PACKAGE + "._wal"] is _wal
+
+
+def test_the_program_keeps_its_compiled_code(installed, tmp_path):
+    """Python caches the compiled modules beside them: a push does not compile the code again."""
+    result, dummy = installed
+    path = wal_file(tmp_path, SEGMENT, b"x" * 100)
+    assert run(result["argv"] + ["push", path, SEGMENT]).returncode == 0
+    cached = [name for dirpath, dirs, names in os.walk(result["program"]) for name in names if name.endswith(".pyc")]
+    assert any(name.startswith("_wal.") for name in cached)
 
 
 def base_manifest(set_id, start_wal, stop_wal, stop_time):
