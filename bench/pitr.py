@@ -90,17 +90,12 @@ def bench(args):
     for label in ("push", "cp", "cp+sync"):
         seconds = med(results[label])
         rows.append([label, "%.2f" % seconds, "%.1f" % (len(names) / seconds), "%.0f" % (len(names) * 16 / seconds)])
-    markdown = "\n".join([
-        "# WAL archive command against cp",
-        "",
-        machine_table(machine_info(work, tools=("zstd",))).rstrip("\n"),
-        "",
-        "%d segments of 16 MiB, one process per segment as PostgreSQL runs archive_command; median of %d runs."
-        % (len(names), args.reps),
-        "",
-        table(["", "seconds", "segments/s", "MiB/s"], rows),
-        "",
-    ])
+    lines = ["# WAL archive command against cp", ""]
+    lines += machine_table(machine_info(work, tools=("zstd",)))
+    lines += ["", "%d segments of 16 MiB, one process per segment as PostgreSQL runs archive_command; median of %d "
+              "runs." % (len(names), args.reps), ""]
+    lines += table(["", "seconds", "segments/s", "MiB/s"], rows)
+    markdown = "\n".join(lines) + "\n"
     write_results("pitr", markdown, {"segments": len(names), "reps": args.reps, "seconds": results})
     print(markdown)
 
