@@ -11,6 +11,7 @@
 # and, by name only, the ablations on the postgresql benchmark's cluster:
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
+#   pitr         the WAL archive command's segments/s against cp (no cluster needed)
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,
