@@ -43,7 +43,7 @@ options:
       - V(pg_dump) dumps one database (O(db)); V(pg_dumpall) dumps roles and tablespaces
         (O(globals_only=true)) or the whole cluster as SQL.
       - V(pg_basebackup) takes a physical base backup of the whole cluster (C(pg_basebackup -D - -Ft
-        -X fetch)): one tar, with the WAL it needs to be consistent and C(backup_manifest), streamed
+        -X fetch)), one tar with the WAL it needs to be consistent and C(backup_manifest), streamed
         through the codec into the store as C(base.tar). Always a full set. The manifest records the
         start and stop LSN and WAL file, the timeline, the system identifier and the times, which a
         point-in-time restore needs together with the WAL archive (M(lifeboat.backup.postgresql_wal_archive),
