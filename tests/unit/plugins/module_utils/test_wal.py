@@ -197,7 +197,8 @@ def installed(tmp_path):
 
 def run(argv, **kwargs):
     # A bare environment: the program must carry everything it needs (python -I ignores PYTHONPATH anyway).
-    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, **kwargs)
+    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, check=False,
+                          **kwargs)
 
 
 def test_install_writes_private_files_and_is_idempotent(tmp_path):
