@@ -68,6 +68,7 @@ integration: setup
 	    echo "integration: no targets in tests/integration/targets/; skipping"; \
 	else \
 	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pgwal --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/motoserver.py stop --dir $(IT_ROOT)/moto --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/harness/sshd.py stop --dir $(IT_ROOT)/sshd --remove >/dev/null 2>&1 || true; \
 	    for d in $(IT_ROOT)/mariadb*/; do [[ -f "$$d/my.cnf" ]] && $(PY) scripts/mariadbserver.py stop --dir "$$d" >/dev/null 2>&1; done; true; \
@@ -75,6 +76,7 @@ integration: setup
 	    rm -rf $(IT_ROOT); \
 	    rc=0; $(ANSIBLE_TEST) integration --local --python $(PYVER) -v $(ANSIBLE_TEST_ARGS) || rc=$$?; \
 	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pgwal --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/motoserver.py stop --dir $(IT_ROOT)/moto --remove >/dev/null 2>&1 || true; \
 	    $(PY) scripts/harness/sshd.py stop --dir $(IT_ROOT)/sshd --remove >/dev/null 2>&1 || true; \
 	    for d in $(IT_ROOT)/mariadb*/; do [[ -f "$$d/my.cnf" ]] && $(PY) scripts/mariadbserver.py stop --dir "$$d" >/dev/null 2>&1; done; true; \

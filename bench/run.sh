@@ -14,6 +14,7 @@
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
 #   files        files_backup rsync_snapshot against raw rsync -a / --link-dest (20,000 files, 1 GiB)
+#   pitr         the WAL archive command's segments/s against cp (no cluster needed)
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,

@@ -48,6 +48,7 @@ FAILURE_PREFIX = "attempts/"
 FAILURE_SUFFIX = ".failed"
 OBJECTS_PREFIX_KEY = "objects_prefix"
 OBJECTS_FROM_KEY = "objects_from"
+OBJECTS_KEEP_KEY = "objects_keep"
 LEFTOVER_SUFFIXES = (".partial", ".deleting", ".upload")
 
 
@@ -352,10 +353,24 @@ def needed_objects(kept):
     return needed
 
 
+def kept_suffixes(kept):
+    """prefix -> markers of names a kept set needs whatever their order (``objects_keep``: comma-separated
+    texts, like ``.history``; a name under the prefix that contains one is kept)."""
+    suffixes = {}
+    for manifest in kept:
+        position = manifest.get("position") or {}
+        prefix, keep = position.get(OBJECTS_PREFIX_KEY), position.get(OBJECTS_KEEP_KEY)
+        if isinstance(prefix, str) and prefix and isinstance(keep, str) and keep:
+            suffixes.setdefault(prefix, set()).update(part for part in keep.split(",") if part)
+    return suffixes
+
+
 def prunable_objects(names, kept, newest_set_id=None):
-    """Object names no kept set needs: below the first needed name of a judged prefix, and failure records
-    older than ``newest_set_id`` (the newest complete set). Sorted."""
+    """Object names no kept set needs: below the first needed name of a judged prefix (unless a kept set
+    marks them with ``objects_keep``), and failure records older than ``newest_set_id`` (the newest
+    complete set). Sorted."""
     needed = needed_objects(kept)
+    always = kept_suffixes(kept)
     newest = _time(newest_set_id) if newest_set_id else None
     doomed = []
     for name in names:
@@ -365,6 +380,8 @@ def prunable_objects(names, kept, newest_set_id=None):
                 doomed.append(name)
             continue
         for prefix, first in needed.items():
+            if name.startswith(prefix) and any(mark in name[len(prefix):] for mark in always.get(prefix, ())):
+                continue
             if name.startswith(prefix) and name[len(prefix):] < first:
                 doomed.append(name)
                 break

@@ -139,12 +139,36 @@ invalid:
   returned: always
   type: list
   elements: dict
+wal_archive:
+  description:
+    - Per C(host/source) that has PostgreSQL base backups (method C(pg_basebackup)), the health of
+      its WAL archive (C(docs/pitr.md)), from the object names under C(wal/).
+    - C(files) and C(segments) archived; C(newest), the newest segment, and C(newest_age_s), how long
+      ago it was stored (null where the store kind cannot tell, such as C(s3)); C(gaps), runs of
+      missing segments (C(first), C(last), C(count)) after the oldest base backup on its timeline;
+      C(earliest_time) and C(earliest_set_id), the start of the recoverable window (the end of the
+      oldest base backup); C(latest_wal), the last segment of the unbroken run after the newest base
+      backup (the latest point a restore can reach lies in it).
+  returned: always
+  type: dict
+  sample:
+    db1/physical:
+      base_backups: 2
+      files: 41
+      segments: 40
+      newest: "000000010000000000000029"
+      newest_age_s: 12.5
+      gaps: []
+      earliest_time: "2026-12-01T03:00:05.120Z"
+      earliest_set_id: 20261201T030000Z-full
+      latest_wal: "000000010000000000000029"
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, plain_results, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _wal
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
@@ -196,7 +220,17 @@ def report(store, host, source, rpo_s, now, max_sets=-1):
         partials=partials,
         invalid=invalid,
         future=_catalog.future_sets(future, now=now),
+        wal_archive=wal_archives(store, current, now),
     )
+
+
+def wal_archives(store, current, now):
+    """Per 'host/source' with PostgreSQL base backups: the health of its WAL archive (_wal.archive_health)."""
+    health = {}
+    for key, group in _catalog.by_source(current).items():
+        if any(m.get("method") == "pg_basebackup" and m.get("engine") == "postgresql" for m in group):
+            health[key] = _wal.archive_health(store, group[0]["host"], group[0]["source"], group, now)
+    return health
 
 
 def main():

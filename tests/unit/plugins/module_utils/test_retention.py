@@ -178,6 +178,18 @@ def test_objects_needed_and_failure_records_pruned():
     assert _retention.prunable_objects(["wal/1"], [make_manifest("20261105T000000Z-full")]) == []
 
 
+def test_objects_keep_spares_names_that_sort_before_the_first_needed():
+    """A timeline history file (00000002.history) sorts before the segments of its timeline: still needed."""
+    keep = make_manifest("20261105T000000Z-full")
+    keep["position"] = {"objects_prefix": "wal/", "objects_from": "000000020000000000000005",
+                        "objects_keep": ".history"}
+    names = ["wal/00000002.history.zst", "wal/00000002.history", "wal/000000020000000000000004.zst",
+             "wal/000000020000000000000005.zst"]
+    assert _retention.prunable_objects(names, [keep]) == ["wal/000000020000000000000004.zst"]
+    del keep["position"]["objects_keep"]
+    assert "wal/00000002.history.zst" in _retention.prunable_objects(names, [keep])
+
+
 def test_catalog_reexports():
     assert _catalog.retention_plan is _retention.plan
     assert _catalog.check_policy is _retention.check_policy
