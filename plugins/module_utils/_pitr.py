@@ -36,6 +36,10 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils import _archive
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 ENGINE = "postgresql"
 METHOD = "pg_basebackup"
@@ -351,3 +355,361 @@ def conf_line(name, value):
     if "\n" in value or "\r" in value or "\0" in value:
         raise LifeboatError("The value of %s holds a line break; it cannot go into postgresql.conf." % name)
     return "%s = '%s'\n" % (name, value.replace("\\", "\\\\").replace("'", "''"))
+
+
+# ------------------------------------------------------------------ the restore
+
+READY_QUERY = ("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), "
+               "to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+               "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END")
+NOT_REACHED = "recovery ended before configured recovery target was reached"
+LOG_NAME = "lifeboat-pitr.log"
+
+
+def os_user_ids(name):
+    """(uid, gid, home) of the cluster's OS user; one sentence when it does not exist or is root."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise LifeboatError("OS user %s does not exist; set os_user to the user PostgreSQL runs as." % name)
+    if entry.pw_uid == 0:
+        raise LifeboatError("os_user %s is root; PostgreSQL refuses to run as root." % name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def check_data_dir(path):
+    """None when ``path`` may receive the restore: an empty directory, or absent under an existing parent.
+
+    Returns "empty" or "absent"; one sentence otherwise.
+    """
+    if not os.path.isabs(path):
+        raise LifeboatError("data_dir %s must be an absolute path." % path)
+    if os.path.islink(path):
+        raise LifeboatError("data_dir %s is a symbolic link; give the real directory." % path)
+    if os.path.isdir(path):
+        if os.listdir(path):
+            raise LifeboatError("data_dir %s is not empty; a point-in-time restore goes into an empty or new "
+                                "directory, never over a cluster." % path)
+        return "empty"
+    if os.path.exists(path):
+        raise LifeboatError("data_dir %s exists and is not a directory." % path)
+    if not os.path.isdir(os.path.dirname(path.rstrip("/")) or "/"):
+        raise LifeboatError("The parent directory of data_dir %s does not exist." % path)
+    return "absent"
+
+
+def port_in_use(port, socket_dir):
+    """True when something listens on ``port`` (TCP on 127.0.0.1, or a PostgreSQL lock file in ``socket_dir``)."""
+    import socket
+    if os.path.exists(os.path.join(socket_dir, ".s.PGSQL.%d.lock" % port)):
+        return True
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        probe.close()
+
+
+def empty_directory(path):
+    """Remove everything inside ``path`` (never following links); keep ``path`` itself."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+
+def chown_tree(path, uid, gid):
+    """Give ``path`` and everything below it to uid:gid, never following a link."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, gid)
+    os.lchown(path, uid, gid)
+
+
+def last_lines(path, offset=0, limit=65536):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(offset, os.path.getsize(path) - limit))
+            return handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+
+
+def log_failure(lines):
+    """The server's own reason for stopping: its last FATAL or PANIC line, else its last line."""
+    for line in reversed(lines):
+        for level in ("PANIC:", "FATAL:"):
+            if level in line:
+                return line.split(level, 1)[1].strip()
+    return lines[-1].strip() if lines else "no message in the server log"
+
+
+class PitrRestore(object):
+    """The RestoreJob engine of a point-in-time restore.
+
+    ``options``: data_dir, port, socket_dir, os_user, bin_dir (or None: the
+    server version's directory under /usr/lib/postgresql, else PATH), timeout
+    (seconds), target (parse_target), window (from pick_base) and
+    ``restore_command`` (a callable job -> the restore_command text; it is
+    called once the data directory exists).
+    """
+
+    def __init__(self, module, runner, options):
+        self.module = module
+        self.runner = runner
+        self.options = options
+        self.target = options["target"]
+        self.window = options["window"]
+        self.data_dir = os.path.abspath(options["data_dir"])
+        self.port = options["port"]
+        self.socket_dir = options["socket_dir"]
+        self.os_user = options["os_user"]
+        self.uid = self.gid = None
+        self.bin_dir = None
+        self.major = None
+        self.state = None
+        self.made = False
+        self.started = False
+        self.done = False
+        self.reached = {}
+        self.log = os.path.join(self.data_dir, LOG_NAME)
+
+    # -------------------------------------------------------------- helpers
+    def as_user(self, argv):
+        """``argv`` run as the cluster's OS user (through setpriv when root)."""
+        if os.geteuid() == 0:
+            setpriv = self.runner.find("setpriv", "util-linux")
+            return [setpriv, "--reuid=%d" % self.uid, "--regid=%d" % self.gid, "--init-groups", "--"] + list(argv)
+        if os.geteuid() != self.uid:
+            raise LifeboatError("The restore runs as uid %d; it must run as root or as os_user %s."
+                                % (os.geteuid(), self.os_user))
+        return list(argv)
+
+    def tool(self, name):
+        path = os.path.join(self.bin_dir, name)
+        if not os.access(path, os.X_OK):
+            raise LifeboatError("%s was not found in %s; set pg_bin_dir to the PostgreSQL %s programs."
+                                % (name, self.bin_dir, self.major or ""))
+        return path
+
+    def run(self, argv, **kwargs):
+        return self.runner.run(self.as_user(argv), cwd="/", **kwargs)
+
+    # -------------------------------------------------------------- RestoreJob hooks
+    def preconditions(self, job):
+        manifest = job.manifest
+        if manifest["engine"] != ENGINE or manifest["method"] != METHOD:
+            raise LifeboatError("Set %s is a %s %s set, not a PostgreSQL base backup (pg_basebackup); method pitr "
+                                "restores base backups only." % (manifest["set_id"], manifest["engine"],
+                                                                 manifest["method"]))
+        self.uid, self.gid = os_user_ids(self.os_user)
+        self.state = check_data_dir(self.data_dir)
+        version = (manifest.get("position") or {}).get("server_version")
+        self.major = version // 10000 if isinstance(version, int) and version >= 100000 else None
+        self.bin_dir = self.options.get("bin_dir")
+        if not self.bin_dir:
+            guess = "/usr/lib/postgresql/%s/bin" % self.major if self.major else None
+            if guess and os.path.isdir(guess):
+                self.bin_dir = guess
+            else:
+                self.bin_dir = os.path.dirname(self.runner.find("pg_ctl", "postgresql"))
+        rc, out, err = self.runner.run([self.tool("pg_ctl"), "--version"])
+        found = re.search(r"(\d+)(?:\.\d+)?", out)
+        if self.major and (rc != 0 or not found or int(found.group(1)) != self.major):
+            raise LifeboatError("Base backup %s is of PostgreSQL %d, but %s is %s; set pg_bin_dir to the PostgreSQL "
+                                "%d programs." % (manifest["set_id"], self.major, self.tool("pg_ctl"),
+                                                  out.strip() or "not runnable", self.major))
+        if not os.path.isdir(self.socket_dir):
+            raise LifeboatError("socket_dir %s does not exist." % self.socket_dir)
+        if port_in_use(self.port, self.socket_dir):
+            raise LifeboatError("Port %d is in use; set cluster_port to a free port for the restored cluster." % self.port)
+
+    def check(self, job):
+        self.reached = {}
+
+    def consume(self, job, member):
+        payloads = [f["name"] for f in member["files"] if f["name"].startswith("base.tar")]
+        if len(payloads) != 1:
+            raise LifeboatError("Base backup %s holds %d base.tar payloads, not one; it is not a set this module "
+                                "wrote." % (member["set_id"], len(payloads)))
+        if self.state == "absent":
+            os.mkdir(self.data_dir, 0o700)
+            self.made = True
+        os.chmod(self.data_dir, 0o700)
+        job.read(member, payloads[0],
+                 lambda stream: _archive.extract_tar(stream, self.data_dir, what="base backup %s" % member["set_id"]))
+        for stale in ("postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal", "backup_manifest"):
+            path = os.path.join(self.data_dir, stale)
+            if os.path.isfile(path) and stale != "backup_manifest":
+                os.unlink(path)
+        if not os.path.isfile(os.path.join(self.data_dir, "PG_VERSION")):
+            raise LifeboatError("Base backup %s holds no PG_VERSION file; it is not a PostgreSQL data directory."
+                                % member["set_id"])
+
+    def finalise(self, job):
+        command = self.options["restore_command"](job)
+        settings = [("port", self.port), ("unix_socket_directories", self.socket_dir), ("archive_mode", "off")]
+        settings += recovery_settings(self.target, command)
+        lines = ["# Written by lifeboat.backup postgresql_restore (method pitr).\n"]
+        lines += [conf_line(name, value) for name, value in settings]
+        with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a", encoding="utf-8") as handle:
+            handle.write("\n" + "".join(lines))
+        with open(os.path.join(self.data_dir, "recovery.signal"), "w", encoding="utf-8"):
+            pass
+        chown_tree(self.data_dir, self.uid, self.gid)
+        self.start()
+        self.wait(job)
+        self.done = True
+
+    def release(self, job):
+        if self.done:
+            return
+        if self.started:
+            self.run([self.tool("pg_ctl"), "-D", self.data_dir, "-m", "immediate", "-w", "-t", "60", "stop"])
+        if self.made:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        elif self.state == "empty" and os.path.isdir(self.data_dir):
+            empty_directory(self.data_dir)
+
+    # -------------------------------------------------------------- recovery
+    def start(self):
+        argv = [self.tool("pg_ctl"), "-D", self.data_dir, "-l", self.log, "-W",
+                "-o", "-c logging_collector=off -c lc_messages=C", "start"]
+        self.started = True
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise LifeboatError("Starting recovery failed: %s" % ((err or out).strip().splitlines() or ["pg_ctl "
+                                "failed without a message"])[-1])
+
+    def postmaster_alive(self):
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid"), encoding="utf-8") as handle:
+                pid = int(handle.readline().strip())
+            os.kill(pid, 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def query(self):
+        argv = [self.tool("psql"), "-X", "-A", "-t", "-F", "|", "-h", self.socket_dir, "-p", str(self.port),
+                "-d", "postgres", "-c", READY_QUERY]
+        rc, out, err = self.run(argv, env={"PGCONNECT_TIMEOUT": "5"})
+        if rc != 0:
+            return None
+        return out.strip().split("|")
+
+    def wait(self, job):
+        deadline = time.monotonic() + self.options["timeout"]
+        grace = 0
+        while True:
+            row = self.query()
+            if row is not None and len(row) == 4 and row[0] == "f":
+                self.reached = {"lsn": row[1] or None, "time": row[2] or None,
+                                "timeline": int(row[3][:8], 16) if row[3] else None}
+                return
+            if not self.postmaster_alive():
+                grace += 1
+                if grace > 3:  # pg_ctl -W returns before the postmaster wrote its pid file
+                    self.fail_from_log()
+            if time.monotonic() > deadline:
+                raise LifeboatError("Recovery did not finish within %d seconds (timeout); the server log is %s."
+                                    % (self.options["timeout"], self.log))
+            time.sleep(0.5)
+
+    def fail_from_log(self):
+        lines = last_lines(self.log)
+        reason = log_failure(lines)
+        self.started = False
+        if NOT_REACHED in reason or any(NOT_REACHED in line for line in lines):
+            raise WindowError("Recovery replayed all the WAL it could fetch without reaching %s; %s."
+                              % (describe_target(self.target), describe_window(self.window)))
+        raise LifeboatError("The restored server stopped during recovery: %s" % reason.rstrip(".") + ".")
+
+
+def describe_target(target):
+    if "time" in target:
+        return "target time %s" % format_ts(target["time"])
+    if "lsn" in target:
+        return "target LSN %s" % format_lsn(target["lsn"])
+    if "name" in target:
+        return "restore point %r" % target["name"]
+    return "the end of the archive"
+
+
+# ------------------------------------------------------------------ the module
+
+def argument_spec():
+    """The options postgresql_restore gains for method pitr (documented there)."""
+    return dict(
+        target_time=dict(type="str"),
+        target_lsn=dict(type="str"),
+        target_name=dict(type="str"),
+        latest=dict(type="bool", default=False),
+        data_dir=dict(type="path"),
+        cluster_port=dict(type="int"),
+        socket_dir=dict(type="path", default="/var/run/postgresql"),
+        os_user=dict(type="str", default="postgres"),
+        pg_bin_dir=dict(type="path"),
+        recovery_timeout=dict(type="int", default=3600),
+    )
+
+
+def restore_command(job, params, data_dir):
+    """The restore_command text: this collection's WAL fetch command, installed for the restored cluster."""
+    raise LifeboatError("The WAL fetch command is not available in this collection yet.")
+
+
+def run_module(module):
+    """postgresql_restore with method pitr: exits the module (one sentence on failure, never a traceback)."""
+    params = module.params
+    result = dict(changed=False, set_id=None, cmd=[], data_dir=params["data_dir"], cluster_port=params["cluster_port"])
+    job = None
+    engine = None
+    failure = None
+    try:
+        target = parse_target(params)
+        if not params["data_dir"] or not params["cluster_port"]:
+            raise LifeboatError("method pitr needs data_dir (an empty or new directory) and cluster_port (a free port) for "
+                                "the restored cluster.")
+        if not 1 <= params["cluster_port"] <= 65535:
+            raise LifeboatError("cluster_port must be between 1 and 65535, not %d." % params["cluster_port"])
+        if params["recovery_timeout"] < 1:
+            raise LifeboatError("recovery_timeout must be 1 second or more.")
+        store = _store_kinds.open_store(params["store"])
+        host = _jobs.default_host(params)
+        source = params["source"]
+        trust = _codec.trust_from_params(params, runner_for(module))
+        manifests = _catalog.scan(store, host, source)[0]
+        names = store.list_objects(host, source, WAL_PREFIX)
+        base, win = pick_base(manifests, names, target, utcnow(), params["set_id"])
+        result["window"] = win
+        for one in win["ranges"]:
+            if one["set_id"] == base["set_id"] and one["missing_wal"] and "latest" in target:
+                module.warn("WAL segment %s is missing from the archive: recovery stops at LSN %s, before it, and "
+                            "later segments are not replayed." % (one["missing_wal"], one["to_lsn"]))
+        job = _jobs.RestoreJob(module, store, host, source, set_id=base["set_id"], identity=params["age_identity"],
+                               identity_file=params["age_identity_file"], work_dir=params["work_dir"] or module.tmpdir,
+                               trust=trust)
+        engine = PitrRestore(module, runner_for(module), dict(
+            data_dir=params["data_dir"], port=params["cluster_port"], socket_dir=params["socket_dir"],
+            os_user=params["os_user"], bin_dir=params["pg_bin_dir"], timeout=params["recovery_timeout"],
+            target=target, window=win,
+            restore_command=lambda one_job: restore_command(one_job, params, engine.data_dir)))
+        result.update(job.run(engine, check_mode=module.check_mode))
+        result.update(target=describe_target(target), log=engine.log)
+        if not module.check_mode:
+            result["reached"] = engine.reached
+    except LifeboatError as exc:
+        failure = str(exc)
+    except Exception as exc:  # one sentence, never a traceback
+        failure = "The point-in-time restore failed unexpectedly (%s: %s)." % (type(exc).__name__,
+                                                                               " ".join(str(exc).split()))
+    if failure is not None:
+        if job is not None:
+            result.update(job.summary(), cmd=job.cmd)
+        result["msg"] = failure
+        module.fail_json(**result)
+    module.exit_json(**result)
