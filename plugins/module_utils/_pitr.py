@@ -363,6 +363,7 @@ READY_QUERY = ("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), "
                "to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END")
 NOT_REACHED = "recovery ended before configured recovery target was reached"
+LAST_XACT = "last completed transaction was at log time"
 LOG_NAME = "lifeboat-pitr.log"
 
 
@@ -624,8 +625,11 @@ class PitrRestore(object):
         reason = log_failure(lines)
         self.started = False
         if NOT_REACHED in reason or any(NOT_REACHED in line for line in lines):
-            raise WindowError("Recovery replayed all the WAL it could fetch without reaching %s; %s."
-                              % (describe_target(self.target), describe_window(self.window)))
+            last = [line.split(LAST_XACT, 1)[1].strip() for line in lines if LAST_XACT in line]
+            raise WindowError("Recovery replayed all the WAL it could fetch without reaching %s%s; %s."
+                              % (describe_target(self.target),
+                                 " (the last transaction it replayed committed at %s)" % last[-1] if last else "",
+                                 describe_window(self.window)))
         raise LifeboatError("The restored server stopped during recovery: %s" % reason.rstrip(".") + ".")
 
 
