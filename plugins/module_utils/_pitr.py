@@ -39,6 +39,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils import _wal
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 ENGINE = "postgresql"
@@ -378,24 +379,24 @@ def os_user_ids(name):
     return entry.pw_uid, entry.pw_gid
 
 
-def check_data_dir(path):
-    """None when ``path`` may receive the restore: an empty directory, or absent under an existing parent.
+def check_data_dir(path, what="data_dir"):
+    """How ``path`` may receive the restore: "empty" (an empty directory) or "absent" (its parent exists).
 
-    Returns "empty" or "absent"; one sentence otherwise.
+    One sentence otherwise: a restore never writes into a directory that holds anything.
     """
     if not os.path.isabs(path):
-        raise LifeboatError("data_dir %s must be an absolute path." % path)
+        raise LifeboatError("%s %s must be an absolute path." % (what, path))
     if os.path.islink(path):
-        raise LifeboatError("data_dir %s is a symbolic link; give the real directory." % path)
+        raise LifeboatError("%s %s is a symbolic link; give the real directory." % (what, path))
     if os.path.isdir(path):
         if os.listdir(path):
-            raise LifeboatError("data_dir %s is not empty; a point-in-time restore goes into an empty or new "
-                                "directory, never over a cluster." % path)
+            raise LifeboatError("%s %s is not empty; a point-in-time restore goes into an empty or new "
+                                "directory, never over existing files." % (what, path))
         return "empty"
     if os.path.exists(path):
-        raise LifeboatError("data_dir %s exists and is not a directory." % path)
+        raise LifeboatError("%s %s exists and is not a directory." % (what, path))
     if not os.path.isdir(os.path.dirname(path.rstrip("/")) or "/"):
-        raise LifeboatError("The parent directory of data_dir %s does not exist." % path)
+        raise LifeboatError("The parent directory of %s %s does not exist." % (what, path))
     return "absent"
 
 
@@ -477,6 +478,8 @@ class PitrRestore(object):
         self.done = False
         self.reached = {}
         self.log = os.path.join(self.data_dir, LOG_NAME)
+        self.command_dir = None
+        self.command_dir_state = None
 
     # -------------------------------------------------------------- helpers
     def as_user(self, argv):
@@ -508,6 +511,7 @@ class PitrRestore(object):
                                                                  manifest["method"]))
         self.uid, self.gid = os_user_ids(self.os_user)
         self.state = check_data_dir(self.data_dir)
+        check_data_dir(self.options["command_dir"], "wal_command_dir")
         version = (manifest.get("position") or {}).get("server_version")
         self.major = version // 10000 if isinstance(version, int) and version >= 100000 else None
         self.bin_dir = self.options.get("bin_dir")
@@ -564,8 +568,10 @@ class PitrRestore(object):
         self.start()
         self.wait(job)
         self.done = True
+        self.remove_command()
 
     def release(self, job):
+        self.remove_command()
         if self.done:
             return
         if self.started:
@@ -574,6 +580,15 @@ class PitrRestore(object):
             shutil.rmtree(self.data_dir, ignore_errors=True)
         elif self.state == "empty" and os.path.isdir(self.data_dir):
             empty_directory(self.data_dir)
+
+    def remove_command(self):
+        """Drop the WAL fetch command (its settings name the store) once recovery no longer needs it."""
+        if self.command_dir is None or not os.path.isdir(self.command_dir) or os.path.islink(self.command_dir):
+            return
+        if self.command_dir_state == "absent":
+            shutil.rmtree(self.command_dir, ignore_errors=True)
+        else:
+            empty_directory(self.command_dir)
 
     # -------------------------------------------------------------- recovery
     def start(self):
@@ -657,13 +672,32 @@ def argument_spec():
         socket_dir=dict(type="path", default="/var/run/postgresql"),
         os_user=dict(type="str", default="postgres"),
         pg_bin_dir=dict(type="path"),
+        wal_command_dir=dict(type="path"),
         recovery_timeout=dict(type="int", default=3600),
     )
 
 
-def restore_command(job, params, data_dir):
-    """The restore_command text: this collection's WAL fetch command, installed for the restored cluster."""
-    raise LifeboatError("The WAL fetch command is not available in this collection yet.")
+def command_dir(params):
+    """Where the WAL fetch command of the restored cluster goes: wal_command_dir, else beside data_dir."""
+    return params.get("wal_command_dir") or os.path.abspath(params["data_dir"]).rstrip("/") + ".lifeboat-wal"
+
+
+def restore_command(engine, job, params):
+    """Install this collection's WAL fetch command for the restored cluster; return the restore_command text.
+
+    The command reads the same store, host and source as the base backup; it
+    belongs to the cluster's OS user (its settings file is 0600) and is
+    removed once recovery has promoted, or when the restore fails.
+    """
+    directory = command_dir(params)
+    engine.command_dir_state = check_data_dir(directory, "wal_command_dir")
+    engine.command_dir = directory
+    store = dict(params["store"])
+    store["kind"] = store.get("kind") or "dir"
+    prefix = _wal.install(job.module, directory, store, job.host, job.source,
+                          identity=params.get("age_identity"), identity_file=params.get("age_identity_file"),
+                          uid=engine.uid, gid=engine.gid)
+    return _wal.restore_command(prefix)
 
 
 def run_module(module):
@@ -700,8 +734,8 @@ def run_module(module):
         engine = PitrRestore(module, runner_for(module), dict(
             data_dir=params["data_dir"], port=params["cluster_port"], socket_dir=params["socket_dir"],
             os_user=params["os_user"], bin_dir=params["pg_bin_dir"], timeout=params["recovery_timeout"],
-            target=target, window=win,
-            restore_command=lambda one_job: restore_command(one_job, params, engine.data_dir)))
+            target=target, window=win, command_dir=command_dir(params),
+            restore_command=lambda one_job: restore_command(engine, one_job, params)))
         result.update(job.run(engine, check_mode=module.check_mode))
         result.update(target=describe_target(target), log=engine.log)
         if not module.check_mode:

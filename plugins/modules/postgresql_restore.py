@@ -116,6 +116,15 @@ options:
       - With O(method=pitr), the directory of C(pg_ctl) and C(psql) of the base backup's major version.
       - Defaults to C(/usr/lib/postgresql/<major>/bin) when it exists, else C(pg_ctl) on PATH.
     type: path
+  wal_command_dir:
+    description:
+      - With O(method=pitr), the directory this collection's WAL fetch command (C(restore_command)) and its
+        settings are installed into, for O(os_user). It must be empty or absent. It is removed once recovery
+        has promoted, or when the restore fails.
+      - The settings file (mode 0600) holds the store options and, for an encrypted archive, O(age_identity),
+        for as long as recovery runs; O(age_identity_file) is named there instead, and must be readable by O(os_user).
+      - Defaults to O(data_dir) followed by C(.lifeboat-wal), beside the data directory.
+    type: path
   recovery_timeout:
     description:
       - With O(method=pitr), seconds to wait for recovery to reach its target and promote.

@@ -22,7 +22,7 @@ def test_data_dir_must_be_absent_or_empty(tmp_path):
     assert _pitr.check_data_dir(str(tmp_path / "empty")) == "empty"
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "PG_VERSION").write_text("15\n")
-    with pytest.raises(LifeboatError, match="is not empty; a point-in-time restore goes into an empty or new"):
+    with pytest.raises(LifeboatError, match="data_dir .* is not empty; a point-in-time restore goes into an empty or new"):
         _pitr.check_data_dir(str(tmp_path / "full"))
     (tmp_path / "hidden").mkdir()
     (tmp_path / "hidden" / ".x").write_text("")
