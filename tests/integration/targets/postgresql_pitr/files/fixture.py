@@ -17,6 +17,10 @@ import tempfile
 
 root = os.environ["ANSIBLE_COLLECTIONS_PATH"].split(":")[0]
 sys.path.insert(0, root)
+# The collection loader, as in a module run: the archive command bundles module_utils read through it.
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder  # noqa: E402
+
+_AnsibleCollectionFinder(paths=[root])._install()
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs  # noqa: E402
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline  # noqa: E402
