@@ -673,6 +673,7 @@ def argument_spec():
         os_user=dict(type="str", default="postgres"),
         pg_bin_dir=dict(type="path"),
         wal_command_dir=dict(type="path"),
+        wal_command_python=dict(type="path"),
         recovery_timeout=dict(type="int", default=3600),
     )
 
@@ -696,7 +697,7 @@ def restore_command(engine, job, params):
     store["kind"] = store.get("kind") or "dir"
     prefix = _wal.install(job.module, directory, store, job.host, job.source,
                           identity=params.get("age_identity"), identity_file=params.get("age_identity_file"),
-                          uid=engine.uid, gid=engine.gid)
+                          python=params.get("wal_command_python"), uid=engine.uid, gid=engine.gid)
     return _wal.restore_command(prefix)
 
 

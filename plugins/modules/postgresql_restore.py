@@ -125,6 +125,11 @@ options:
         for as long as recovery runs; O(age_identity_file) is named there instead, and must be readable by O(os_user).
       - Defaults to O(data_dir) followed by C(.lifeboat-wal), beside the data directory.
     type: path
+  wal_command_python:
+    description:
+      - With O(method=pitr), the Python interpreter that runs the WAL fetch command; O(os_user) must be able to
+        run it. Defaults to the interpreter this module runs under.
+    type: path
   recovery_timeout:
     description:
       - With O(method=pitr), seconds to wait for recovery to reach its target and promote.

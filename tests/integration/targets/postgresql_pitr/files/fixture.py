@@ -1,7 +1,7 @@
 """Backup-side fixtures of the postgresql_pitr target: WAL archiving through the collection's
 archive command, and a base backup set written through the core's BackupJob.
 
-usage: fixture.py archive-command STORE_DIR HOST SOURCE COMMAND_DIR
+usage: fixture.py archive-command STORE_DIR HOST SOURCE COMMAND_DIR PYTHON
        fixture.py basebackup STORE_DIR HOST SOURCE SOCKET_DIR PORT BIN_DIR
 
 archive-command installs the WAL command for the postgres user and prints the archive_command line.
@@ -31,9 +31,9 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import for
 POSTGRES = pwd.getpwnam("postgres")
 
 
-def archive_command(store_dir, host, source, command_dir):
+def archive_command(store_dir, host, source, command_dir, python):
     prefix = _wal.install(None, command_dir, {"kind": "dir", "path": store_dir}, host, source,
-                          uid=POSTGRES.pw_uid, gid=POSTGRES.pw_gid)
+                          python=python, uid=POSTGRES.pw_uid, gid=POSTGRES.pw_gid)
     print(_wal.archive_command(prefix))
 
 
@@ -82,7 +82,7 @@ def basebackup(store_dir, host, source, socket_dir, port, bin_dir):
 
 if __name__ == "__main__":
     if sys.argv[1] == "archive-command":
-        archive_command(*sys.argv[2:6])
+        archive_command(*sys.argv[2:7])
     elif sys.argv[1] == "basebackup":
         basebackup(*sys.argv[2:8])
     else:
