@@ -39,9 +39,15 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
+try:
+    from ansible.module_utils.basic import missing_required_lib
+except ImportError:  # the WAL archive command (_wal.py) runs outside Ansible, where ansible may be absent
+    def missing_required_lib(library, reason=None, url=None):
+        return "Failed to import the required Python library (%s) on %s's Python %s." % (
+            library, os.uname()[1], sys.executable)
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import escape

@@ -42,9 +42,16 @@ options:
     description:
       - V(pg_dump) dumps one database (O(db)); V(pg_dumpall) dumps roles and tablespaces
         (O(globals_only=true)) or the whole cluster as SQL.
+      - V(pg_basebackup) takes a physical base backup of the whole cluster (C(pg_basebackup -D - -Ft
+        -X fetch)): one tar, with the WAL it needs to be consistent and C(backup_manifest), streamed
+        through the codec into the store as C(base.tar). Always a full set. The manifest records the
+        start and stop LSN and WAL file, the timeline, the system identifier and the times, which a
+        point-in-time restore needs together with the WAL archive (M(lifeboat.backup.postgresql_wal_archive),
+        C(docs/pitr.md)). The login user needs the REPLICATION attribute and a C(replication) entry in
+        C(pg_hba.conf). A cluster with tablespaces besides pg_default and pg_global is refused.
     type: str
     default: pg_dump
-    choices: [pg_dump, pg_dumpall]
+    choices: [pg_dump, pg_dumpall, pg_basebackup]
   db:
     description:
       - Database to dump. Required with O(method=pg_dump).
@@ -72,7 +79,8 @@ options:
   source:
     description:
       - Name of the source in the store. Defaults to O(db) for V(pg_dump), C(globals) or C(cluster)
-        for V(pg_dumpall).
+        for V(pg_dumpall), C(physical) for V(pg_basebackup) (the source the WAL archive of
+        M(lifeboat.backup.postgresql_wal_archive) uses by default too).
     type: str
   max_age:
     description:
@@ -92,12 +100,13 @@ options:
       - Defaults to the module's temporary directory.
     type: path
 requirements:
-  - pg_dump / pg_dumpall and psql of a version at least as new as the server
+  - pg_dump / pg_dumpall / pg_basebackup and psql of a version at least as new as the server
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
   - age (when O(encrypt_recipients) is set)
   - tar (for O(format=directory))
 seealso:
   - module: lifeboat.backup.postgresql_restore
+  - module: lifeboat.backup.postgresql_wal_archive
   - module: lifeboat.backup.backup_info
   - module: lifeboat.backup.backup_verify
 notes:
@@ -130,6 +139,16 @@ EXAMPLES = r"""
     host: "{{ inventory_hostname }}"
     labels:
       job: nightly
+
+- name: Physical base backup for point-in-time recovery, into the source the WAL archive uses
+  lifeboat.backup.postgresql_backup:
+    method: pg_basebackup
+    login_unix_socket: /run/postgresql
+    login_user: postgres
+    store:
+      kind: dir
+      path: /var/backups/lifeboat
+    host: "{{ inventory_hostname }}"
 
 - name: Roles and tablespaces
   lifeboat.backup.postgresql_backup:
@@ -174,7 +193,11 @@ files:
   elements: dict
   sample: [{name: dump.pgc.zst, size: 1048576, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
 position:
-  description: Server state when the dump began (C(lsn), C(timeline), C(in_recovery), C(server_version)).
+  description:
+    - Server state when the dump began (C(lsn), C(timeline), C(in_recovery), C(server_version)).
+    - With O(method=pg_basebackup) C(server_version) (as an integer like 150018), C(system_identifier),
+      C(timeline), C(start_lsn), C(stop_lsn), C(start_wal), C(stop_wal), C(start_time), C(stop_time),
+      C(wal_segment_size), C(objects_prefix) and C(objects_from) (docs/pitr.md).
   returned: success
   type: dict
   sample: {lsn: 0/3000148, timeline: 1, in_recovery: false, server_version: "15.18"}
@@ -208,9 +231,8 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pgbackup
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pgbasebackup
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def main():
@@ -219,7 +241,7 @@ def main():
     argument_spec.update(_jobs.codec_argument_spec())
     argument_spec.update(_codec.signing_argument_spec())
     argument_spec.update(
-        method=dict(type="str", default="pg_dump", choices=["pg_dump", "pg_dumpall"]),
+        method=dict(type="str", default="pg_dump", choices=["pg_dump", "pg_dumpall", "pg_basebackup"]),
         db=dict(type="str", aliases=["database"]),
         format=dict(type="str", default="custom", choices=["custom", "directory", "plain"]),
         jobs=dict(type="int", default=1),
@@ -236,33 +258,15 @@ def main():
         mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
-    params = module.params
-    cmd = []
     try:
-        engine = _pgbackup.PgDumpEngine(module)
-        store = _store_kinds.open_store(params["store"])
-        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                            params["compression_threads"], params["encrypt_recipients"])
-        job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or engine.default_source(),
-                              "postgresql", params["method"], labels=params["labels"], max_age=params["max_age"],
-                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
-                              signer=_codec.signer_from_params(params, runner_for(module)))
-        cmd = engine.describe(codec)
-        with _postgres.Credentials(params, tmpdir=module.tmpdir) as engine.creds:
-            decision = job.plan()
-            if decision["action"] == "skip":
-                module.exit_json(**_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-            engine.position = engine.probe()
-            if module.check_mode:
-                module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"],
-                                 store=store.describe(), cmd=cmd, position=engine.position, skipped_reason=None)
-            engine.versions = engine.tool_versions(codec, engine.position["server_version"])
-            manifest, extras = job.run(engine)
+        if module.params["method"] == _pgbasebackup.METHOD:
+            engine = _pgbasebackup.BaseBackupEngine(module)
+        else:
+            engine = _pgbackup.PgDumpEngine(module)
     except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=cmd)
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**_jobs.backup_result(store, manifest, cmd, extras))
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, module.params["source"] or engine.default_source(), "postgresql",
+                            module.params["method"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,294 @@
+# -*- coding: utf-8 -*-
+# Copyright: lifeboat.backup contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The WAL archive command (_wal.py): push, fetch and the installed program, on dir and memory stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils import _wal
+
+SEGMENT = "000000010000000000000003"
+
+
+def make_store(kind, tmp_path):
+    if kind == "dir":
+        spec = dict(kind="dir", path=str(tmp_path / "store"))
+    else:
+        spec = dict(kind="memory", name="wal-%s" % uuid.uuid4().hex)
+    return _store_kinds.open_store(spec), spec
+
+
+@pytest.fixture(params=["dir", "memory"])
+def kind(request):
+    return request.param
+
+
+def wal_file(tmp_path, name, data):
+    path = tmp_path / "pg_wal" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
+
+
+def segment_bytes(seed, size=1024 * 1024):
+    block = (("%s-" % seed) * 1000).encode("ascii")
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.fixture(scope="module")
+def age_keys(tmp_path_factory):
+    key_file = tmp_path_factory.mktemp("age") / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
+    text = key_file.read_text()
+    public = subprocess.run(["age-keygen", "-y", str(key_file)], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    return public, text, str(key_file)
+
+
+def settings_for(spec, **options):
+    return _wal.Settings(spec, "db1", "main", **options)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+def test_push_then_fetch_round_trip(kind, tmp_path, compression):
+    store, spec = make_store(kind, tmp_path)
+    settings = settings_for(spec, compression=compression)
+    data = segment_bytes("a")
+    assert _wal.push(store, settings, wal_file(tmp_path, SEGMENT, data), SEGMENT) == "created"
+    suffix = {"zstd": ".zst", "gzip": ".gz", "none": ""}[compression]
+    assert store.list_objects("db1", "main", "wal/") == ["wal/" + SEGMENT + suffix]
+    dest = tmp_path / "RECOVERYXLOG"
+    assert _wal.fetch(store, settings, SEGMENT, str(dest)) == "wal/" + SEGMENT + suffix
+    assert dest.read_bytes() == data
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".lifeboat-wal-")]
+
+
+def test_identical_retry_succeeds_different_content_is_refused(kind, tmp_path):
+    store, spec = make_store(kind, tmp_path)
+    settings = settings_for(spec)
+    path = wal_file(tmp_path, SEGMENT, segment_bytes("a"))
+    assert _wal.push(store, settings, path, SEGMENT) == "created"
+    assert _wal.push(store, settings, path, SEGMENT) == "identical"
+    other = wal_file(tmp_path, "other", segment_bytes("b"))
+    with pytest.raises(_wal.WalError, match="already archived .* with different content; it is never overwritten"):
+        _wal.push(store, settings, other, SEGMENT)
+    dest = tmp_path / "back"
+    _wal.fetch(store, settings, SEGMENT, str(dest))
+    assert dest.read_bytes() == segment_bytes("a")
+
+
+def test_same_bytes_compressed_differently_is_identical(kind, tmp_path):
+    """A retry after the compressor changed (another level, another version) is still the same file."""
+    store, spec = make_store(kind, tmp_path)
+    path = wal_file(tmp_path, SEGMENT, segment_bytes("a"))
+    assert _wal.push(store, settings_for(spec, level=1), path, SEGMENT) == "created"
+    assert _wal.push(store, settings_for(spec, level=19), path, SEGMENT) == "identical"
+    other = wal_file(tmp_path, "other", segment_bytes("b"))
+    with pytest.raises(_wal.WalError, match="different content"):
+        _wal.push(store, settings_for(spec, level=19), other, SEGMENT)
+
+
+def test_encrypted_retry_is_identical_and_fetch_needs_the_identity(kind, tmp_path, age_keys):
+    public, identity, identity_file = age_keys
+    store, spec = make_store(kind, tmp_path)
+    settings = settings_for(spec, recipients=[public])
+    data = segment_bytes("secret")
+    path = wal_file(tmp_path, SEGMENT, data)
+    assert _wal.push(store, settings, path, SEGMENT) == "created"
+    # age output differs on every run: the digest object is what makes the retry safe.
+    assert _wal.push(store, settings, path, SEGMENT) == "identical"
+    other = wal_file(tmp_path, "other", segment_bytes("other"))
+    with pytest.raises(_wal.WalError, match="different content"):
+        _wal.push(store, settings, other, SEGMENT)
+    names = store.list_objects("db1", "main")
+    assert "wal/%s.zst.age" % SEGMENT in names and "wal/%s.sha256" % SEGMENT in names
+    raw = store.open_object("db1", "main", "wal/%s.zst.age" % SEGMENT).read()
+    assert b"secret-secret" not in raw
+    with pytest.raises(_wal.WalError, match="encrypted with age"):
+        _wal.fetch(store, settings, SEGMENT, str(tmp_path / "x"))
+    for restore in (settings_for(spec, identity=identity), settings_for(spec, identity_file=identity_file)):
+        dest = tmp_path / "restored"
+        _wal.fetch(store, restore, SEGMENT, str(dest))
+        assert dest.read_bytes() == data
+        dest.unlink()
+
+
+def test_encrypted_fetch_refuses_a_swapped_object(tmp_path, age_keys):
+    """Anyone can encrypt to a public key: an object replaced behind the store's back fails its digest."""
+    public, identity, dummy = age_keys
+    store, spec = make_store("memory", tmp_path)
+    settings = settings_for(spec, recipients=[public], identity=identity)
+    _wal.push(store, settings, wal_file(tmp_path, SEGMENT, segment_bytes("a")), SEGMENT)
+    forged = subprocess.run(["age", "-r", public], input=subprocess.run(
+        ["zstd", "-q", "-c"], input=segment_bytes("evil"), capture_output=True, check=True).stdout,
+        capture_output=True, check=True).stdout
+    store.space["objects"][("db1", "main")]["wal/%s.zst.age" % SEGMENT] = forged
+    with pytest.raises(_wal.WalError, match="does not match its recorded SHA-256"):
+        _wal.fetch(store, settings, SEGMENT, str(tmp_path / "dest"))
+    assert not (tmp_path / "dest").exists()
+
+
+def test_history_backup_and_partial_files_are_archived(kind, tmp_path):
+    store, spec = make_store(kind, tmp_path)
+    settings = settings_for(spec)
+    names = ["00000002.history", "000000010000000000000002.00000028.backup", "000000010000000000000009.partial"]
+    for name in names:
+        _wal.push(store, settings, wal_file(tmp_path, name, name.encode() * 10), name)
+    assert sorted(_wal.archived_files(store, "db1", "main")) == sorted(names)
+
+
+@pytest.mark.parametrize("name", ["", "RECOVERYXLOG", "../000000010000000000000003", "000000010000000000000003.zst",
+                                  "00000001000000000000000g", "/etc/passwd"])
+def test_names_that_are_not_wal_files_are_refused(tmp_path, name):
+    store, spec = make_store("memory", tmp_path)
+    with pytest.raises(_wal.WalError, match="is not the name of a WAL file"):
+        _wal.push(store, settings_for(spec), wal_file(tmp_path, SEGMENT, b"x"), name)
+    with pytest.raises(_wal.WalError, match="is not the name of a WAL file"):
+        _wal.fetch(store, settings_for(spec), name, str(tmp_path / "dest"))
+
+
+def test_missing_file_is_not_archived(kind, tmp_path):
+    store, spec = make_store(kind, tmp_path)
+    with pytest.raises(_wal.NotArchived, match="is not in the archive"):
+        _wal.fetch(store, settings_for(spec), SEGMENT, str(tmp_path / "dest"))
+
+
+def test_push_of_a_missing_or_special_file_fails(tmp_path):
+    store, spec = make_store("memory", tmp_path)
+    with pytest.raises(_wal.WalError, match="No such file|WAL file"):
+        _wal.push(store, settings_for(spec), str(tmp_path / "nothing"), SEGMENT)
+    os.mkfifo(str(tmp_path / "fifo"))
+    with pytest.raises(_wal.WalError, match="not a regular file"):
+        _wal.push(store, settings_for(spec), str(tmp_path / "fifo"), SEGMENT)
+    assert store.list_objects("db1", "main") == []
+
+
+def test_parse_object_name():
+    assert _wal.parse_object_name("wal/%s.zst.age" % SEGMENT) == (SEGMENT, "zstd", True)
+    assert _wal.parse_object_name("wal/%s" % SEGMENT) == (SEGMENT, "none", False)
+    assert _wal.parse_object_name("wal/00000002.history.gz") == ("00000002.history", "gzip", False)
+    assert _wal.parse_object_name("wal/%s.sha256" % SEGMENT) is None
+    assert _wal.parse_object_name("wal/junk.zst") is None
+    assert _wal.segment_name(*_wal.segment_number("0000000300000001000000FF")) == "0000000300000001000000FF"
+    assert _wal.segment_number("000000010000000100000000")[1] == _wal.segment_number("0000000100000000000000FF")[1] + 1
+
+
+# ------------------------------------------------------------------ the installed program
+
+@pytest.fixture
+def installed(tmp_path):
+    spec = dict(kind="dir", path=str(tmp_path / "store"))
+    result = _wal.install_command(str(tmp_path / "cmd"), _wal.Settings(spec, "db1", "main"))
+    return result, _store_kinds.open_store(spec)
+
+
+def run(argv, **kwargs):
+    # A bare environment: the program must carry everything it needs (python -I ignores PYTHONPATH anyway).
+    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, **kwargs)
+
+
+def test_install_writes_private_files_and_is_idempotent(tmp_path):
+    spec = dict(kind="s3", bucket="b", access_key="AKIAEXAMPLE", secret_key="very-secret-key")
+    settings = _wal.Settings(spec, "db1", "main")
+    directory = str(tmp_path / "cmd")
+    check = _wal.install_command(directory, settings, check_mode=True)
+    assert check["changed"] and not os.path.exists(directory)
+    first = _wal.install_command(directory, settings)
+    assert first["changed"]
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(first["settings"]).st_mode) == 0o600
+    assert "very-secret-key" not in " ".join(first["argv"])
+    assert json.load(open(first["settings"]))["store"]["secret_key"] == "very-secret-key"
+    assert not _wal.install_command(directory, settings)["changed"]
+    assert not _wal.install_command(directory, settings, check_mode=True)["changed"]
+    other = _wal.Settings(dict(spec, secret_key="rotated"), "db1", "main")
+    assert _wal.install_command(directory, other, check_mode=True)["changed"]
+    assert json.load(open(first["settings"]))["store"]["secret_key"] == "very-secret-key"
+    assert _wal.install_command(directory, other)["changed"]
+    command = _wal.archive_command(first["argv"])
+    assert command.endswith(" push %p %f") and "secret" not in command
+
+
+def test_the_program_runs_alone(installed, tmp_path):
+    result, store = installed
+    data = segment_bytes("prog")
+    path = wal_file(tmp_path, SEGMENT, data)
+    proc = run(result["argv"] + ["push", path, SEGMENT])
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert run(result["argv"] + ["push", path, SEGMENT]).returncode == 0
+    other = wal_file(tmp_path, "other", segment_bytes("different"))
+    proc = run(result["argv"] + ["push", other, SEGMENT])
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("lifeboat-wal: WAL file %s was already archived" % SEGMENT)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    dest = tmp_path / "pg_wal" / "RECOVERYXLOG"
+    proc = run(result["argv"] + ["fetch", SEGMENT, str(dest)])
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert dest.read_bytes() == data
+    proc = run(result["argv"] + ["fetch", "000000010000000000000004", str(dest)])
+    assert proc.returncode == 1 and "is not in the archive" in proc.stderr
+    assert run(result["argv"] + ["probe"]).returncode == 0
+    assert store.list_objects("db1", "main", "wal/") == ["wal/%s.zst" % SEGMENT]
+
+
+def test_the_program_fails_on_a_broken_store(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    spec = dict(kind="dir", path=str(blocker / "store"))
+    result = _wal.install_command(str(tmp_path / "cmd"), _wal.Settings(spec, "db1", "main"))
+    path = wal_file(tmp_path, SEGMENT, b"x" * 1000)
+    proc = run(result["argv"] + ["push", path, SEGMENT])
+    assert proc.returncode == 1 and proc.stderr.startswith("lifeboat-wal: ")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # fetch: a failure other than "not archived" stops recovery (status above 125).
+    proc = run(result["argv"] + ["fetch", SEGMENT, str(tmp_path / "dest")])
+    assert proc.returncode == 255 and "Traceback" not in proc.stderr
+    proc = run(result["argv"] + ["bogus"])
+    assert proc.returncode == 1 and proc.stderr.startswith("usage:")
+
+
+def test_a_killed_push_leaves_no_visible_object(installed, tmp_path):
+    """kill -9 in the middle of a push: nothing under wal/, and the retry archives the file."""
+    result, store = installed
+    settings_path = result["settings"]
+    data = json.load(open(settings_path))
+    data["compression"] = "none"
+    with open(settings_path, "w") as handle:
+        json.dump(data, handle)
+    size = 512 * 1024 * 1024
+    path = tmp_path / "pg_wal" / SEGMENT
+    path.parent.mkdir()
+    with open(path, "wb") as handle:
+        handle.truncate(size)  # sparse: cheap to make, slow enough to copy
+    proc = subprocess.Popen(result["argv"] + ["push", str(path), SEGMENT], stderr=subprocess.PIPE)
+    objects = tmp_path / "store" / "db1" / "main" / "objects" / "wal"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (objects.is_dir() and os.listdir(objects)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert os.listdir(objects), "the push had not started writing when it was killed"
+    assert store.list_objects("db1", "main", "wal/") == []
+    assert _wal.archived_files(store, "db1", "main") == {}
+    proc = run(result["argv"] + ["push", str(path), SEGMENT])
+    assert proc.returncode == 0, proc.stderr
+    assert store.list_objects("db1", "main", "wal/") == ["wal/" + SEGMENT]
+
+
+def test_bundle_is_deterministic():
+    assert _wal.bundle() == _wal.bundle()
+    assert sys.modules[_wal.PACKAGE + "._wal"] is _wal
