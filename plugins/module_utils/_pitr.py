@@ -46,12 +46,8 @@ ENGINE = "postgresql"
 METHOD = "pg_basebackup"
 WAL_PREFIX = "wal/"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-# A WAL object: wal/<file name PostgreSQL passed as %f><codec suffix>. The file
-# names are upper-case hex as PostgreSQL writes them; the suffix is a few plain
-# extensions (.zst, .gz, .age, ...).
-_SUFFIX = r"((?:\.(?!partial\b|backup\b|history\b)[a-z0-9]{1,8}){0,4})"
-SEGMENT_RE = re.compile(r"\Awal/([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})" + _SUFFIX + r"\Z")
-HISTORY_RE = re.compile(r"\Awal/([0-9A-F]{8})\.history" + _SUFFIX + r"\Z")
+# A WAL object is wal/<file name PostgreSQL passed as %f><codec suffix> (_wal.object_name).
+HISTORY_RE = re.compile(r"\Awal/([0-9A-F]{8})\.history\Z")
 LSN_RE = re.compile(r"\A([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\Z")
 RESTORE_POINT_MAX = 63  # MAXFNAMELEN - 1: PostgreSQL's limit for a restore point name
 
@@ -96,21 +92,23 @@ def parse_wal_name(name, segment_size=DEFAULT_SEGMENT_SIZE):
 def archived(names, segment_size=DEFAULT_SEGMENT_SIZE):
     """What the object names hold: ({segment number: set of timelines}, set of timelines with a .history).
 
-    Names that are not WAL objects (other prefixes, lower-case hex, ``..``,
-    ``.partial`` segments, ``.backup`` labels, anything else) are left out.
+    Names are read as the archive command writes them (``_wal.parse_object_name``);
+    anything else (other prefixes, lower-case hex, ``..``, digests, ``.partial``
+    segments, ``.backup`` labels) is left out.
     """
     segments, histories = {}, set()
-    per = segments_per_id(segment_size)
     for name in names:
         if not isinstance(name, str):
             continue
-        match = SEGMENT_RE.match(name)
-        if match:
-            timeline, high, low = (int(g, 16) for g in match.groups()[:3])
-            if timeline and low < per:
-                segments.setdefault(high * per + low, set()).add(timeline)
+        parsed = _wal.parse_object_name(name)
+        if parsed is None:
             continue
-        match = HISTORY_RE.match(name)
+        file_name = parsed[0]
+        found = parse_wal_name(file_name, segment_size)
+        if found is not None:
+            segments.setdefault(found[1], set()).add(found[0])
+            continue
+        match = HISTORY_RE.match(WAL_PREFIX + file_name)
         if match and int(match.group(1), 16) > 1:
             histories.add(int(match.group(1), 16))
     return segments, histories
@@ -161,6 +159,11 @@ def describe_base(manifest):
     }
 
 
+def first_after(base, size):
+    """The first segment replay needs from the archive: the one after the segment holding the backup's last byte."""
+    return (base["stop_lsn"] + size - 1) // size
+
+
 def reach(base, segments, histories):
     """Where WAL replay from ``base`` can get to: (end LSN, first missing segment number or None, last segment).
 
@@ -170,7 +173,7 @@ def reach(base, segments, histories):
     """
     size = base["segment_size"]
     timelines = set([base["timeline"]]) | set(t for t in histories if t > base["timeline"])
-    segno = base["stop_lsn"] // size + 1
+    segno = first_after(base, size)
     top = max(segments) if segments else -1
     while segno <= top and segments.get(segno, set()) & timelines:
         segno += 1
@@ -214,7 +217,7 @@ def window(manifests, names, now=None):
     start = first["start_lsn"] // size
     present = sorted(n for n in segments if n >= start)
     result["segments"] = len(present)
-    result["gaps"] = find_gaps(start, present, first["timeline"], size, first["stop_lsn"] // size)
+    result["gaps"] = find_gaps(start, present, first["timeline"], size, first_after(first, size) - 1)
     return result
 
 

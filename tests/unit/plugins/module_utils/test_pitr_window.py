@@ -170,6 +170,9 @@ def test_timelines_follow_history_files():
     "wal/00000000000000000000000F",          # timeline 0 does not exist
     "wal/000000010000000000000100",          # low part beyond the segments of one xlog id
     "wal/000000010000000000000003.a.b.c.d.e",
+    "wal/000000010000000000000003.sha256",    # the digest beside an encrypted segment, not the segment
+    "wal/000000010000000000000003.zst.zst",
+    "wal/000000010000000000000003.age.zst",
     "other/000000010000000000000003",
     "000000010000000000000003",
     "wal/000000010000000000000003\n",
@@ -185,7 +188,7 @@ def test_hostile_object_names_are_ignored(name):
     assert win["segments"] == 1
 
 
-def test_odd_codec_suffixes_still_count():
+def test_every_codec_suffix_counts():
     names = ["wal/%s" % _pitr.wal_name(1, 2), "wal/%s.zst.age" % _pitr.wal_name(1, 3),
              "wal/%s.gz" % _pitr.wal_name(1, 4)]
     assert _pitr.window([base(B1, 2, 2)], names, NOW)["latest"]["lsn"] == _pitr.format_lsn(5 * SEG)
@@ -219,3 +222,18 @@ def test_recovery_settings_are_quoted():
         _pitr.conf_line("restore_command", "a\nb")
     latest = dict(_pitr.recovery_settings({"latest": True}, "c"))
     assert "recovery_target_action" not in latest and latest["recovery_target_timeline"] == "latest"
+
+
+def test_a_backup_that_stops_on_a_segment_boundary_needs_that_segment():
+    # stop LSN 0/3000000: the backup's last byte is in segment 2, so segment 3 is the first replay needs
+    manifests = [base(B1, 2, 3, offset=0)]
+    assert _pitr.window(manifests, wal([4, 5]), NOW)["ranges"][0]["missing_wal"] == _pitr.wal_name(1, 3)
+    assert _pitr.window(manifests, wal([4, 5]), NOW)["gaps"][0]["first"] == _pitr.wal_name(1, 3)
+    assert _pitr.window(manifests, wal([3, 4]), NOW)["latest"]["lsn"] == _pitr.format_lsn(5 * SEG)
+
+
+def test_a_missing_segment_hidden_by_its_digest_is_still_a_gap():
+    names = ["wal/%s.zst.age" % _pitr.wal_name(1, n) for n in (2, 3, 5)]
+    names += ["wal/%s.sha256" % _pitr.wal_name(1, n) for n in (2, 3, 4, 5)]
+    win = _pitr.window([base(B1, 2, 2)], names, NOW)
+    assert win["gaps"] == [{"first": _pitr.wal_name(1, 4), "last": _pitr.wal_name(1, 4), "count": 1}]
