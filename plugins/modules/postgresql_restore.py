@@ -305,8 +305,8 @@ target:
   sample: target time 2026-12-01T04:09:59Z
 window:
   description:
-    - With O(method=pitr), the recoverable window: C(earliest) and C(latest) (C(time), C(lsn), C(set_id)),
-      C(ranges) (per base backup: C(from_time), C(from_lsn), C(to_lsn), C(missing_wal)), C(gaps) (missing WAL
+    - With O(method=pitr), the recoverable window, with C(earliest) and C(latest) (C(time), C(lsn), C(set_id)),
+      C(ranges) (one per base backup, with C(from_time), C(from_lsn), C(to_lsn), C(missing_wal)), C(gaps) (missing WAL
       segments since the oldest base backup) and C(segments).
   returned: with method pitr, once the store was read
   type: dict
