@@ -73,6 +73,7 @@ integration: setup
 	    $(PY) scripts/harness/sshd.py stop --dir $(IT_ROOT)/sshd --remove >/dev/null 2>&1 || true; \
 	    for d in $(IT_ROOT)/mariadb*/; do [[ -f "$$d/my.cnf" ]] && $(PY) scripts/mariadbserver.py stop --dir "$$d" >/dev/null 2>&1; done; true; \
 	    $(PY) scripts/btrfsloop.py stop --dir $(IT_ROOT)/btrfs --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/postgresql_pitr/pg >/dev/null 2>&1 || true; \
 	    rm -rf $(IT_ROOT); \
 	    rc=0; $(ANSIBLE_TEST) integration --local --python $(PYVER) -v $(ANSIBLE_TEST_ARGS) || rc=$$?; \
 	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/pg --remove >/dev/null 2>&1 || true; \
@@ -81,6 +82,7 @@ integration: setup
 	    $(PY) scripts/harness/sshd.py stop --dir $(IT_ROOT)/sshd --remove >/dev/null 2>&1 || true; \
 	    for d in $(IT_ROOT)/mariadb*/; do [[ -f "$$d/my.cnf" ]] && $(PY) scripts/mariadbserver.py stop --dir "$$d" >/dev/null 2>&1; done; true; \
 	    $(PY) scripts/btrfsloop.py stop --dir $(IT_ROOT)/btrfs --remove >/dev/null 2>&1 || true; \
+	    $(PY) scripts/pgcluster.py stop --dir $(IT_ROOT)/postgresql_pitr/pg >/dev/null 2>&1 || true; \
 	    exit $$rc; \
 	fi
 

@@ -38,6 +38,13 @@ description:
   - A scratch database left by a run that was killed is found by the next restore of the same
     O(target_db), dropped and reported in RV(removed_scratch).
   - Database names always reach the PostgreSQL tools as C(dbname='...'), never as a connection string.
+  - With O(method=pitr) it restores a physical base backup (a C(pg_basebackup) set) into an empty or new
+    data directory and replays archived WAL up to O(target_time), O(target_lsn), O(target_name) or the end
+    of the archive (O(latest)), as C(docs/pitr.md) describes. The base backup is the newest one that ends
+    before the target. A target outside the recoverable window fails, naming the window, before anything
+    is written. The restored cluster is started as O(os_user) on O(cluster_port), with its sockets in
+    O(socket_dir) and C(archive_mode=off), and is left running once recovery has promoted it. A failed
+    restore stops it and leaves O(data_dir) as it found it (absent or empty).
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -56,6 +63,79 @@ attributes:
     support: none
     description: Every run restores again; an existing O(target_db) makes it fail unless O(clean=true).
 options:
+  method:
+    description:
+      - V(logical) restores a C(pg_dump) or C(pg_dumpall) set into a database.
+      - V(pitr) restores a C(pg_basebackup) set and replays archived WAL to a point in time into a new cluster.
+        The connection options, O(target_db), O(clean), O(jobs) and O(no_owner) do not apply.
+    type: str
+    choices: [logical, pitr]
+    default: logical
+  target_time:
+    description:
+      - With O(method=pitr), recover up to this time (inclusive), an ISO 8601 time with a zone, such as
+        C(2026-12-01T04:10:00Z).
+      - One of O(target_time), O(target_lsn), O(target_name) and O(latest) is required with O(method=pitr).
+    type: str
+  target_lsn:
+    description:
+      - With O(method=pitr), recover up to this WAL location (inclusive), such as C(0/3000060).
+    type: str
+  target_name:
+    description:
+      - With O(method=pitr), recover up to the restore point of this name (made with C(pg_create_restore_point)).
+        The newest base backup is used unless O(set_id) names an older one.
+    type: str
+  latest:
+    description:
+      - With O(method=pitr), replay all the archived WAL (up to the first missing segment, which is warned about).
+    type: bool
+    default: false
+  data_dir:
+    description:
+      - With O(method=pitr), the data directory of the restored cluster. It must be empty, or absent under an
+        existing parent (then it is created). Required with O(method=pitr).
+    type: path
+  cluster_port:
+    description:
+      - With O(method=pitr), the port of the restored cluster, so that it can run beside the live one. Required
+        with O(method=pitr); it must be free.
+    type: int
+  socket_dir:
+    description:
+      - With O(method=pitr), the directory of the restored cluster's Unix sockets. The module checks recovery
+        through it, connecting as O(os_user) to the database C(postgres).
+    type: path
+    default: /var/run/postgresql
+  os_user:
+    description:
+      - With O(method=pitr), the OS user that owns the restored data directory and runs the server.
+    type: str
+    default: postgres
+  pg_bin_dir:
+    description:
+      - With O(method=pitr), the directory of C(pg_ctl) and C(psql) of the base backup's major version.
+      - Defaults to C(/usr/lib/postgresql/<major>/bin) when it exists, else C(pg_ctl) on PATH.
+    type: path
+  wal_command_dir:
+    description:
+      - With O(method=pitr), the directory this collection's WAL fetch command (C(restore_command)) and its
+        settings are installed into, for O(os_user). It must be empty or absent. It is removed once recovery
+        has promoted, or when the restore fails.
+      - The settings file (mode 0600) holds the store options and, for an encrypted archive, O(age_identity),
+        for as long as recovery runs; O(age_identity_file) is named there instead, and must be readable by O(os_user).
+      - Defaults to O(data_dir) followed by C(.lifeboat-wal), beside the data directory.
+    type: path
+  wal_command_python:
+    description:
+      - With O(method=pitr), the Python interpreter that runs the WAL fetch command; O(os_user) must be able to
+        run it. Defaults to the interpreter this module runs under.
+    type: path
+  recovery_timeout:
+    description:
+      - With O(method=pitr), seconds to wait for recovery to reach its target and promote.
+    type: int
+    default: 3600
   source:
     description:
       - Source name in the store (for a C(pg_dump) set, the database name unless set otherwise at backup).
@@ -129,6 +209,17 @@ EXAMPLES = r"""
     store:
       path: /var/backups/lifeboat
     host: db1
+
+- name: Recover the cluster to the second before a bad DROP TABLE, beside the live one
+  lifeboat.backup.postgresql_restore:
+    method: pitr
+    source: main
+    target_time: "2026-12-01T04:09:59Z"
+    data_dir: /var/lib/postgresql/15/pitr
+    cluster_port: 5433
+    store:
+      path: /var/backups/lifeboat
+    host: db1
 """
 
 RETURN = r"""
@@ -199,6 +290,38 @@ kept_old:
   description: The name the old O(target_db) was kept under because dropping it after the swap failed.
   returned: when that happened
   type: str
+data_dir:
+  description: With O(method=pitr), the data directory of the restored cluster.
+  returned: with method pitr
+  type: str
+cluster_port:
+  description: With O(method=pitr), the port of the restored cluster.
+  returned: with method pitr
+  type: int
+target:
+  description: With O(method=pitr), the recovery target in words.
+  returned: with method pitr, once the target is known
+  type: str
+  sample: target time 2026-12-01T04:09:59Z
+window:
+  description:
+    - With O(method=pitr), the recoverable window, with C(earliest) and C(latest) (C(time), C(lsn), C(set_id)),
+      C(ranges) (one per base backup, with C(from_time), C(from_lsn), C(to_lsn), C(missing_wal)), C(gaps) (missing WAL
+      segments since the oldest base backup) and C(segments).
+  returned: with method pitr, once the store was read
+  type: dict
+reached:
+  description:
+    - With O(method=pitr), the point recovery reached, read from the promoted server. C(lsn) (the last WAL
+      record replayed), C(time) (the commit time of the last transaction replayed, UTC, or null) and
+      C(timeline) (the new timeline).
+  returned: with method pitr, on success, not in check mode
+  type: dict
+  sample: {lsn: 0/3000060, time: "2026-12-01T04:09:58.123456Z", timeline: 2}
+log:
+  description: With O(method=pitr), the server log of the recovery, in O(data_dir).
+  returned: with method pitr
+  type: str
 cmd:
   description: The argv of every restore stage. The age identity is passed as a file path only.
   returned: always
@@ -211,6 +334,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pgrestore
+from ansible_collections.lifeboat.backup.plugins.module_utils import _pitr
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 
 
@@ -222,10 +346,14 @@ def main():
         clean=dict(type="bool", default=False),
         jobs=dict(type="int", default=1),
         no_owner=dict(type="bool", default=False),
+        method=dict(type="str", default="logical", choices=["logical", "pitr"]),
     )
+    argument_spec.update(_pitr.argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=_jobs.RESTORE_MUTUALLY_EXCLUSIVE)
     plain_results(module)
+    if module.params["method"] == "pitr":
+        _pitr.run_module(module)
     _jobs.run_restore_module(module, _pgrestore.LogicalRestore(module))
 
 
