@@ -240,7 +240,7 @@ def backup_plan(sources, policy=None, stores=None, only=None):
 
 def _msg(result):
     msg = result.get("msg") or "failed without a message"
-    return " ".join(str(msg).split())
+    return " ".join(str(msg).split()).rstrip(".")
 
 
 def backup_track(state, results, step):
@@ -337,8 +337,8 @@ def backup_outcomes(state, stores, check_mode=False):
             line += "; copies verified %d/%d (%s)" % (len(verified), len(roles), ", ".join(verified) or "none")
             if entry["rpo"]:
                 if entry["rpo_breach"]:
-                    line += "; RPO %s BREACHED (newest set %s old)" % (
-                        entry["rpo"], "missing" if entry["age_s"] is None else "%ds" % entry["age_s"])
+                    line += "; RPO %s BREACHED (%s)" % (
+                        entry["rpo"], "no set" if entry["age_s"] is None else "newest set %ds old" % entry["age_s"])
                 elif entry["rpo_status"]:
                     line += "; RPO %s met" % entry["rpo"]
         lines.append(line)
