@@ -78,7 +78,7 @@ def _spec(options):
     spec = {}
     for name, doc in options.items():
         entry = {}
-        for key in ("type", "choices", "elements", "aliases", "no_log"):
+        for key in ("type", "choices", "elements", "aliases", "no_log", "required"):
             if doc.get(key) is not None:
                 entry[key] = doc[key]
         spec[name] = entry
@@ -87,7 +87,7 @@ def _spec(options):
 
 def _suggest(key, candidates):
     close = difflib.get_close_matches(str(key), sorted(candidates), n=1, cutoff=0.75)
-    return "; did you mean %s?" % close[0] if close else ""
+    return " (did you mean %s?)" % close[0] if close else ""
 
 
 def _duration(value, what, errors):
@@ -135,10 +135,9 @@ def _check_policy(policy, stores, errors):
 
 
 def backup_plan(sources, policy=None, stores=None, only=None):
-    """Check a host's sources and return one entry per source to run: name, engine, module, params, rpo.
-
-    Raises one error listing every mistake (each a sentence naming the source and the key) so that
-    nothing runs when any source or the policy is wrong.
+    """Check a host's sources; return ``plan`` (per source: name, engine, module, method, params, rpo) and
+    ``errors``, every mistake found, each a sentence naming the source and the key, so that the role can
+    stop before anything runs.
     """
     policy = dict(policy or {})
     stores = dict(stores or {})
@@ -223,7 +222,8 @@ def backup_plan(sources, policy=None, stores=None, only=None):
         for message in checked.error_messages:
             errors.append("%s (engine %s): %s." % (label.capitalize(), engine, str(message).rstrip(".")))
         rpo = source.get("rpo", policy.get("rpo"))
-        _duration(rpo, "The rpo of %s" % label, errors)
+        if "rpo" in source:
+            _duration(rpo, "The rpo of %s" % label, errors)
         plan.append(dict(name=name, engine=engine, module="%s.%s" % (COLLECTION, module), method=params.get("method"),
                          params=params, rpo=rpo or ""))
 
@@ -233,9 +233,7 @@ def backup_plan(sources, policy=None, stores=None, only=None):
         if unknown:
             errors.append("backup_only_sources names %s, which this host does not declare." % ", ".join(unknown))
         plan = [entry for entry in plan if entry["name"] in wanted]
-    if errors:
-        raise AnsibleFilterError(" ".join(errors))
-    return plan
+    return dict(plan=plan, errors=errors)
 
 
 def _msg(result):
