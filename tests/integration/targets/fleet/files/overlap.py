@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Read the manifests of one day's sets under a dir store and print, as JSON, each host's
 [first start, last end] interval and whether any two hosts' intervals overlap."""
 import datetime
