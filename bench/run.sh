@@ -11,6 +11,8 @@
 # and, by name only, the ablations on the postgresql benchmark's cluster:
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
+# and, by name only, the fleet playbook:
+#   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,
