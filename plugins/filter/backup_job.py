@@ -249,6 +249,12 @@ def backup_track(state, results, step):
         if name not in state or result.get("skipped") and "set_id" not in result:
             continue
         entry = state[name]
+        if result.get("failed") and step == "rpo":
+            # No readable set to measure: the RPO is not met; a source's own failure stays its error.
+            entry.update(rpo_status="unknown", rpo_breach=True, rpo_error=_msg(result))
+            continue
+        if result.get("failed") and entry["status"] == "failed":
+            continue
         if result.get("failed"):
             entry["status"] = "failed"
             entry["error"] = "%s: %s" % (step.replace(":", " "), _msg(result))

@@ -99,3 +99,12 @@ def test_a_failed_source_drops_out_and_the_outcome_names_it():
     assert out["failed"] == ["a", "b"] and out["rpo_breached"] == ["b"]
     assert out["lines"][1] == ("b: FAILED backup: The source directory /b does not exist; copies verified 0/2 (none); "
                                "RPO 1h BREACHED (no set)")
+
+
+def test_the_first_error_of_a_source_stays_and_an_unreadable_rpo_is_a_breach():
+    checked = plan([{"name": "a", "engine": "files", "path": "/a", "rpo": "1h"}])
+    state = backup_job.backup_start(checked["plan"])
+    state = backup_job.backup_track(state, [{"item": "a", "failed": True, "msg": "could not connect."}], "backup")
+    state = backup_job.backup_track(state, [{"item": "a", "failed": True, "msg": "The store /x does not exist."}], "rpo")
+    (outcome,) = backup_job.backup_outcomes(state, STORES)["outcomes"]
+    assert outcome["error"] == "backup: could not connect" and outcome["rpo_breach"] is True
