@@ -138,6 +138,7 @@ class SnapshotProvider(object):
         self.snapshot_dir = os.path.abspath(snapshot_dir or os.path.join(os.path.dirname(self.subvolume),
                                                                          ".lifeboat-snapshots"))
         self.keep_parents = keep_parents
+        self.kind = KIND
         self.path = None
         self.uuid = None
         self.recorded = False
@@ -233,6 +234,31 @@ class SendEngine(object):
         self.provider = provider
         self.parent_path = None
         self.cmd = []
+        self.codec = None
+        self.planned = None
+
+    # ------------------------------------------------------------ _jobs.run_backup_module hooks
+
+    def describe(self, codec):
+        """The send of the snapshot a due set would take (nothing before the plan names it)."""
+        self.codec = codec
+        if self.planned is None:
+            return []
+        return [self.btrfs.send_stage(*self.planned).argv] + [s.argv for s in codec.stages()]
+
+    def probe(self, decision):
+        source_dir = self.provider.source_dir(decision["job"].source)
+        parent = decision["parent"]
+        self.planned = (os.path.join(source_dir, decision["set_id"]),
+                        os.path.join(source_dir, parent["set_id"]) if parent else None)
+
+    def check_result(self, decision):
+        return {"snapshot": self.planned[0]}
+
+    def result(self, manifest, extras):
+        if extras.get("skipped"):
+            return {}
+        return {"cmd": [self.cmd] + [s.argv for s in self.codec.stages()]}
 
     def prepare(self, ctx):
         if not ctx.parent:

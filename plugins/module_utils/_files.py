@@ -143,6 +143,24 @@ class TarEngine(object):
     def argv(self, snar="<workspace>/state.snar"):
         return tar_argv(self.tar_bin, self.source_dir, snar, self.excludes, self.one_file_system, self.xattrs)
 
+    # ------------------------------------------------------------ _jobs.run_backup_module hooks
+
+    def describe(self, codec):
+        return _pipeline.describe([_pipeline.Stage("tar", self.argv())] + codec.stages())
+
+    def tool_versions(self, codec):
+        """GNU tar is needed for --listed-incremental; its version line goes in the manifest."""
+        module = codec.module
+        tar_version = _jobs.version_line(module, self.tar_bin)
+        if "GNU tar" not in tar_version:
+            raise FilesError("method tar needs GNU tar (--listed-incremental); %s is %s." % (self.tar_bin, tar_version))
+        versions = {"tar": tar_version}
+        versions.update(codec.versions(module))
+        return versions
+
+    def result(self, manifest, extras):
+        return {"tool_versions": manifest.get("tool_versions")}
+
     def prepare(self, ctx):
         """Fetch the parent's tar state from the store (checked against the parent's manifest)."""
         self.snar = os.path.join(ctx.workspace, "state.snar")

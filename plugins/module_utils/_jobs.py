@@ -35,6 +35,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import (
     utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils import _retention
@@ -72,6 +73,7 @@ class Codec(object):
     """Compression plus optional age encryption for one set."""
 
     def __init__(self, module, compression, level=None, threads=0, recipients=None):
+        self.module = module
         self.compression = compression
         self.level = level
         self.threads = threads
@@ -358,6 +360,83 @@ def backup_result(store, manifest, cmd, extras):
     if extras.get("stale_lock"):
         result["stale_lock"] = extras["stale_lock"]
     return result
+
+
+class _NoSession(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def _hook(engine, name, *args):
+    """Call an optional engine hook; an absent hook gives None."""
+    method = getattr(engine, name, None)
+    return method(*args) if method is not None else None
+
+
+def run_backup_module(module, engine, source, engine_name, method, store=None):
+    """The whole run of a backup module around an engine object; exits through exit_json/fail_json.
+
+    Besides the BackupJob engine API (``produce``, ``record``, optional
+    ``prepare``/``release``/``explain``) the engine may give these hooks:
+    ``describe(codec)`` (the ``cmd`` result, called again after ``probe``),
+    ``session()`` (a context manager held around plan, probe and run, for
+    credentials), ``probe(decision)`` (connect and gather facts once a set is
+    due, before check mode; ``decision`` is BackupJob.plan's, with the job
+    under ``job``), ``check_result(decision)`` and ``result(manifest,
+    extras)`` (keys merged into the check-mode and final results),
+    ``tool_versions(codec)`` (stored as ``engine.versions`` before the run) and
+    a ``set_type`` attribute that overrides the ``type`` option.
+    The module options it reads: the store, codec and signing options, and
+    ``type``, ``full_every``, ``between``, ``labels``, ``max_age`` and
+    ``work_dir`` where the module has them.
+    """
+    params = module.params
+    cmd = []
+    try:
+        if store is None:
+            store = _store_kinds.open_store(params["store"])
+        codec = Codec(module, params["compression"], params["compression_level"],
+                      params["compression_threads"], params["encrypt_recipients"])
+        set_type = getattr(engine, "set_type", None) or params.get("type") or "full"
+        job = BackupJob(store, default_host(params), source, engine_name, method, set_type=set_type,
+                        full_every=params.get("full_every"), between=params.get("between") or "incremental",
+                        labels=params.get("labels"), max_age=params.get("max_age"),
+                        work_dir=params.get("work_dir") or module.tmpdir, codec=codec,
+                        signer=_codec.signer_from_params(params, runner_for(module)))
+        cmd = engine.describe(codec)
+        session = _hook(engine, "session") or _NoSession()
+        with session:
+            decision = job.plan()
+            if decision["action"] == "skip":
+                manifest, extras = decision["manifest"], {"skipped": True}
+            else:
+                decision["job"] = job
+                _hook(engine, "probe", decision)
+                cmd = engine.describe(codec)
+                if module.check_mode:
+                    parent = decision["parent"]
+                    result = dict(changed=True, set_id=decision["set_id"], path=decision["path"],
+                                  store=store.describe(), cmd=cmd, type=decision["type"],
+                                  type_reason=decision.get("reason"),
+                                  parent_set_id=parent["set_id"] if parent else None, skipped_reason=None)
+                    result.update(_hook(engine, "check_result", decision) or {})
+                    module.exit_json(**result)
+                versions = _hook(engine, "tool_versions", codec)
+                if versions is not None:
+                    engine.versions = versions
+                manifest, extras = job.run(engine)
+        result = backup_result(store, manifest, cmd, extras)
+        result.update(type=manifest["type"], parent_set_id=manifest["parent_set_id"],
+                      type_reason=extras.get("type_reason"))
+        result.update(_hook(engine, "result", manifest, extras) or {})
+    except LifeboatError as exc:
+        module.fail_json(msg=str(exc), cmd=cmd)
+    if extras.get("stale_lock"):
+        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
+    module.exit_json(**result)
 
 
 def describe_store(store):

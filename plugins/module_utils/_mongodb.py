@@ -467,6 +467,28 @@ class DumpEngine(object):
         self.versions = versions
         self.logs = []
 
+    # ------------------------------------------------------------ _jobs.run_backup_module hooks
+
+    def describe(self, codec):
+        cmd = []
+        for dummy, db, collection in self.runs:
+            cmd += _pipeline.describe([_pipeline.Stage("mongodump", self.argv(db, collection))] + codec.stages())
+        return cmd
+
+    def session(self):
+        return self.creds
+
+    def probe(self, decision):
+        probe(self.module, self.binary, connection_args(self.module.params, self.creds.path), self.creds.pass_fds)
+
+    def check_result(self, decision):
+        return {"position": {"oplog": self.oplog}}
+
+    def tool_versions(self, codec):
+        versions = dict((k, v) for k, v in {"mongodump": tool_version(self.module, self.binary)}.items() if v)
+        versions.update(codec.versions(self.module))
+        return versions
+
     def argv(self, db, collection, config_path="<config>"):
         params = self.module.params
         return mongodump_argv(self.binary, connection_args(params, config_path if self.creds.text else None),

@@ -505,18 +505,59 @@ with open(sys.argv[1], "wb") as handle:
 """
 
 
-class DumpEngine(object):
+class _BackupHooks(object):
+    """The _jobs.run_backup_module hooks both backup engines share: credentials, probe, versions."""
+
+    client_bin = None
+    tool_bin = None
+    tool_name = None
+
+    def session(self):
+        return self.creds
+
+    def probe(self, decision):
+        self.facts = probe(self.module, self.client_bin, self.creds)
+
+    def check_result(self, decision):
+        return {"position": {"server_version": self.facts["server_version"]}}
+
+    def tool_versions(self, codec):
+        versions = {"server": self.facts["server_version"]}
+        try:
+            versions[self.tool_name] = _jobs.version_line(self.module, self.tool_bin)
+        except LifeboatError:
+            pass
+        versions.update(codec.versions(self.module))
+        self.facts["versions"] = versions
+        return versions
+
+
+class DumpEngine(_BackupHooks):
     """mysqldump / mariadb-dump into one payload; the dump's header gives the exact binlog position."""
 
-    def __init__(self, module, creds, dump_bin, databases, options, python):
+    set_type = "full"
+    tool_name = "mysqldump"
+
+    def __init__(self, module, creds, dump_bin, databases, options, python, client_bin=None):
         self.module = module
         self.creds = creds
-        self.dump_bin = dump_bin
+        self.dump_bin = self.tool_bin = dump_bin
+        self.client_bin = client_bin
         self.databases = databases
         self.options = options
         self.python = python
         self.facts = {}
         self.header = None
+
+    def describe(self, codec):
+        return _pipeline.describe(self.stages("<workspace>", self.facts.get("log_bin", False)) + codec.stages())
+
+    def probe(self, decision):
+        _BackupHooks.probe(self, decision)
+        if self.databases == ["all"]:
+            self.databases = list_databases(self.module, self.client_bin, self.creds)
+            if not self.databases:
+                raise MysqlError("The server holds no database besides the system ones; nothing to dump.")
 
     def argv(self, defaults=None, binlog=True):
         return dump_argv(self.dump_bin, defaults if defaults is not None else self.creds.defaults, self.databases,
@@ -549,17 +590,22 @@ class DumpEngine(object):
         manifest["tool_versions"] = dict(self.facts.get("versions") or {})
 
 
-class PhysicalEngine(object):
+class PhysicalEngine(_BackupHooks):
     """mariabackup / xtrabackup --stream into one payload; the parent's to_lsn makes it incremental."""
 
-    def __init__(self, module, creds, tool, binary, parallel=1):
+    def __init__(self, module, creds, tool, binary, parallel=1, client_bin=None):
         self.module = module
         self.creds = creds
-        self.tool = tool
-        self.binary = binary
+        self.tool = self.tool_name = tool
+        self.binary = self.tool_bin = binary
+        self.client_bin = client_bin
         self.parallel = parallel
         self.facts = {}
         self.lsndir = None
+
+    def describe(self, codec):
+        return [backup_argv(self.tool, self.binary, defaults_args(self.creds.params.get("config_file"), "<options>"),
+                            "<workspace>/target", "<workspace>/lsn")] + _pipeline.describe(codec.stages())
 
     def incremental_lsn(self, ctx):
         if ctx.parent is None:

@@ -26,11 +26,24 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._runner import run
 STAGING = "<staging>"
 
 
+class _Session(object):
+    def __init__(self, engine):
+        self.engine = engine
+        self.credentials = _postgres.Credentials(engine.params, tmpdir=engine.module.tmpdir)
+
+    def __enter__(self):
+        self.engine.creds = self.credentials.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.credentials.__exit__(*exc_info)
+
+
 class PgDumpEngine(object):
     """One ``pg_dump`` (a database) or ``pg_dumpall`` (globals or the whole cluster) into one payload.
 
-    Checks the options and finds the binaries when built; ``creds``,
-    ``position`` and ``versions`` are set by the module before ``BackupJob.run``.
+    Checks the options and finds the binaries when built; ``creds`` (session),
+    ``position`` (probe) and ``versions`` are set before ``BackupJob.run`` by _jobs.run_backup_module.
     """
 
     def __init__(self, module):
@@ -92,13 +105,21 @@ class PgDumpEngine(object):
             cmd.insert(0, self.directory_argv(STAGING + "/dump"))
         return cmd
 
-    def probe(self):
-        """The server's position and version, through psql (also proves the connection works)."""
-        return _postgres.run_probe(self.module, self.psql, self.creds.env(self.probe_db), self.probe_db)
+    def session(self):
+        """The connection credentials (a passfile on a memfd), held around plan, probe and run."""
+        return _Session(self)
 
-    def tool_versions(self, codec, server_version):
+    def probe(self, decision=None):
+        """The server's position and version, through psql (also proves the connection works)."""
+        self.position = _postgres.run_probe(self.module, self.psql, self.creds.env(self.probe_db), self.probe_db)
+        return self.position
+
+    def check_result(self, decision):
+        return {"position": self.position}
+
+    def tool_versions(self, codec):
         versions = {self.method: _postgres.parse_tool_version(_jobs.version_line(self.module, self.dump_bin)),
-                    "server": server_version}
+                    "server": self.position["server_version"]}
         versions.update(codec.versions(self.module))
         return versions
 

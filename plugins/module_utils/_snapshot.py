@@ -71,13 +71,58 @@ def _unescape(text):
     return text
 
 
+class PlanContext(object):
+    """What a provider's ``leftovers`` needs in check mode, where no set is being written."""
+
+    def __init__(self, decision):
+        self.job = decision["job"]
+        self.set_id = decision["set_id"]
+        self.type = decision["type"]
+        self.parent = decision["parent"]
+
+
 class SnapshotEngine(object):
-    """An engine run inside a snapshot: provider.prepare -> engine -> engine.release -> provider.release."""
+    """An engine run inside a snapshot: provider.prepare -> engine -> engine.release -> provider.release.
+
+    The _jobs.run_backup_module hooks go to the inner engine; check mode adds
+    the provider's leftovers that a run would remove (``removed_snapshots``),
+    and results name the snapshot taken.
+    """
 
     def __init__(self, provider, engine):
         self.provider = provider
         self.engine = engine
         self.removed = []
+
+    def _inner(self, name, *args):
+        method = getattr(self.engine, name, None)
+        return method(*args) if method is not None else None
+
+    def describe(self, codec):
+        return self._inner("describe", codec) or []
+
+    def session(self):
+        return self._inner("session")
+
+    def probe(self, decision):
+        self._inner("probe", decision)
+
+    def check_result(self, decision):
+        result = {"removed_snapshots": [dict(kind=self.provider.kind, path=path, reason=reason)
+                                        for path, reason in self.provider.leftovers(PlanContext(decision))]}
+        result.update(self._inner("check_result", decision) or {})
+        return result
+
+    def tool_versions(self, codec):
+        return self._inner("tool_versions", codec)
+
+    def result(self, manifest, extras):
+        if extras.get("skipped"):
+            result = {"snapshot": None, "removed_snapshots": []}
+        else:
+            result = {"snapshot": self.provider.path, "removed_snapshots": self.removed}
+        result.update(self._inner("result", manifest, extras) or {})
+        return result
 
     def prepare(self, ctx):
         self.removed = list(self.provider.cleanup(ctx) or [])

@@ -188,18 +188,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _btrfs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _snapshot
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-
-
-class _PlanContext(object):
-    """What cleanup needs to list leftovers in check mode (no set is being written)."""
-
-    def __init__(self, job, decision):
-        self.job = job
-        self.set_id = decision["set_id"]
-        self.type = decision["type"]
-        self.parent = decision["parent"]
 
 
 def main():
@@ -222,51 +211,15 @@ def main():
                            mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE)
     plain_results(module)
     params = module.params
-    cmd = []
     try:
-        runner = runner_for(module)
-        btrfs = _btrfs.Btrfs(runner)
+        btrfs = _btrfs.Btrfs(runner_for(module))
         subvolume = os.path.abspath(params["subvolume"])
         _btrfs.check_subvolume(btrfs, subvolume)
-        store = _store_kinds.open_store(params["store"])
-        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                            params["compression_threads"], params["encrypt_recipients"])
-        job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or _btrfs.source_name(subvolume),
-                              "btrfs", "send", set_type=params["type"], full_every=params["full_every"],
-                              between=params["between"], labels=params["labels"], max_age=params["max_age"],
-                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
-                              signer=_codec.signer_from_params(params, runner))
         provider = _btrfs.SnapshotProvider(btrfs, subvolume, params["snapshot_dir"], keep_parents=True)
-        sender = _btrfs.SendEngine(btrfs, provider)
-        decision = job.plan()
-        if decision["action"] == "skip":
-            module.exit_json(snapshot=None, removed_snapshots=[],
-                             **_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-        snapshot = os.path.join(provider.source_dir(job.source), decision["set_id"])
-        parent = decision["parent"]
-        parent_path = os.path.join(provider.source_dir(job.source), parent["set_id"]) if parent else None
-        cmd = [btrfs.send_stage(snapshot, parent_path).argv] + [s.argv for s in codec.stages()]
-        if module.check_mode:
-            would = [dict(kind=_btrfs.KIND, path=p, reason=r)
-                     for p, r in provider.leftovers(_PlanContext(job, decision))]
-            module.exit_json(changed=True, set_id=decision["set_id"], type=decision["type"],
-                             type_reason=decision.get("reason"), path=decision["path"],
-                             parent_set_id=parent["set_id"] if parent else None, store=store.describe(),
-                             snapshot=snapshot, removed_snapshots=would, cmd=cmd, skipped_reason=None)
-        engine = _snapshot.with_snapshot(provider, sender)
-        manifest, extras = job.run(engine)
+        engine = _snapshot.with_snapshot(provider, _btrfs.SendEngine(btrfs, provider))
     except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=cmd)
-    result = _jobs.backup_result(store, manifest, cmd, extras)
-    if extras.get("skipped"):
-        result.update(snapshot=None, removed_snapshots=[])
-    else:
-        result.update(snapshot=provider.path, removed_snapshots=engine.removed, type=manifest["type"],
-                      type_reason=extras.get("type_reason"), parent_set_id=manifest["parent_set_id"],
-                      cmd=[sender.cmd] + [s.argv for s in codec.stages()])
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, params["source"] or _btrfs.source_name(subvolume), "btrfs", "send")
 
 
 if __name__ == "__main__":

@@ -186,42 +186,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _files
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
-from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
-
-
-def tar_backup(module, store, source_dir, source):
-    params = module.params
-    codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                        params["compression_threads"], params["encrypt_recipients"])
-    engine = _files.TarEngine(store, source_dir, _jobs.need_binary(module, "tar", "tar"), params["exclude"],
-                              params["one_file_system"], params["xattrs"])
-    job = _jobs.BackupJob(store, _jobs.default_host(params), source, _files.ENGINE, "tar",
-                          set_type=params["type"], full_every=params["full_every"], between=params["between"],
-                          labels=params["labels"], max_age=params["max_age"],
-                          work_dir=params["work_dir"] or module.tmpdir, codec=codec,
-                          signer=_codec.signer_from_params(params, runner_for(module)))
-    cmd = _pipeline.describe([_pipeline.Stage("tar", engine.argv())] + codec.stages())
-    decision = job.plan()
-    if decision["action"] == "skip":
-        return dict(_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-    if module.check_mode:
-        return dict(changed=True, set_id=decision["set_id"], type=decision["type"], type_reason=decision["reason"],
-                    path=decision["path"], store=store.describe(), cmd=cmd, skipped_reason=None)
-    tar_version = _jobs.version_line(module, engine.tar_bin)
-    if "GNU tar" not in tar_version:
-        raise _files.FilesError("method tar needs GNU tar (--listed-incremental); %s is %s."
-                                % (engine.tar_bin, tar_version))
-    engine.versions = {"tar": tar_version}
-    engine.versions.update(codec.versions(module))
-    manifest, extras = job.run(engine)
-    manifest_versions = manifest.get("tool_versions")
-    result = _jobs.backup_result(store, manifest, cmd, extras)
-    result.update(type=manifest["type"], type_reason=extras.get("type_reason"), tool_versions=manifest_versions)
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    return result
 
 
 def main():
@@ -254,13 +219,13 @@ def main():
         source_dir = _files.check_source_dir(params["path"])
         source = params["source"] or os.path.basename(source_dir.rstrip("/")) or "root"
         store = _store_kinds.open_store(params["store"])
-        if params["method"] == "tar":
-            result = tar_backup(module, store, source_dir, source)
-        else:
+        if params["method"] != "tar":
             raise _files.FilesError("method %s is not supported yet; use method tar." % params["method"])
+        engine = _files.TarEngine(store, source_dir, _jobs.need_binary(module, "tar", "tar"), params["exclude"],
+                                  params["one_file_system"], params["xattrs"])
     except LifeboatError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, source, _files.ENGINE, params["method"], store=store)
 
 
 if __name__ == "__main__":

@@ -187,9 +187,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _mongodb
-from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def default_source(params):
@@ -225,39 +222,15 @@ def main():
     )
     plain_results(module)
     params = module.params
-    cmd = []
     try:
         runs, oplog = _mongodb.dump_plan(params["databases"], params["collections"], params["exclude_collections"],
                                          params["oplog"], params["replica_set"])
-        binary = _mongodb.find_tool(module, "mongodump")
-        store = _store_kinds.open_store(params["store"])
-        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                            params["compression_threads"], params["encrypt_recipients"])
-        job = _jobs.BackupJob(store, _jobs.default_host(params), default_source(params), _mongodb.ENGINE,
-                              _mongodb.METHOD, labels=params["labels"], max_age=params["max_age"],
-                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
-                              signer=_codec.signer_from_params(params, runner_for(module)))
-        with _mongodb.Credentials(params, tmpdir=module.tmpdir) as creds:
-            engine = _mongodb.DumpEngine(module, binary, creds, runs, oplog, {})
-            for dummy, db, collection in runs:
-                cmd += _pipeline.describe([_pipeline.Stage("mongodump", engine.argv(db, collection))] + codec.stages())
-            decision = job.plan()
-            if decision["action"] == "skip":
-                module.exit_json(**_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-            _mongodb.probe(module, binary, _mongodb.connection_args(params, creds.path), creds.pass_fds)
-            if module.check_mode:
-                module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"], store=store.describe(),
-                                 cmd=cmd, position={"oplog": oplog}, skipped_reason=None)
-            versions = dict((k, v) for k, v in {"mongodump": _mongodb.tool_version(module, binary)}.items() if v)
-            versions.update(codec.versions(module))
-            engine.versions = versions
-            manifest, extras = job.run(engine)
+        engine = _mongodb.DumpEngine(module, _mongodb.find_tool(module, "mongodump"),
+                                     _mongodb.Credentials(params, tmpdir=module.tmpdir), runs, oplog, {})
+        source = default_source(params)
     except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=cmd)
-    result = _jobs.backup_result(store, manifest, cmd, extras)
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, source, _mongodb.ENGINE, _mongodb.METHOD)
 
 
 if __name__ == "__main__":

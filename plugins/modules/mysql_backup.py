@@ -217,9 +217,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _mysql
-from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def default_source(params, method, databases):
@@ -235,7 +232,8 @@ def default_source(params, method, databases):
     return "mysqldump"
 
 
-def run(module, result):
+def build_engine(module):
+    """Check the options and find the binaries; returns (engine, source, method)."""
     params = module.params
     method = params["method"]
     databases = [d for d in params["databases"] if d]
@@ -252,57 +250,14 @@ def run(module, result):
     if params["parallel"] < 1:
         raise LifeboatError("parallel must be 1 or more, not %d." % params["parallel"])
     client_bin = _mysql.find_one(module, _mysql.CLIENT_BINARIES, "mariadb-client")
-    store = _store_kinds.open_store(params["store"])
-    codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                        params["compression_threads"], params["encrypt_recipients"])
-    set_type = params["type"] if method != "mysqldump" else "full"
-    job = _jobs.BackupJob(store, _jobs.default_host(params), default_source(params, method, databases),
-                          "mysql", method, set_type=set_type, labels=params["labels"], max_age=params["max_age"],
-                          work_dir=params["work_dir"] or module.tmpdir, full_every=params["full_every"],
-                          between=params["between"], codec=codec,
-                          signer=_codec.signer_from_params(params, runner_for(module)))
-    with _mysql.Credentials(params, tmpdir=module.tmpdir) as creds:
-        if method == "mysqldump":
-            engine = _mysql.DumpEngine(module, creds, _mysql.find_one(module, _mysql.DUMP_BINARIES, "mariadb-client"),
-                                       databases, params, sys.executable)
-            tool_bin = engine.dump_bin
-        else:
-            tool_bin = _mysql.tool_binary(module, method)
-            engine = _mysql.PhysicalEngine(module, creds, method, tool_bin, params["parallel"])
-        decision = job.plan()
-        if decision["action"] == "skip":
-            result.update(_jobs.backup_result(store, decision["manifest"], result["cmd"], {"skipped": True}))
-            return
-        facts = _mysql.probe(module, client_bin, creds)
-        if method == "mysqldump" and databases == ["all"]:
-            databases = _mysql.list_databases(module, client_bin, creds)
-            if not databases:
-                raise LifeboatError("The server holds no database besides the system ones; nothing to dump.")
-            engine.databases = databases
-        engine.facts = facts
-        if method == "mysqldump":
-            result["cmd"] = _pipeline.describe(engine.stages("<workspace>", facts["log_bin"]) + codec.stages())
-        else:
-            result["cmd"] = [_mysql.backup_argv(method, tool_bin, _mysql.defaults_args(params["config_file"], "<options>"),
-                                                "<workspace>/target", "<workspace>/lsn")] + \
-                _pipeline.describe(codec.stages())
-        if module.check_mode:
-            result.update(changed=True, set_id=decision["set_id"], path=decision["path"], store=store.describe(),
-                          type=decision["type"], parent_set_id=decision["parent"]["set_id"] if decision["parent"] else None,
-                          position={"server_version": facts["server_version"]}, skipped_reason=None)
-            return
-        versions = {"server": facts["server_version"]}
-        try:
-            versions[method] = _jobs.version_line(module, tool_bin)
-        except LifeboatError:
-            pass
-        versions.update(codec.versions(module))
-        facts["versions"] = versions
-        manifest, extras = job.run(engine)
-    result.update(_jobs.backup_result(store, manifest, result["cmd"], extras))
-    result.update(type=manifest["type"], parent_set_id=manifest["parent_set_id"])
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
+    creds = _mysql.Credentials(params, tmpdir=module.tmpdir)
+    if method == "mysqldump":
+        engine = _mysql.DumpEngine(module, creds, _mysql.find_one(module, _mysql.DUMP_BINARIES, "mariadb-client"),
+                                   databases, params, sys.executable, client_bin=client_bin)
+    else:
+        engine = _mysql.PhysicalEngine(module, creds, method, _mysql.tool_binary(module, method), params["parallel"],
+                                       client_bin=client_bin)
+    return engine, default_source(params, method, databases), method
 
 
 def main():
@@ -330,13 +285,11 @@ def main():
                            required_if=[("type", "auto", ["full_every"])],
                            mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE)
     plain_results(module)
-    result = dict(changed=False, cmd=[])
     try:
-        run(module, result)
+        engine, source, method = build_engine(module)
     except LifeboatError as exc:
-        result["msg"] = str(exc)
-        module.fail_json(**result)
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, source, "mysql", method)
 
 
 if __name__ == "__main__":

@@ -209,8 +209,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pgbackup
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
-from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
-from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 
 
 def main():
@@ -236,33 +234,12 @@ def main():
         mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)
-    params = module.params
-    cmd = []
     try:
         engine = _pgbackup.PgDumpEngine(module)
-        store = _store_kinds.open_store(params["store"])
-        codec = _jobs.Codec(module, params["compression"], params["compression_level"],
-                            params["compression_threads"], params["encrypt_recipients"])
-        job = _jobs.BackupJob(store, _jobs.default_host(params), params["source"] or engine.default_source(),
-                              "postgresql", params["method"], labels=params["labels"], max_age=params["max_age"],
-                              work_dir=params["work_dir"] or module.tmpdir, codec=codec,
-                              signer=_codec.signer_from_params(params, runner_for(module)))
-        cmd = engine.describe(codec)
-        with _postgres.Credentials(params, tmpdir=module.tmpdir) as engine.creds:
-            decision = job.plan()
-            if decision["action"] == "skip":
-                module.exit_json(**_jobs.backup_result(store, decision["manifest"], cmd, {"skipped": True}))
-            engine.position = engine.probe()
-            if module.check_mode:
-                module.exit_json(changed=True, set_id=decision["set_id"], path=decision["path"],
-                                 store=store.describe(), cmd=cmd, position=engine.position, skipped_reason=None)
-            engine.versions = engine.tool_versions(codec, engine.position["server_version"])
-            manifest, extras = job.run(engine)
     except LifeboatError as exc:
-        module.fail_json(msg=str(exc), cmd=cmd)
-    if extras.get("stale_lock"):
-        module.warn("Took over a stale lock on %s/%s: %s." % (job.host, job.source, extras["stale_lock"]["reason"]))
-    module.exit_json(**_jobs.backup_result(store, manifest, cmd, extras))
+        module.fail_json(msg=str(exc), cmd=[])
+    _jobs.run_backup_module(module, engine, module.params["source"] or engine.default_source(), "postgresql",
+                            module.params["method"])
 
 
 if __name__ == "__main__":
