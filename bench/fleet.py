@@ -107,8 +107,8 @@ def run_bench(args):
            "- per source with forks=1: %.2f s wall, of which the backup's own work %.2f s; the rest (Ansible, "
            "and the copy and verify steps) %.2f s (target <= %.1f s): %s"
            % (w1 / args.hosts, work1 / args.hosts, overhead, TARGET_OVERHEAD_S, verdict(overhead <= TARGET_OVERHEAD_S))]
-    write_results("fleet", "\n".join(md) + "\n", {"machine": machine, "runs": runs, "ratio": ratio,
-                                                   "overhead_per_source_s": overhead, "hosts": args.hosts})
+    data = {"machine": machine, "runs": runs, "ratio": ratio, "overhead_per_source_s": overhead, "hosts": args.hosts}
+    write_results("fleet", "\n".join(md) + "\n", data)
 
 
 def main(argv=None):
