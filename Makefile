@@ -116,6 +116,7 @@ bench: setup
 
 clean:
 	rm -rf build collections tests/output .pytest_cache
+	rm -rf "$${LIFEBOAT_DEMO_DIR:-$${TMPDIR:-/tmp}/lifeboat-demo}"
 
 distclean: clean
 	rm -rf .venv

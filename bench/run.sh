@@ -15,6 +15,8 @@
 #   restore_check  the same for the restore
 #   files        files_backup rsync_snapshot against raw rsync -a / --link-dest (20,000 files, 1 GiB)
 #   pitr         the WAL archive command's segments/s against cp (no cluster needed)
+# and, by name only, the fleet playbook:
+#   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,

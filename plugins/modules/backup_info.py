@@ -45,7 +45,7 @@ options:
     default: 1000
   fail_on_rpo_violation:
     description:
-      - Fail the task when any source violates O(rpo) or is missing.
+      - Fail the task when any source violates O(rpo) or is missing. Otherwise such a source is named in a warning.
     type: bool
     default: false
 requirements: []
@@ -259,6 +259,8 @@ def main():
     bad = sorted(key for key, value in result["rpo_status"].items() if value["status"] in ("violated", "missing"))
     if params["fail_on_rpo_violation"] and bad:
         module.fail_json(msg="RPO %s is not met by %s." % (params["rpo"], ", ".join(bad)), **result)
+    if bad:
+        module.warn("RPO %s is not met by %s." % (params["rpo"], ", ".join(bad)))
     module.exit_json(changed=False, **result)
 
 

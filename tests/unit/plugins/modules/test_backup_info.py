@@ -79,6 +79,8 @@ def test_main_lists_and_reports(monkeypatch, tmp_path):
     make_set(store, "db1", "app", set_id_ago(3 * DAY, now=now), duration=0)
     make_set(store, "db2", "app", set_id_ago(600, now=now), duration=0)
     args = dict(store=dict(kind="dir", path=store.root), rpo="1d")
+    warned = []
+    monkeypatch.setattr(backup_info.AnsibleModule, "warn", lambda self, warning: warned.append(warning))
     outcome = run_module(monkeypatch, tmp_path, backup_info, args, check_mode=True)
     assert not outcome.failed, outcome.result
     result = outcome.result
@@ -87,6 +89,8 @@ def test_main_lists_and_reports(monkeypatch, tmp_path):
     assert len(result["sets"]) == 2
     assert result["rpo_status"]["db1/app"]["status"] == "violated"
     assert result["rpo_status"]["db2/app"]["status"] == "ok"
+    # Not failing on it, the violation is still a warning, visible at the default verbosity.
+    assert warned == ["RPO 1d is not met by db1/app."]
 
     failing = run_module(monkeypatch, tmp_path, backup_info, dict(args, fail_on_rpo_violation=True))
     assert failing.failed
