@@ -494,8 +494,10 @@ class SshStore(_stores.Store):
     """A directory on a backup server, reached over SSH through one helper program."""
 
     kind = "ssh"
-    # Trees and hard links exist on the server's file system, like the dir kind's.
-    capabilities = frozenset(["trees", "hard_links"])
+    # The server's file system keeps hard links, but this kind does not hold tree payloads (rsync snapshots)
+    # yet: writing, verifying and restoring one need a local directory descriptor, which only the dir kind
+    # has. Without ``trees`` files_backup refuses method rsync_snapshot into it before it starts.
+    capabilities = frozenset(["hard_links"])
 
     def __init__(self, spec, runner=None):
         path = spec.get("path")

@@ -365,3 +365,71 @@ def test_no_master_outlives_its_run(tmp_path, kill):
     else:
         assert proc.returncode == 0
         assert not _masters(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_rsync_snapshot_into_ssh_is_refused_before_anything_is_written(monkeypatch, tmp_path, root):
+    """The ssh kind holds no trees yet: files_backup rsync_snapshot fails at plan time with one sentence.
+
+    It must not take the lock, begin a partial set or leave a failure record on the server.
+    """
+    from ansible_collections.lifeboat.backup.plugins.modules import files_backup
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"some content\n")
+    root.mkdir()
+    spec = ssh_harness.spec(root)
+    assert "trees" not in _store_kinds.open_store(spec).capabilities
+    for check_mode in (False, True):
+        outcome = run_module(monkeypatch, tmp_path, files_backup,
+                             dict(store=spec, host="web1", path=str(source), method="rsync_snapshot"),
+                             check_mode=check_mode)
+        assert outcome.failed, outcome.result
+        msg = outcome.result["msg"]
+        assert "\n" not in msg and "Traceback" not in msg
+        assert "rsync_snapshot needs a store that holds trees" in msg and "ssh store" in msg and str(root) in msg, msg
+        assert "BEGIN OPENSSH PRIVATE KEY" not in msg
+        assert os.listdir(str(root)) == [], "the refused run wrote on the server"
+
+
+def test_ssh_writer_refuses_a_tree_with_one_sentence(store, root):
+    root.mkdir()
+    writer = store.begin("db1", "app", SET_ID)
+    try:
+        with pytest.raises(LifeboatError, match="cannot hold tree payloads") as info:
+            writer.tree("tree")
+        assert "\n" not in str(info.value)
+    finally:
+        writer.abort()
+    assert store.listing("db1", "app").partials == []
+
+
+def test_snapshot_set_placed_on_the_server_is_reported_and_refused(monkeypatch, tmp_path, root):
+    """A snapshot set copied onto the server (the dir layout) is not read through the ssh kind, nor vouched for."""
+    from ansible_collections.lifeboat.backup.plugins.modules import files_backup
+    from ansible_collections.lifeboat.backup.plugins.modules import files_restore
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module
+    source = tmp_path / "data"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "a.txt").write_bytes(b"some content\n")
+    local = tmp_path / "local"
+    local.mkdir(mode=0o700)
+    outcome = run_module(monkeypatch, tmp_path, files_backup,
+                         dict(store=dict(kind="dir", path=str(local)), host="web1", source="data",
+                              path=str(source), method="rsync_snapshot"))
+    assert not outcome.failed, outcome.result
+    set_id = outcome.result["set_id"]
+    subprocess.run(["cp", "-a", "--", str(local), str(root)], check=True)
+    spec = ssh_harness.spec(root)
+    store = _store_kinds.open_store(spec)
+    manifest = store.read_manifest("web1", "data", set_id)
+    problems = store.verify_set(manifest)
+    assert [(p["name"], p["problem"]) for p in problems] == [("tree", "unreadable")], problems
+    assert "cannot read tree payloads" in problems[0]["detail"]
+    target = tmp_path / "target"
+    outcome = run_module(monkeypatch, tmp_path, files_restore,
+                         dict(store=spec, host="web1", source="data", target=str(target)))
+    assert outcome.failed, outcome.result
+    msg = outcome.result["msg"]
+    assert "\n" not in msg and "Traceback" not in msg and "cannot read tree payloads" in msg, msg
+    assert not target.exists() or os.listdir(str(target)) == []
