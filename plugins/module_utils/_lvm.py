@@ -49,8 +49,8 @@ MOUNT_OPTIONS = {"xfs": ["ro", "nouuid"]}
 
 def check_name(what, name):
     """An LVM volume group or logical volume name, or one sentence."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", "..") or name.startswith("snapshot") \
-            or name.startswith("pvmove"):
+    reserved = what == "logical volume" and isinstance(name, str) and name.startswith(("snapshot", "pvmove"))
+    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", "..") or reserved:
         raise SnapshotError("%r is not a valid %s name (letters, digits and + _ . -, not starting with -, at most "
                             "127 characters)." % (name, what))
     return name
@@ -125,8 +125,8 @@ class Lvm(object):
             for text in (err or "").splitlines():
                 match = re.search(r'Volume group "(.+)" not found', text)
                 if match:
-                    raise SnapshotError("The volume group %s does not exist (lvs: %s)." % (match.group(1),
-                                                                                       text.strip()))
+                    raise SnapshotError("The volume group %s does not exist (lvs: %s)."
+                                        % (match.group(1), text.strip()))
                 match = re.search(r'Failed to find logical volume "(.+)"', text)
                 if match:
                     raise SnapshotError("The logical volume %s does not exist." % match.group(1))
@@ -166,8 +166,8 @@ class Lvm(object):
         options = MOUNT_OPTIONS.get(fstype, ["ro"])
         rc, out, err = self.run("mount", ["-t", fstype, "-o", ",".join(options), device, target])
         if rc != 0:
-            raise SnapshotError("Mounting the snapshot %s read-only at %s failed: %s" % (device, target,
-                                                                                        last_line(err, rc)))
+            raise SnapshotError("Mounting the snapshot %s read-only at %s failed: %s"
+                                % (device, target, last_line(err, rc)))
         return options
 
     def umount(self, target):

@@ -134,8 +134,8 @@ def create_lv(vg, lv, size, fstype="xfs"):
     """An origin volume; returns its data directory (the files a mount of it would show)."""
     data = os.path.join(lv_dir(vg, lv), "data")
     os.makedirs(data)
-    save(os.path.join(lv_dir(vg, lv), "meta.json"), {"size": size, "origin": None, "tags": [], "fstype": fstype,
-                                                    "invalid": False})
+    save(os.path.join(lv_dir(vg, lv), "meta.json"),
+         {"size": size, "origin": None, "tags": [], "fstype": fstype, "invalid": False})
     return data
 
 
@@ -343,10 +343,11 @@ def lvs(args):
     for vg in groups:
         wanted += [(vg, name) for name in lvs_of(vg)]
     for vg, lv in wanted:
+        used = "%.2f" % percent(vg, lv) if meta(vg, lv)["origin"] else ""  # may mark it invalid: first
         info, group = meta(vg, lv), load(vg_path(vg))
         free = (group["extents"] - vg_used(vg)) * group["extent_size"]
         values = {"lv_name": lv, "vg_name": vg, "lv_attr": lv_attr(vg, lv, info), "lv_path": "/dev/%s/%s" % (vg, lv),
-                  "origin": info["origin"] or "", "data_percent": "%.2f" % percent(vg, lv) if info["origin"] else "",
+                  "origin": info["origin"] or "", "data_percent": used,
                   "lv_tags": ",".join(info["tags"]), "lv_size": str(info["size"]), "vg_free": str(free),
                   "vg_extent_size": str(group["extent_size"]),
                   "vg_size": str(group["extents"] * group["extent_size"])}
