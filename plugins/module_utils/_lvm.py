@@ -237,8 +237,9 @@ class SnapshotProvider(object):
         self.fstype = fstype
         return row
 
-    def snapshot_name(self, set_id):
-        return "lifeboat-%s" % set_id
+    def snapshot_name(self, host, source, set_id):
+        """``lifeboat-<8 hex of host and source>-<set_id>``: two sources of one VG never take the same name."""
+        return "lifeboat-%s-%s" % (source_tag(host, source)[-8:], set_id)
 
     def ours(self, host, source):
         tag = source_tag(host, source)
@@ -274,7 +275,7 @@ class SnapshotProvider(object):
         if os.listdir(self.mount_point):
             raise SnapshotError("The mount point %s is not empty (something is mounted or stored there); empty it or "
                                 "pick another mount_dir." % self.mount_point)
-        name = self.snapshot_name(ctx.set_id)
+        name = self.snapshot_name(ctx.job.host, ctx.job.source, ctx.set_id)
         self.lvm.create(self.vg, self.lv, name, self.size, ["lifeboat", source_tag(ctx.job.host, ctx.job.source)])
         self.name = name
         self.path = "%s/%s" % (self.vg, name)

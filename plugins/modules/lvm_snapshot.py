@@ -182,7 +182,7 @@ snapshot:
   description: The snapshot taken and removed (C(vg/name)), or null when the run skipped.
   returned: always
   type: str
-  sample: vg0/lifeboat-20261126T031500Z-full
+  sample: vg0/lifeboat-3fa4c2d1-20261126T031500Z-full
 snapshot_used_percent:
   description: How full the snapshot's copy-on-write space was when the files had been read (C(lvs data_percent)).
   returned: success

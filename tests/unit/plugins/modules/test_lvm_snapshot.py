@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from ansible_collections.lifeboat.backup.plugins.module_utils import _lvm
 from ansible_collections.lifeboat.backup.plugins.modules import files_restore
 from ansible_collections.lifeboat.backup.plugins.modules import lvm_snapshot
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module
@@ -95,7 +96,7 @@ def test_round_trip_and_everything_released(lvm, monkeypatch, tmp_path):
     assert not result.failed, result.result["msg"]
     out = result.result
     assert out["changed"] and out["type"] == "full"
-    assert out["snapshot"] == "vg0/lifeboat-%s" % out["set_id"]
+    assert out["snapshot"] == "vg0/lifeboat-%s-%s" % (_lvm.source_tag("h1", "vg0-data")[-8:], out["set_id"])
     ref = out["manifest"]["external"][0]
     assert ref["kind"] == "lvm-snapshot" and ref["attributes"]["mount_options"] == "ro,nouuid"
     assert ref["attributes"]["origin"] == "vg0/data" and ref["attributes"]["size"] == str(16 * MiB)
@@ -239,3 +240,24 @@ def test_a_busy_leftover_mount_is_one_sentence(lvm, monkeypatch, tmp_path):
     assert result.failed
     assert result.result["msg"] == ("Unmounting the snapshot at %s failed: umount: %s: target is busy; the snapshot "
                                     "stays until a later run can unmount it." % (target, target))
+
+
+def test_lvcreate_refusing_the_size_is_one_sentence(lvm, monkeypatch, tmp_path):
+    fakelvm.create_lv("vg0", "other", 16 * MiB)  # 16 MiB left; 100%ORIGIN needs 32
+    result = backup(monkeypatch, tmp_path, size="100%ORIGIN")
+    assert result.failed
+    assert result.result["msg"] == ('The volume group vg0 has no room for a 100%ORIGIN snapshot of data: Volume group '
+                                    '"vg0" has insufficient free space (4 extents): 8 required')
+    assert state() == (["data", "other"], {})
+
+
+def test_a_mount_point_in_use_is_refused_and_nothing_is_left(lvm, monkeypatch, tmp_path):
+    target = tmp_path / "mnt" / "vg0-data"
+    target.mkdir(parents=True)
+    (target / "someone-elses").write_text("x")
+    result = backup(monkeypatch, tmp_path)
+    assert result.failed
+    assert result.result["msg"] == ("The mount point %s is not empty (something is mounted or stored there); empty it "
+                                    "or pick another mount_dir." % target)
+    assert state() == (["data"], {})
+    assert (target / "someone-elses").read_text() == "x"
