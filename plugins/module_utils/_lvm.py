@@ -145,7 +145,7 @@ class Lvm(object):
         return out.strip() if rc == 0 and out.strip() else None
 
     def create(self, vg, origin, name, size, tags):
-        option, value, _ = parse_size(size)
+        option, value = parse_size(size)[:2]
         args = ["--snapshot", "--name", name, option, value]
         for tag in tags:
             args += ["--addtag", tag]
@@ -279,7 +279,7 @@ class SnapshotProvider(object):
         self.lvm.create(self.vg, self.lv, name, self.size, ["lifeboat", source_tag(ctx.job.host, ctx.job.source)])
         self.name = name
         self.path = "%s/%s" % (self.vg, name)
-        rows = [row for row in self.lvm.lvs(self.path)]
+        rows = self.lvm.lvs(self.path)
         device = rows[0].get("lv_path") if rows else None
         self.options = self.lvm.mount(device or "/dev/%s/%s" % (self.vg, name), self.mount_point, self.fstype)
         self.mounted = True

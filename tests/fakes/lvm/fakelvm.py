@@ -330,7 +330,7 @@ def lvs(args):
     rows, rc = [], 0
     wanted = []
     for item in selection:
-        vg, _, lv = item.partition("/")
+        vg, lv = item.partition("/")[::2]
         if load(vg_path(vg)) is None:
             err('  Volume group "%s" not found' % vg, "  Cannot process volume group %s" % vg)
             rc = 5
@@ -366,7 +366,7 @@ def lvremove(args):
     targets = [a for a in args if not a.startswith("-")]
     rc = 0
     for item in targets:
-        vg, _, lv = item.partition("/")
+        vg, lv = item.partition("/")[::2]
         if load(vg_path(vg)) is None:
             err('  Volume group "%s" not found' % vg, "  Cannot process volume group %s" % vg)
             rc = 5
