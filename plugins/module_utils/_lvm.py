@@ -258,8 +258,12 @@ class SnapshotProvider(object):
     def cleanup(self, ctx):
         """Unmount and remove what a killed run left (nothing else holds this source's lock now)."""
         removed = []
-        if os.path.isdir(self.mount_point) and self.lvm.umount(self.mount_point):
-            removed.append({"kind": KIND, "path": self.mount_point, "reason": "left mounted by an interrupted run"})
+        if os.path.isdir(self.mount_point):
+            for dummy in range(16):  # a mount point mounted over more than once is unmounted layer by layer
+                if not self.lvm.umount(self.mount_point):
+                    break
+                removed.append({"kind": KIND, "path": self.mount_point,
+                                "reason": "left mounted by an interrupted run"})
         for row in self.ours(ctx.job.host, ctx.job.source):
             self.lvm.remove(row["vg_name"], row["lv_name"])
             removed.append({"kind": KIND, "path": "%s/%s" % (row["vg_name"], row["lv_name"]),
