@@ -179,7 +179,8 @@ position:
   returned: success
   type: dict
 snapshot:
-  description: The snapshot taken and removed (C(vg/name)), or null when the run skipped.
+  description:
+    - The snapshot taken and removed (C(vg/name)), the one check mode would take, or null when the run skipped.
   returned: always
   type: str
   sample: vg0/lifeboat-3fa4c2d1-20261126T031500Z-full
@@ -242,6 +243,13 @@ class LvmFilesEngine(_snapshot.SnapshotEngine):
         versions["lvm"] = self.provider.lvm.version()
         self.engine.versions = versions  # the tar engine writes them into the manifest
         return versions
+
+    def check_result(self, decision):
+        result = super(LvmFilesEngine, self).check_result(decision)
+        job = decision["job"]
+        result["snapshot"] = "%s/%s" % (self.provider.vg, self.provider.snapshot_name(job.host, job.source,
+                                                                                    decision["set_id"]))
+        return result
 
     def result(self, manifest, extras):
         result = super(LvmFilesEngine, self).result(manifest, extras)

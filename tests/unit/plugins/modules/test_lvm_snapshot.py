@@ -194,6 +194,8 @@ def test_check_mode_touches_nothing(lvm, monkeypatch, tmp_path):
     result = backup(monkeypatch, tmp_path, check_mode=True)
     assert not result.failed, result.result["msg"]
     assert result.result["changed"] and result.result["removed_snapshots"] == []
+    assert result.result["snapshot"] == "vg0/lifeboat-%s-%s" % (_lvm.source_tag("h1", "vg0-data")[-8:],
+                                                                result.result["set_id"])
     assert result.result["cmd"] and result.result["cmd"][0][0].endswith("tar")
     assert state() == (["data"], {})
     assert not os.path.exists(str(tmp_path / "store" / "h1"))
