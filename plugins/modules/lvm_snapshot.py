@@ -247,8 +247,8 @@ class LvmFilesEngine(_snapshot.SnapshotEngine):
     def check_result(self, decision):
         result = super(LvmFilesEngine, self).check_result(decision)
         job = decision["job"]
-        result["snapshot"] = "%s/%s" % (self.provider.vg, self.provider.snapshot_name(job.host, job.source,
-                                                                                    decision["set_id"]))
+        name = self.provider.snapshot_name(job.host, job.source, decision["set_id"])
+        result["snapshot"] = "%s/%s" % (self.provider.vg, name)
         return result
 
     def result(self, manifest, extras):
