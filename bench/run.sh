@@ -17,6 +17,8 @@
 #   pitr         the WAL archive command's segments/s against cp (no cluster needed)
 # and, by name only, the fleet playbook:
 #   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
+# and, by name only, the btrfs snapshot module (root, a loop file):
+#   btrfs        btrfs_snapshot against raw `btrfs send | zstd -T0` (1 GiB subvolume)
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,
