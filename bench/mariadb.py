@@ -420,7 +420,7 @@ def rows_for(section, names, with_bytes=True):
     for v, label in names:
         e = section[v]
         row = [v, label, fmt_s(med(e["wall"])), " / ".join(fmt_s(x) for x in e["wall"]),
-               fmt_s(med(col(e, "duration_s"))), fmt_s(med(col(e, "tree_cpu")))]
+               fmt_s(med(col(e, "duration_s"))), fmt_s(med(col(e, "lifetime"))), fmt_s(med(col(e, "tree_cpu")))]
         if with_bytes:
             row.append(mib(med(col(e, "bytes"))))
         rows.append(row + [fmt_peak(peak_of(e, k)) for k in KINDS])
@@ -440,26 +440,26 @@ def render(r):
         d["db"], mib(d["bytes"]), "reused" if d["reused"] else "generated this run",
         ", ".join("%s ~%d" % kv for kv in sorted(d["rows"].items()))), ""]
     L += ["## Backup", ""]
-    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "CPU s (tree)", "output MiB"]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)", "output MiB"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(b, [("dump-module", "`mysql_backup` method mysqldump (zstd)"),
                             ("dump-raw", "`mariadb-dump <same flags> \\| zstd -q -T0 > file`"),
                             ("full-module", "`mysql_backup` method mariabackup, type full"),
                             ("full-raw", "`mariabackup --backup --stream=mbstream \\| zstd -q -T0 > file`")]),
-               ["l", "l"] + ["r"] * 10)
+               ["l", "l"] + ["r"] * 11)
     L += ["", "## Incremental after 1%% of the orders rows changed (%s rows each time)"
           % " / ".join(str(x) for x in r.get("changed_rows", [])), ""]
-    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "CPU s (tree)", "output MiB"]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)", "output MiB"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(inc, [("incr-module", "`mysql_backup` mariabackup, type incremental"),
                               ("incr-raw", "`mariabackup ... --incremental-lsn=<raw chain's to_lsn> \\| zstd`")]),
-               ["l", "l"] + ["r"] * 10)
+               ["l", "l"] + ["r"] * 11)
     L += ["", "## Logical restore (each into a freshly dropped database)", ""]
-    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "CPU s (tree)"]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(rs, [("module", "`mysql_restore` of the mysqldump set"),
                              ("raw", "`zstd -dc file \\| mariadb`")], with_bytes=False),
-               ["l", "l"] + ["r"] * 9)
+               ["l", "l"] + ["r"] * 10)
     checks = r.get("restore_checks", [])
     L += ["", "Module restore content check (checksum of ordered rows of every table): %s." % (
         "identical to the source every time" if checks and all(checks) else "**DIFFERS from the source**"), ""]

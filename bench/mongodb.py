@@ -266,7 +266,7 @@ def rows_for(section, names, with_bytes=True):
     for v, label in names:
         e = section[v]
         row = [v, label, fmt_s(med(e["wall"])), " / ".join(fmt_s(x) for x in e["wall"]),
-               fmt_s(med(col(e, "duration_s"))), fmt_s(med(col(e, "tree_cpu")))]
+               fmt_s(med(col(e, "duration_s"))), fmt_s(med(col(e, "lifetime"))), fmt_s(med(col(e, "tree_cpu")))]
         if with_bytes:
             row.append(mib(med(col(e, "bytes"))))
         rows.append(row + [fmt_peak(peak_of(e, k)) for k in KINDS])
@@ -286,18 +286,18 @@ def render(r):
     L += ["", "Database `bench` in the fake: a %s MiB archive (%s)." % (
         mib(r["archive_bytes"]), "reused" if r["reused"] else "generated this run"), ""]
     L += ["## Backup", ""]
-    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "CPU s (tree)", "output MiB"]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)", "output MiB"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(b, [("module", "`mongodb_backup` databases [bench] (zstd)"),
                             ("raw", "`mongodump <same flags> --archive \\| zstd -q -T0 > file` (fake mongodump)"),
                             ("cat", "`cat archive \\| zstd -q -T0 > file` (no producer)")]),
-               ["l", "l"] + ["r"] * 10)
+               ["l", "l"] + ["r"] * 11)
     L += ["", "## Restore of the small database beside itself (`small.*` → `restored.*`)", ""]
-    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "CPU s (tree)"]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(rs, [("module", "`mongodb_restore` ns_from/ns_to"),
                              ("raw", "`zstd -dc file \\| mongorestore --archive --nsFrom --nsTo` (fake)")],
-                        with_bytes=False), ["l", "l"] + ["r"] * 9)
+                        with_bytes=False), ["l", "l"] + ["r"] * 10)
     checks = r.get("restore_checks", [])
     L += ["", "Module restore content check (the fake's checksum of every collection): %s." % (
         "identical to the source every time" if checks and all(checks) else "**DIFFERS from the source**"), ""]
