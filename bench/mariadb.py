@@ -19,10 +19,14 @@ Run through bench/run.sh (``bench/run.sh mariadb``). One run:
    workload touches recent rows), then an incremental through the module and
    one raw (`--incremental-lsn` from the raw chain's last checkpoints), with
    their bytes as a share of the full's;
-4. times the logical restore (module against `zstd -dc file | mariadb`), each
+4. times the restore of the chain (the last full and its --reps incrementals)
+   into an empty datadir: the module against the raw sequence (`zstd -dc |
+   mbstream -x` each, `mariabackup --prepare`, `--incremental-dir` each,
+   `--copy-back`, `chown -R mysql:mysql`);
+5. times the logical restore (module against `zstd -dc file | mariadb`), each
    into a freshly dropped database, and checks the module's restore against
    the source's checksum (scripts/harness/mariadb.py checksum);
-5. writes bench/results/mariadb.md and .json and prints the Markdown.
+6. writes bench/results/mariadb.md and .json and prints the Markdown.
 
 The password of the bench account reaches the module through a
 ``lookup('env', ...)`` and the raw tools through a 0600 option file
@@ -205,7 +209,8 @@ class MariadbBench(object):
         self.out = private_dir("mariadb-out")
         self.rep = None
         self.raw_lsn = None
-        self.r = {"backup": {}, "incremental": {}, "restore": {}, "overhead": [], "notes": [], "rep_ping": {}}
+        self.raw_incrs = []
+        self.r = {"backup": {}, "incremental": {}, "chain": {}, "restore": {}, "overhead": [], "notes": [], "rep_ping": {}}
 
     def ansible(self, module, args):
         full = dict(self.server.conn_args(), store={"kind": "dir", "path": self.store}, host=HOST)
@@ -295,7 +300,8 @@ class MariadbBench(object):
         self.module_backup("incremental", "incr-module", method="mariabackup", type="incremental")
 
     def incr_raw(self):
-        run, path, script = self.physical_raw("incr", True)
+        run, path, script = self.physical_raw("incr%d" % len(self.raw_incrs), True)
+        self.raw_incrs.append(path)
         self.record("incremental", "incr-raw", run, bytes=os.path.getsize(path), cmd=script)
         log("incremental raw: wall %.2f s, %.1f MiB" % (run.wall, os.path.getsize(path) / MIB))
 
@@ -319,6 +325,43 @@ class MariadbBench(object):
         run = self.bash(script)
         self.record("restore", "raw", run, cmd=script)
         log("restore raw: wall %.2f s, peaks %s" % (run.wall, run.peaks))
+
+    def restore_chain_module(self):
+        datadir = os.path.join(self.out, "datadir-module")
+        shutil.rmtree(datadir, ignore_errors=True)
+        self.server.settle()
+        run, res = self.ansible("lifeboat.backup.mysql_restore", {"source": "mysql", "datadir": datadir})
+        self.record("chain", "module", run, duration_s=res["duration_s"], cmd=res.get("cmd"), chain=res.get("chain"))
+        log("chain restore module: wall %.2f s, duration_s %.2f, chain of %d, peaks %s"
+            % (run.wall, res["duration_s"], len(res.get("chain") or []), run.peaks))
+        shutil.rmtree(datadir, ignore_errors=True)
+
+    def restore_chain_raw(self):
+        """The raw sequence: extract every stream, prepare the full, apply each incremental, copy back, chown."""
+        work = os.path.join(self.out, "raw-chain")
+        datadir = os.path.join(self.out, "datadir-raw")
+        for p in (work, datadir):
+            shutil.rmtree(p, ignore_errors=True)
+        parts = [os.path.join(self.out, "full.mbstream.zst")] + self.raw_incrs
+        lines = []
+        for index, path in enumerate(parts):
+            d = shlex.quote(os.path.join(work, str(index)))
+            lines.append("mkdir -p %s && zstd -q -dc %s | mbstream -x -C %s" % (d, shlex.quote(path), d))
+        full = shlex.quote(os.path.join(work, "0"))
+        lines.append("mariabackup --prepare --target-dir=%s" % full)
+        for index in range(1, len(parts)):
+            lines.append("mariabackup --prepare --target-dir=%s --incremental-dir=%s"
+                         % (full, shlex.quote(os.path.join(work, str(index)))))
+        lines.append("mariabackup --no-defaults --copy-back --target-dir=%s --datadir=%s"
+                     % (full, shlex.quote(datadir)))
+        lines.append("chown -R mysql:mysql %s" % shlex.quote(datadir))
+        script = " && ".join(lines)
+        self.server.settle()
+        run = self.bash(script)
+        self.record("chain", "raw", run, cmd=script)
+        log("chain restore raw: wall %.2f s, peaks %s" % (run.wall, run.peaks))
+        for p in (work, datadir):
+            shutil.rmtree(p, ignore_errors=True)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -373,7 +416,14 @@ class MariadbBench(object):
                 r.setdefault("changed_rows", []).append(self.change())
                 r["rep_ping"][self.rep] = self.ping()
             ivariants[name]()
-        # the restore brings back the dump's contents: take the source's checksum as of the dump again
+        r["chain_length"] = 1 + len(self.raw_incrs)
+        cvariants = {"module": self.restore_chain_module, "raw": self.restore_chain_raw}
+        last = None
+        for rep, name in interleaved(cvariants, a.reps):
+            if rep != last:
+                last, self.rep = rep, "c%d" % rep
+                r["rep_ping"][self.rep] = self.ping()
+            cvariants[name]()
         self.rvariants(a)
         r["machine"]["loadavg_end"] = loadavg()
         write_results("mariadb", render(r), r)
@@ -454,6 +504,14 @@ def render(r):
                rows_for(inc, [("incr-module", "`mysql_backup` mariabackup, type incremental"),
                               ("incr-raw", "`mariabackup ... --incremental-lsn=<raw chain's to_lsn> \\| zstd`")]),
                ["l", "l"] + ["r"] * 11)
+    L += ["", "## Physical restore of the chain (full + %d incrementals) into an empty datadir"
+          % (r.get("chain_length", 1) - 1), ""]
+    L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s",
+                "CPU s (tree)"] + ["peak RSS MiB: %s" % k for k in KINDS],
+               rows_for(r["chain"], [("module", "`mysql_restore` source mysql, datadir (prepare, copy back, chown)"),
+                                     ("raw", "`zstd -dc \\| mbstream -x` each, `mariabackup --prepare` "
+                                             "(+ `--incremental-dir` each), `--copy-back`, `chown -R`")],
+                        with_bytes=False), ["l", "l"] + ["r"] * 10)
     L += ["", "## Logical restore (each into a freshly dropped database)", ""]
     L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
@@ -472,7 +530,8 @@ def render(r):
 
     q = r["ratios"] = {}
     for key, mod, raw, sec in (("dump", "dump-module", "dump-raw", b), ("full", "full-module", "full-raw", b),
-                               ("incremental", "incr-module", "incr-raw", inc), ("restore", "module", "raw", rs)):
+                               ("incremental", "incr-module", "incr-raw", inc), ("chain restore", "module", "raw", r["chain"]),
+                               ("restore", "module", "raw", rs)):
         net = med(sec[mod]["wall"]) - ov
         dur = med(col(sec[mod], "duration_s"))
         rawv = med(sec[raw]["wall"])
@@ -487,7 +546,8 @@ def render(r):
     row("**incremental bytes ÷ full bytes (module)**", share, TARGET_INCR_SHARE)
     row("incremental duration_s ÷ full duration_s (module)", tshare)
     peak = max(filter(None, [peak_of(s[v], "module") for s, v in ((b, "dump-module"), (b, "full-module"),
-                                                                   (inc, "incr-module"), (rs, "module"))]))
+                                                                   (inc, "incr-module"), (r["chain"], "module"),
+                                                                   (rs, "module"))]))
     q["peak_rss_mib"] = peak
     rows.append(("**peak RSS of the module's Python process (all runs)**", "%.1f MiB" % peak,
                  "< 100 MB (%.1f MiB)" % (TARGET_RSS_MB * 1e6 / MIB), verdict(peak < TARGET_RSS_MB * 1e6 / MIB)))
