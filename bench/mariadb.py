@@ -545,9 +545,9 @@ def render(r):
     q["incr_bytes_share"], q["incr_time_share"] = share, tshare
     row("**incremental bytes ÷ full bytes (module)**", share, TARGET_INCR_SHARE)
     row("incremental duration_s ÷ full duration_s (module)", tshare)
-    peak = max(filter(None, [peak_of(s[v], "module") for s, v in ((b, "dump-module"), (b, "full-module"),
-                                                                   (inc, "incr-module"), (r["chain"], "module"),
-                                                                   (rs, "module"))]))
+    module_runs = ((b, "dump-module"), (b, "full-module"), (inc, "incr-module"), (r["chain"], "module"),
+                   (rs, "module"))
+    peak = max(filter(None, [peak_of(s[v], "module") for s, v in module_runs]))
     q["peak_rss_mib"] = peak
     rows.append(("**peak RSS of the module's Python process (all runs)**", "%.1f MiB" % peak,
                  "< 100 MB (%.1f MiB)" % (TARGET_RSS_MB * 1e6 / MIB), verdict(peak < TARGET_RSS_MB * 1e6 / MIB)))

@@ -110,8 +110,10 @@ class MongoBench(object):
         # the fake's seed writes documents of about 330 bytes of archive each
         per_coll = int(self.args.mb * MIB / 330 / COLLECTIONS) + 1
         log("seeding the fake database %s: %d collections of %d documents" % (DB, COLLECTIONS, per_coll))
-        self.fake("seed", "--db", DB, "--count", str(per_coll), *sum((["--coll", "c%d" % i]
-                                                                       for i in range(COLLECTIONS)), []))
+        colls = []
+        for index in range(COLLECTIONS):
+            colls += ["--coll", "c%d" % index]
+        self.fake("seed", "--db", DB, "--count", str(per_coll), *colls)
         self.fake("seed", "--db", SMALL, "--count", str(self.args.small_docs), "--coll", "users", "--coll", "orders")
         with open(meta, "w", encoding="utf-8") as handle:
             json.dump({"mb": self.args.mb}, handle)
