@@ -19,6 +19,11 @@
 #   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
 # and, by name only, the btrfs snapshot module (root, a loop file):
 #   btrfs        btrfs_snapshot against raw `btrfs send | zstd -T0` (1 GiB subvolume)
+# and, by name only, the other engines:
+#   mariadb      mysql_backup (mysqldump, mariabackup full + incremental) and mysql_restore against the
+#                raw tools piped to zstd, on a throwaway MariaDB in $LIFEBOAT_BENCH_DIR/mariadb (--mb, default 300)
+#   mongodb      mongodb_backup/_restore against `mongodump --archive | zstd -T0` through the test fakes
+#                (no MongoDB here: the figures are the collection's overhead around the fake tools)
 #
 # OPTIONS go to every benchmark named (see bench/NAME.py --help); when several
 # run, each ignores the options that are not its own. Common ones: --reps N,

@@ -82,12 +82,15 @@ def ansible_env(secrets=None, poll=None):
     return env
 
 
-def run_ansible(module, args=None, secrets=None, poll=None, cwd=None):
-    """``ansible localhost -m MODULE -a JSON``; returns (Run, result dict); BenchError when it fails."""
+def run_ansible(module, args=None, secrets=None, poll=None, cwd=None, markers=()):
+    """``ansible localhost -m MODULE -a JSON``; returns (Run, result dict); BenchError when it fails.
+
+    ``markers`` go to ``timed`` (Python children to track under a kind of their own).
+    """
     argv = [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local", "-m", module]
     if args is not None:
         argv += ["-a", json.dumps(args)]
-    run = timed(argv, ansible_env(secrets, poll), cwd or bench_dir())
+    run = timed(argv, ansible_env(secrets, poll), cwd or bench_dir(), markers=markers)
     match = re.search(r"^localhost \| (\S+)[^\n]*? => ", run.stdout, re.M)
     if not match:
         raise BenchError("cannot parse the ansible output of %s:\n%s\n%s"

@@ -12,7 +12,8 @@ import time
 SAMPLE_INTERVAL = 0.05
 # Processes of these names are tracked under their own name; Python processes are
 # "module" when they run an Ansible module (AnsiballZ or python -m ansible_collections...).
-CATEGORIES = ("pg_dump", "pg_restore", "zstd", "gzip", "psql", "sync", "age", "cat")
+CATEGORIES = ("pg_dump", "pg_restore", "zstd", "gzip", "psql", "sync", "age", "cat",
+              "mariadb-dump", "mysqldump", "mariabackup", "mariadb-backup", "mariadb", "mbstream")
 
 
 def _read(path):
