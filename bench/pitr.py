@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from lib import MIB, PG_BIN, BenchError, cli, log, private_dir
+from lib import MIB, PG_BIN, BenchError, bench_dir, cli, log, private_dir
 from lib.cluster import BenchCluster
 from lib.modules import import_collection, run_ansible
 from lib.procs import timed
@@ -173,13 +173,109 @@ def bench_basebackup(args):
     lines += table(["", "wall s (median)", "min-max", "MiB stored"], rows)
     lines += ["", "Module / raw+sync, ansible's own cost (ping, same repetition) taken off: **%.3f** (per run: %s; "
               "target <= %.2f). Module / raw: %.3f. The module's own duration_s (the backup job, without ansible "
-              "and Python start-up) / raw+sync: %.3f." % (ratio, ", ".join("%.3f" % r for r in ratios), TARGET_RATIO,
-                                                         ratio_raw, ratio_job)]
+              "and Python start-up) / raw+sync: %.3f."
+              % (ratio, ", ".join("%.3f" % r for r in ratios), TARGET_RATIO, ratio_raw, ratio_job)]
     return lines, {"runs": runs, "ratio_sync": ratio, "ratio_raw": ratio_raw, "ratio_job": ratio_job, "data": data,
                    "server": server}
 
 
-PARTS = {"archive": bench_archive, "basebackup": bench_basebackup}
+# ------------------------------------------------------------------ a PITR restore replaying WAL
+
+def _owned_by_postgres(path):
+    import pwd  # pylint: disable=import-outside-toplevel
+    entry = pwd.getpwnam("postgres")
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _free_port():
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_archived(cluster, switched, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = cluster.psql("SELECT coalesce(last_archived_wal >= '%s', false), failed_count FROM pg_stat_archiver;"
+                           % switched)
+        if row.startswith("t|"):
+            return
+        time.sleep(0.5)
+    raise BenchError("WAL file %s was not archived within %d s (pg_stat_archiver: %s)" % (switched, timeout, row))
+
+
+def bench_replay(args):
+    """postgresql_restore method pitr (latest) from a base backup followed by --replay-mb MiB of archived WAL."""
+    cluster = BenchCluster()
+    # Not below the 0700 private directories: the postgres user runs the archive command and the restored cluster here.
+    work = os.path.join(bench_dir(), "pitr-replay")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    os.chmod(work, 0o711)
+    store = _owned_by_postgres(os.path.join(work, "store"))
+    sock = _owned_by_postgres(os.path.join(work, "sock"))
+    data_dir = os.path.join(work, "restored")
+    secrets = {PW_ENV: None}
+    runs = []
+    cluster.start()
+    secrets[PW_ENV] = cluster.password
+    conn = dict(cluster.conn_args(), login_password="{{ lookup('env', '%s') }}" % PW_ENV)
+    common = dict(store={"kind": "dir", "path": store}, host=HOST, source="replay")
+    try:
+        run_ansible("lifeboat.backup.postgresql_wal_archive",
+                    dict(conn, command_dir=os.path.join(work, "archive-command"), python="/usr/bin/python3",
+                         os_user="postgres", **common), secrets=secrets)
+        cluster.stop()
+        cluster.start()  # archive_mode needs a restart
+        conn = dict(cluster.conn_args(), login_password="{{ lookup('env', '%s') }}" % PW_ENV)
+        run_ansible("lifeboat.backup.postgresql_backup", dict(conn, method="pg_basebackup", **common),
+                    secrets=secrets)
+        start_lsn = cluster.psql("SELECT pg_current_wal_lsn();")
+        rows = int(args.replay_mb * MIB / 300)
+        cluster.psql("DROP TABLE IF EXISTS lifeboat_replay; CREATE TABLE lifeboat_replay AS "
+                     "SELECT g AS i, repeat(md5(g::text), 6) AS t FROM generate_series(1, %d) g;" % rows, db=DB)
+        wal = int(cluster.psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s');" % start_lsn))
+        switched = cluster.psql("SELECT pg_walfile_name(pg_switch_wal());")
+        _wait_archived(cluster, switched)
+        restore = dict(method="pitr", latest=True, data_dir=data_dir, socket_dir=sock, recovery_timeout=3600,
+                       wal_command_python="/usr/bin/python3", **common)
+        for rep in range(args.reps):
+            shutil.rmtree(data_dir, ignore_errors=True)
+            cluster.settle()
+            run, res = run_ansible("lifeboat.backup.postgresql_restore", dict(restore, cluster_port=_free_port()))
+            subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PG_BIN, "pg_ctl"), "-D", data_dir,
+                            "-m", "fast", "-w", "stop"], check=False, capture_output=True, cwd="/")
+            runs.append(dict(rep=rep, wall=round(run.wall, 3), duration_s=res.get("duration_s"),
+                             reached=res.get("reached"), verified=res.get("verified")))
+            log("rep %d restore: %.2f s, reached %s" % (rep + 1, run.wall, res.get("reached")))
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PG_BIN, "pg_ctl"), "-D", data_dir,
+                        "-m", "immediate", "-w", "stop"], check=False, capture_output=True, cwd="/")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            cluster.psql("ALTER SYSTEM RESET archive_mode; ALTER SYSTEM RESET archive_command;")
+            cluster.psql("DROP TABLE IF EXISTS lifeboat_replay;", db=DB)
+            cluster.stop()
+            cluster.start()
+        finally:
+            cluster.finish(keep=args.keep, clean=args.clean)
+    walls = [r["wall"] for r in runs]
+    low, high = spread(walls)
+    lines = ["## A PITR restore replaying WAL", ""]
+    lines += ["postgresql_restore method pitr, latest, from a dir store: the base backup of the bench cluster (with "
+              "%s), then %.0f MiB of WAL (pg_wal_lsn_diff) archived by the collection's command (zstd), replayed into "
+              "a new cluster on a free port; median of %d runs." % (DB, wal / MIB, len(runs)), ""]
+    lines += table(["", "wall s (median)", "min-max", "WAL MiB/s"],
+                   [["restore (ansible)", "%.2f" % med(walls), "%.2f-%.2f" % (low, high),
+                     "%.1f" % (wal / MIB / med(walls))]])
+    return lines, {"runs": runs, "wal_bytes": wal}
+
+
+PARTS = {"archive": bench_archive, "basebackup": bench_basebackup, "replay": bench_replay}
 
 
 def bench(args):
@@ -203,6 +299,8 @@ def main(argv=None):
     p.add_argument("--segments", type=int, default=64, help="WAL files to archive per run (default 64)")
     p.add_argument("--parts", default="archive,basebackup",
                    help="what to time, comma-separated: archive, basebackup (default both)")
+    p.add_argument("--replay-mb", type=float, default=1024,
+                   help="WAL (MiB, about) a PITR restore replays with --parts replay (default 1024)")
     p.add_argument("--mb", type=float, default=500, help="size of the sample database in MiB (default 500)")
     p.add_argument("--min-mb", type=float, default=500,
                    help="smallest pg_database_size (MiB) accepted for the sample database (default 500)")

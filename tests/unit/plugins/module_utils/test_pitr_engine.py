@@ -135,8 +135,9 @@ class FakeJob(object):
 
 
 def engine_for(data_dir):
-    engine = _pitr.PitrRestore(None, Runner(), dict(target={"latest": True}, window={}, data_dir=str(data_dir),
-                                                     port=1, socket_dir="/tmp", os_user="postgres"))
+    options = dict(target={"latest": True}, window={}, data_dir=str(data_dir), port=1, socket_dir="/tmp",
+                   os_user="postgres")
+    engine = _pitr.PitrRestore(None, Runner(), options)
     engine.bin_dir = PG_BIN
     engine.state = _pitr.check_data_dir(str(data_dir))
     return engine
