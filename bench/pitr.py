@@ -24,6 +24,14 @@ with a sample database of --mb MiB, and times base backups, interleaved, --reps 
      raw+sync    the same, then `sync FILE` (the module fsyncs its set)
      ping        ansible localhost -m ansible.builtin.ping (ansible's own cost)
 Every timed run starts after a CHECKPOINT and a sync.
+
+``--parts replay`` (in the default too) turns archiving on for the bench cluster
+(postgresql_wal_archive, a restart), takes a base backup, writes about
+--replay-mb MiB of WAL (a CREATE TABLE AS), waits for the archiver, and times
+postgresql_restore method pitr (latest) into a new cluster on a free port,
+--reps times; then it resets archive_mode/archive_command and restarts the
+cluster. It works in $LIFEBOAT_BENCH_DIR/pitr-replay (mode 0711: the postgres
+user runs the archive command and the restored cluster there).
 """
 
 import os
@@ -297,8 +305,8 @@ def bench(args):
 def main(argv=None):
     p = cli.parser(__doc__, reps=3, cluster=True)
     p.add_argument("--segments", type=int, default=64, help="WAL files to archive per run (default 64)")
-    p.add_argument("--parts", default="archive,basebackup",
-                   help="what to time, comma-separated: archive, basebackup (default both)")
+    p.add_argument("--parts", default="archive,basebackup,replay",
+                   help="what to time, comma-separated: archive, basebackup, replay (default all three)")
     p.add_argument("--replay-mb", type=float, default=1024,
                    help="WAL (MiB, about) a PITR restore replays with --parts replay (default 1024)")
     p.add_argument("--mb", type=float, default=500, help="size of the sample database in MiB (default 500)")

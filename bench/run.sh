@@ -15,7 +15,8 @@
 #   restore_check  the same for the restore
 #   files        files_backup rsync_snapshot against raw rsync -a / --link-dest (20,000 files, 1 GiB)
 #   pitr         the WAL archive command's segments/s against cp, and the pg_basebackup method
-#                against raw pg_basebackup | zstd -T0 on the postgresql benchmark's cluster
+#                against raw pg_basebackup | zstd -T0, and a PITR restore replaying WAL, on the
+#                postgresql benchmark's cluster (see bench/pitr.py: it restarts that cluster)
 # and, by name only, the fleet playbook:
 #   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
 #
