@@ -14,7 +14,9 @@
 #   relay_check  where the backup loses time against `pg_dump | zstd > file`
 #   restore_check  the same for the restore
 #   files        files_backup rsync_snapshot against raw rsync -a / --link-dest (20,000 files, 1 GiB)
-#   pitr         the WAL archive command's segments/s against cp (no cluster needed)
+#   pitr         the WAL archive command's segments/s against cp, and the pg_basebackup method
+#                against raw pg_basebackup | zstd -T0, and a PITR restore replaying WAL, on the
+#                postgresql benchmark's cluster (see bench/pitr.py: it restarts that cluster)
 # and, by name only, the fleet playbook:
 #   fleet        backup.yml across 20 local-connection hosts, forks 1 against forks 10
 # and, by name only, the btrfs snapshot module (root, a loop file):
@@ -42,6 +44,7 @@ cd "$(dirname "$0")/.."
 
 DEFAULT=(postgresql store_info s3_upload retention ebs metrics)
 NEEDS_PG=(postgresql relay_check restore_check)
+NEEDS_PG+=(pitr)
 
 py=.venv/bin/python
 if [[ ! -x "$py" ]]; then

@@ -28,6 +28,9 @@ APT_PACKAGES+=(faketime)
 # promtool (package prometheus): the example alert rules (examples/prometheus/) and the
 # textfile that backup_metrics writes are checked with it.
 APT_PACKAGES+=(prometheus)
+# boto3 for the system's python3: PostgreSQL runs the WAL archive command (postgresql_wal_archive,
+# postgresql_restore method pitr) as postgres with /usr/bin/python3, and an s3 store needs boto3 there.
+APT_PACKAGES+=(python3-boto3 python3-botocore)
 
 # ---------------------------------------------------------------- apt
 missing=()

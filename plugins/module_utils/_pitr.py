@@ -480,6 +480,7 @@ class PitrRestore(object):
         self.started = False
         self.done = False
         self.reached = {}
+        self.verified = None
         self.log = os.path.join(self.data_dir, LOG_NAME)
         self.command_dir = None
         self.command_dir_state = None
@@ -556,6 +557,28 @@ class PitrRestore(object):
         if not os.path.isfile(os.path.join(self.data_dir, "PG_VERSION")):
             raise LifeboatError("Base backup %s holds no PG_VERSION file; it is not a PostgreSQL data directory."
                                 % member["set_id"])
+        self.verified = self.verify(member["set_id"])
+
+    def verify(self, set_id):
+        """pg_verifybackup on the restored data directory, before recovery changes it; False without a manifest.
+
+        PostgreSQL 13 and later put ``backup_manifest`` in the tar stream: every
+        file's size and checksum, and the WAL range the backup needs (in
+        ``pg_wal``, from ``-X fetch``), which pg_verifybackup parses with pg_waldump.
+        """
+        if not os.path.isfile(os.path.join(self.data_dir, "backup_manifest")):
+            return False
+        rc, out, err = self.runner.run([self.tool("pg_verifybackup"), "--quiet", "--exit-on-error", self.data_dir],
+                                       cwd="/")
+        if rc != 0:
+            lines = [line.strip() for line in (err or out or "").splitlines() if line.strip()]
+            detail = lines[0] if lines else "pg_verifybackup exited with status %d." % rc
+            if detail.startswith("pg_verifybackup: "):
+                detail = detail[len("pg_verifybackup: "):]
+            detail = detail.replace("error: ", "", 1).rstrip(".")
+            raise LifeboatError("The data directory restored from base backup %s does not match its backup_manifest "
+                                "(pg_verifybackup: %s); recovery was not started." % (set_id, detail))
+        return True
 
     def finalise(self, job):
         command = self.options["restore_command"](job)
@@ -744,6 +767,7 @@ def run_module(module):
         result.update(target=describe_target(target), log=engine.log)
         if not module.check_mode:
             result["reached"] = engine.reached
+            result["verified"] = bool(engine.verified)
     except LifeboatError as exc:
         failure = str(exc)
     except Exception as exc:  # one sentence, never a traceback

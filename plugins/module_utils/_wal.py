@@ -224,7 +224,18 @@ def open_store(settings, runner=None):
         importlib.import_module("%s._store_%s" % (PACKAGE, kind))
     except ImportError:
         pass  # get_kind names the kinds there are
-    return _stores.get_kind(kind).factory(settings.store, runner or Runner())
+    try:
+        return _stores.get_kind(kind).factory(settings.store, runner or Runner())
+    except LifeboatError as exc:
+        # _aws is loaded by the s3 store only (importing it here would import boto3 on every push).
+        aws = sys.modules.get(PACKAGE + "._aws")
+        if aws is None or not isinstance(exc, aws.MissingLibraryError):
+            raise
+        library = exc.library
+        # The command runs as the cluster's OS user with the interpreter it was installed with, not Ansible's.
+        raise WalError("The %s store needs the Python library %s, which %s (the interpreter of the archive "
+                       "command) cannot import; install python3-boto3 and python3-botocore there, or install "
+                       "the command with an interpreter that has them." % (kind, library, sys.executable))
 
 
 # ------------------------------------------------------------------ push

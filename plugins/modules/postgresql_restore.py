@@ -318,6 +318,14 @@ reached:
   returned: with method pitr, on success, not in check mode
   type: dict
   sample: {lsn: 0/3000060, time: "2026-12-01T04:09:58.123456Z", timeline: 2}
+verified:
+  description:
+    - With O(method=pitr), true when C(pg_verifybackup) checked the restored data directory against the
+      C(backup_manifest) the base backup carries (every file's size and checksum, and the WAL the backup
+      needs) before recovery started; false when the base backup has no manifest. A mismatch fails the
+      task before recovery starts.
+  returned: with method pitr, on success, not in check mode
+  type: bool
 log:
   description: With O(method=pitr), the server log of the recovery, in O(data_dir).
   returned: with method pitr

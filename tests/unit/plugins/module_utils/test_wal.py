@@ -344,3 +344,56 @@ def test_archive_health_reports_gaps_and_the_window(kind, tmp_path):
     else:
         assert health["newest_age_s"] is None
     assert _wal.archive_health(store, "db1", "main", manifests[2:], now)["gaps"] == []
+
+
+# ------------------------------------------------------------------ the s3 store, from the system's python3
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def s3_installed(tmp_path, python):
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import moto_harness
+    server = moto_harness.server()
+    spec = dict(kind="s3", bucket=server.new_bucket(), prefix="wal-test", **server.connection())
+    result = _wal.install_command(str(tmp_path / "cmd"), _wal.Settings(spec, "db1", "main"), python=python)
+    return result, _store_kinds.open_store(spec)
+
+
+def test_the_program_archives_into_s3_with_the_system_python(tmp_path):
+    """PostgreSQL runs the command with the system's python3 (scripts/setup.sh installs python3-boto3)."""
+    result, store = s3_installed(tmp_path, SYSTEM_PYTHON)
+    assert result["argv"][0] == SYSTEM_PYTHON
+    data = segment_bytes("s3", 3 * 1024 * 1024)
+    path = wal_file(tmp_path, SEGMENT, data)
+    for dummy in range(2):  # the retry finds the same content
+        proc = run(result["argv"] + ["push", path, SEGMENT])
+        assert (proc.returncode, proc.stderr) == (0, "")
+    proc = run(result["argv"] + ["push", wal_file(tmp_path, "other", segment_bytes("other")), SEGMENT])
+    assert proc.returncode == 1 and "already archived" in proc.stderr
+    dest = tmp_path / "pg_wal" / "RECOVERYXLOG"
+    proc = run(result["argv"] + ["fetch", SEGMENT, str(dest)])
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert dest.read_bytes() == data
+    proc = run(result["argv"] + ["fetch", "000000010000000000000004", str(dest)])
+    assert proc.returncode == 1 and "is not in the archive" in proc.stderr
+    assert store.list_objects("db1", "main", "wal/") == ["wal/%s.zst" % SEGMENT]
+
+
+def test_an_s3_store_without_boto3_fails_in_one_sentence(tmp_path):
+    """An interpreter without boto3: push and probe exit 1, fetch 255, each with one sentence naming the fix."""
+    result, store = s3_installed(tmp_path, SYSTEM_PYTHON)
+    # The installed program, run by an interpreter that cannot import boto3 (blocked in sys.modules).
+    blocked = [SYSTEM_PYTHON, "-I", "-c",
+               "import runpy, sys; sys.modules['boto3'] = sys.modules['botocore'] = None; "
+               "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+               result["program"], result["settings"]]
+    path = wal_file(tmp_path, SEGMENT, segment_bytes("nob"))
+    for args, status in ((["push", path, SEGMENT], 1), (["probe"], 1),
+                         (["fetch", SEGMENT, str(tmp_path / "dest")], 255)):
+        proc = run(blocked + args)
+        assert proc.returncode == status, proc.stderr
+        assert proc.stderr.startswith("lifeboat-wal: The s3 store needs the Python library boto3, which %s "
+                                      "(the interpreter of the archive command) cannot import; install "
+                                      "python3-boto3 and python3-botocore there" % SYSTEM_PYTHON), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert store.list_objects("db1", "main", "") == []
