@@ -62,6 +62,31 @@ def codec_argument_spec():
     )
 
 
+BACKUP_REQUIRED_IF = [("type", "auto", ["full_every"])]
+
+
+def backup_argument_spec(chains=False):
+    """The options every module that writes sets shares: store, codec, signing, source, max_age,
+    labels and work_dir; with ``chains``, the set type options (type, full_every, between) too.
+    Modules with chains pass BACKUP_REQUIRED_IF to AnsibleModule."""
+    spec = store_argument_spec()
+    spec.update(codec_argument_spec())
+    spec.update(_codec.signing_argument_spec())
+    spec.update(
+        source=dict(type="str"),
+        max_age=dict(type="str"),
+        labels=dict(type="dict", default={}),
+        work_dir=dict(type="path"),
+    )
+    if chains:
+        spec.update(
+            type=dict(type="str", default="full", choices=list(_catalog.REQUESTED_TYPES)),
+            full_every=dict(type="str"),
+            between=dict(type="str", default="incremental", choices=list(_catalog.BETWEEN_TYPES)),
+        )
+    return spec
+
+
 def default_host(params):
     return params.get("host") or socket.gethostname().split(".")[0]
 

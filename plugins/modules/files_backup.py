@@ -266,30 +266,21 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kind
 
 
 def main():
-    argument_spec = _jobs.store_argument_spec()
-    argument_spec.update(_jobs.codec_argument_spec())
-    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec = _jobs.backup_argument_spec(chains=True)
     argument_spec.update(
         path=dict(type="path", required=True),
         method=dict(type="str", default="tar", choices=["tar", _files.RSYNC_METHOD]),
         include=dict(type="list", elements="str", default=[]),
         bwlimit=dict(type="str"),
         checksum=dict(type="bool", default=False),
-        type=dict(type="str", default="full", choices=["full", "incremental", "differential", "auto"]),
-        full_every=dict(type="str"),
-        between=dict(type="str", default="incremental", choices=["incremental", "differential"]),
         exclude=dict(type="list", elements="str", default=[]),
         one_file_system=dict(type="bool", default=False),
         xattrs=dict(type="bool", default=True),
-        source=dict(type="str"),
-        max_age=dict(type="str"),
-        labels=dict(type="dict", default={}),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        required_if=[("type", "auto", ["full_every"])],
+        required_if=_jobs.BACKUP_REQUIRED_IF,
         mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE,
     )
     plain_results(module)

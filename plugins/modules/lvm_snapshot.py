@@ -259,9 +259,7 @@ class LvmFilesEngine(_snapshot.SnapshotEngine):
 
 
 def main():
-    argument_spec = _jobs.store_argument_spec()
-    argument_spec.update(_jobs.codec_argument_spec())
-    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec = _jobs.backup_argument_spec(chains=True)
     argument_spec.update(
         vg=dict(type="str", required=True),
         lv=dict(type="str", required=True),
@@ -269,19 +267,12 @@ def main():
         fstype=dict(type="str"),
         mount_dir=dict(type="path", default="/run/lifeboat/lvm"),
         bin_dir=dict(type="path"),
-        source=dict(type="str"),
         exclude=dict(type="list", elements="str", default=[]),
         one_file_system=dict(type="bool", default=True),
         xattrs=dict(type="bool", default=True),
-        type=dict(type="str", default="full", choices=["full", "incremental", "differential", "auto"]),
-        full_every=dict(type="str"),
-        between=dict(type="str", default="incremental", choices=["incremental", "differential"]),
-        max_age=dict(type="str"),
-        labels=dict(type="dict", default={}),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("type", "auto", ["full_every"])],
+                           required_if=_jobs.BACKUP_REQUIRED_IF,
                            mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE)
     plain_results(module)
     params = module.params

@@ -201,19 +201,13 @@ def default_source(params):
 
 def main():
     argument_spec = _mongodb.connection_argument_spec()
-    argument_spec.update(_jobs.store_argument_spec())
-    argument_spec.update(_jobs.codec_argument_spec())
-    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec.update(_jobs.backup_argument_spec())
     argument_spec.update(
         databases=dict(type="list", elements="str", default=[]),
         collections=dict(type="list", elements="str", default=[]),
         exclude_collections=dict(type="list", elements="str", default=[]),
         oplog=dict(type="bool"),
         read_preference=dict(type="str"),
-        source=dict(type="str"),
-        max_age=dict(type="str"),
-        labels=dict(type="dict", default={}),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -262,27 +262,18 @@ def build_engine(module):
 
 def main():
     argument_spec = _mysql.connection_argument_spec()
-    argument_spec.update(_jobs.store_argument_spec())
-    argument_spec.update(_jobs.codec_argument_spec())
-    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec.update(_jobs.backup_argument_spec(chains=True))
     argument_spec.update(
         method=dict(type="str", default="mysqldump", choices=["mysqldump", "mariabackup", "xtrabackup", "auto"]),
         databases=dict(type="list", elements="str", default=["all"]),
-        type=dict(type="str", default="full", choices=["full", "incremental", "differential", "auto"]),
-        full_every=dict(type="str"),
-        between=dict(type="str", default="incremental", choices=["incremental", "differential"]),
         single_transaction=dict(type="bool", default=True),
         routines=dict(type="bool", default=True),
         events=dict(type="bool", default=True),
         triggers=dict(type="bool", default=True),
         parallel=dict(type="int", default=1),
-        source=dict(type="str"),
-        max_age=dict(type="str"),
-        labels=dict(type="dict", default={}),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("type", "auto", ["full_every"])],
+                           required_if=_jobs.BACKUP_REQUIRED_IF,
                            mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE)
     plain_results(module)
     try:

@@ -237,19 +237,13 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 
 def main():
     argument_spec = _postgres.connection_argument_spec()
-    argument_spec.update(_jobs.store_argument_spec())
-    argument_spec.update(_jobs.codec_argument_spec())
-    argument_spec.update(_codec.signing_argument_spec())
+    argument_spec.update(_jobs.backup_argument_spec())
     argument_spec.update(
         method=dict(type="str", default="pg_dump", choices=["pg_dump", "pg_dumpall", "pg_basebackup"]),
         db=dict(type="str", aliases=["database"]),
         format=dict(type="str", default="custom", choices=["custom", "directory", "plain"]),
         jobs=dict(type="int", default=1),
         globals_only=dict(type="bool", default=False),
-        source=dict(type="str"),
-        max_age=dict(type="str"),
-        labels=dict(type="dict", default={}),
-        work_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
