@@ -401,14 +401,6 @@ def backup_result(store, manifest, cmd, extras):
     return result
 
 
-class _NoSession(object):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-
 def _hook(engine, name, *args):
     """Call an optional engine hook; an absent hook gives None."""
     method = getattr(engine, name, None)
@@ -448,7 +440,7 @@ def run_backup_module(module, engine, source, engine_name, method, store=None):
                         work_dir=params.get("work_dir") or module.tmpdir, codec=codec,
                         signer=_codec.signer_from_params(params, runner_for(module)))
         cmd = engine.describe(codec)
-        session = _hook(engine, "session") or _NoSession()
+        session = _hook(engine, "session") or contextlib.nullcontext()
         with session:
             decision = job.plan()
             if decision["action"] == "skip":
@@ -884,7 +876,7 @@ def run_restore_module(module, engine, session=None, finish=None, changed_on_fai
         with (session if session is not None else contextlib.nullcontext()) as entered:
             if picked is None:
                 picked = engine(job, entered)
-            with _hook(picked, "session") or _NoSession():
+            with _hook(picked, "session") or contextlib.nullcontext():
                 result.update(job.run(picked, check_mode=module.check_mode))
         result.update(_hook(picked, "result", job) or {})
         if finish is not None:
