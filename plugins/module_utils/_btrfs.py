@@ -28,6 +28,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._common import Lif
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _pipeline
 from ansible_collections.lifeboat.backup.plugins.module_utils._jobs import Payload
+from ansible_collections.lifeboat.backup.plugins.module_utils import _snapshot
 from ansible_collections.lifeboat.backup.plugins.module_utils._snapshot import SnapshotError
 
 KIND = "btrfs-snapshot"
@@ -224,6 +225,29 @@ class SnapshotProvider(object):
         if self.btrfs.show(self.path) is not None:
             self.btrfs.delete(self.path)
         self.path = None
+
+
+def path_in_subvolume(subvolume, path):
+    """``path`` (relative to ``subvolume``, or absolute at or below it) as a clean relative path."""
+    if path and os.path.isabs(path):
+        clean = os.path.normpath(path)
+        if clean != subvolume and not clean.startswith(subvolume.rstrip("/") + "/"):
+            raise SnapshotError("path %s is not inside the subvolume %s; give a directory of the subvolume, "
+                                "relative to it or absolute." % (path, subvolume))
+        path = os.path.relpath(clean, subvolume)
+    return _snapshot.check_subpath(path)
+
+
+class FilesEngine(_snapshot.FilesInSnapshot):
+    """A file engine on a directory inside a read-only snapshot, deleted once the files are read."""
+
+    def provider_versions(self):
+        return {"btrfs": self.provider.btrfs.version()}
+
+    def check_result(self, decision):
+        result = super(FilesEngine, self).check_result(decision)
+        result["snapshot"] = os.path.join(self.provider.source_dir(decision["job"].source), decision["set_id"])
+        return result
 
 
 class SendEngine(object):

@@ -154,6 +154,71 @@ class SnapshotEngine(object):
             self.provider.release(ctx)
 
 
+def check_subpath(path):
+    """``path`` (a directory inside a snapshot) as a clean relative path; one sentence when it is not one."""
+    text = path if path not in (None, "") else "."
+    if not isinstance(text, str) or os.path.isabs(text) or "\0" in text:
+        raise SnapshotError("path %r must be relative to the root of the volume (www for <volume>/www, . for all "
+                            "of it)." % (path,))
+    clean = os.path.normpath(text)
+    if clean == ".." or clean.startswith("../"):
+        raise SnapshotError("path %r leaves the volume; give a directory inside it." % (path,))
+    return clean
+
+
+class FilesInSnapshot(SnapshotEngine):
+    """A file engine (``_files.TarEngine``) reading ``subpath`` inside the snapshot the provider takes.
+
+    The engine's ``source_dir`` is pointed into the snapshot after the provider
+    took it, and only when that directory resolves inside the snapshot (a
+    symbolic link in the volume never sends the engine to the host's files).
+    Until then (check mode) it names ``planned``, the live directory.
+    """
+
+    def __init__(self, provider, engine, subpath=".", planned=None):
+        super(FilesInSnapshot, self).__init__(provider, engine)
+        self.taken = None
+        self.subpath = check_subpath(subpath)
+        if planned is not None:
+            self.engine.source_dir = planned
+
+    def result(self, manifest, extras):
+        result = super(FilesInSnapshot, self).result(manifest, extras)
+        if not extras.get("skipped"):
+            result["snapshot"] = getattr(self, "taken", None)  # released by now: the one that was taken
+        return result
+
+    def provider_versions(self):
+        """Versions of the snapshot tools, added to the file engine's (a subclass names them)."""
+        return {}
+
+    def tool_versions(self, codec):
+        versions = dict(self._inner("tool_versions", codec) or {})
+        versions.update(self.provider_versions())
+        self.engine.versions = versions  # the file engine writes them into the manifest
+        return versions
+
+    def prepare(self, ctx):
+        self.removed = list(self.provider.cleanup(ctx) or [])
+        self.provider.prepare(ctx)
+        self.taken = self.provider.path
+        try:
+            root = os.path.realpath(ctx.snapshot["path"])
+            wanted = os.path.realpath(os.path.join(root, self.subpath))
+            if wanted != root and not wanted.startswith(root.rstrip("/") + "/"):
+                raise SnapshotError("path %s leads out of the snapshot (through a symbolic link); give a directory "
+                                    "inside the volume." % self.subpath)
+            if not os.path.isdir(wanted):
+                raise SnapshotError("path %s is not a directory in the snapshot of %s." % (self.subpath,
+                                                                                          ctx.snapshot.get("origin")))
+            self.engine.source_dir = wanted
+            if hasattr(self.engine, "prepare"):
+                self.engine.prepare(ctx)
+        except BaseException:
+            self.provider.release(ctx)
+            raise
+
+
 def with_snapshot(provider, engine):
     """``engine`` (any BackupJob engine) run on a read-only snapshot taken by ``provider``."""
     return SnapshotEngine(provider, engine)

@@ -22,6 +22,10 @@ description:
   - The snapshot is always released when the backup fails. A snapshot left by a killed run (its set was
     never committed) is found by the next run, removed and reported in RV(removed_snapshots).
   - M(lifeboat.backup.btrfs_restore) receives the chain back with C(btrfs receive).
+  - With O(path), the module backs up the files at O(path) inside the snapshot instead, with the GNU tar
+    engine of M(lifeboat.backup.files_backup) (full, incremental and differential chains, restored with
+    M(lifeboat.backup.files_restore)), and deletes the snapshot when the backup is over, whatever happened.
+    This is the C(prepare) step of the C(lifeboat.backup.backup) role's file sources.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -44,6 +48,27 @@ options:
     description: Path of the btrfs subvolume to back up.
     type: path
     required: true
+  path:
+    description:
+      - Back up the files of this directory inside the snapshot (file mode) instead of sending the subvolume.
+      - Relative to O(subvolume) (V(www) for C(<subvolume>/www), V(.) for all of it), or an absolute path at or
+        below O(subvolume). It must resolve inside the snapshot; a symbolic link out of it is refused.
+      - A source is either sent or backed up as files; do not switch one source between the two.
+    type: str
+  exclude:
+    description:
+      - With O(path), patterns of files and directories to leave out, for example V(*.log).
+    type: list
+    elements: str
+    default: []
+  one_file_system:
+    description: With O(path), stay on the snapshot's filesystem (nested subvolumes are left out).
+    type: bool
+    default: false
+  xattrs:
+    description: With O(path), store extended attributes and POSIX ACLs.
+    type: bool
+    default: true
   snapshot_dir:
     description:
       - Directory on the same btrfs filesystem where the read-only snapshots are made.
@@ -78,9 +103,11 @@ options:
     type: path
 requirements:
   - btrfs-progs (C(btrfs)) on the managed host, run as root
+  - GNU tar with O(path)
   - zstd, gzip or pigz for compression; age for encryption
 seealso:
   - module: lifeboat.backup.btrfs_restore
+  - module: lifeboat.backup.files_restore
   - module: lifeboat.backup.backup_verify
 notes:
   - Tested for real on a btrfs filesystem in a loop file (full and incremental send, receive, a killed
@@ -97,6 +124,17 @@ EXAMPLES = r"""
       kind: dir
       path: /var/backups/lifeboat
     host: "{{ inventory_hostname }}"
+
+- name: Nightly tar chain of /srv/data/www, read from a read-only snapshot of /srv/data
+  lifeboat.backup.btrfs_snapshot:
+    subvolume: /srv/data
+    path: www
+    source: www
+    type: auto
+    full_every: 7d
+    store:
+      kind: dir
+      path: /var/backups/lifeboat
 """
 
 RETURN = r"""
@@ -144,7 +182,8 @@ position:
   type: dict
 snapshot:
   description:
-    - The read-only snapshot taken (kept as the parent of the next incremental), or the one check mode would take.
+    - The read-only snapshot taken (kept as the parent of the next incremental; with O(path) deleted once the files
+      were read), or the one check mode would take.
   returned: always
   type: str
   sample: /srv/.lifeboat-snapshots/srv-data/20261126T031500Z-full
@@ -164,6 +203,10 @@ cmd:
   returned: always
   type: list
   elements: list
+tool_versions:
+  description: With O(path), the versions of the tools that wrote the set.
+  returned: success with O(path)
+  type: dict
 skipped_reason:
   description: Why no backup ran, when C(changed=false).
   returned: always
@@ -186,8 +229,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
 from ansible_collections.lifeboat.backup.plugins.module_utils import _btrfs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
+from ansible_collections.lifeboat.backup.plugins.module_utils import _files
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _snapshot
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
@@ -196,6 +241,10 @@ def main():
     argument_spec.update(
         subvolume=dict(type="path", required=True),
         snapshot_dir=dict(type="path"),
+        path=dict(type="str"),
+        exclude=dict(type="list", elements="str", default=[]),
+        one_file_system=dict(type="bool", default=False),
+        xattrs=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=_jobs.BACKUP_REQUIRED_IF,
@@ -206,11 +255,23 @@ def main():
         btrfs = _btrfs.Btrfs(runner_for(module))
         subvolume = os.path.abspath(params["subvolume"])
         _btrfs.check_subvolume(btrfs, subvolume)
-        provider = _btrfs.SnapshotProvider(btrfs, subvolume, params["snapshot_dir"], keep_parents=True)
-        engine = _snapshot.with_snapshot(provider, _btrfs.SendEngine(btrfs, provider))
+        source = params["source"] or _btrfs.source_name(subvolume)
+        if params["path"] is None:
+            provider = _btrfs.SnapshotProvider(btrfs, subvolume, params["snapshot_dir"], keep_parents=True)
+            engine = _snapshot.with_snapshot(provider, _btrfs.SendEngine(btrfs, provider))
+        else:
+            subpath = _btrfs.path_in_subvolume(subvolume, params["path"])
+            provider = _btrfs.SnapshotProvider(btrfs, subvolume, params["snapshot_dir"], keep_parents=False)
+            store = _store_kinds.open_store(params["store"])
+            files = _files.TarEngine(store, None, _jobs.need_binary(module, "tar", "tar"), params["exclude"],
+                                     params["one_file_system"], params["xattrs"])
+            engine = _btrfs.FilesEngine(provider, files, subpath, os.path.join(subvolume, subpath))
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=[])
-    _jobs.run_backup_module(module, engine, params["source"] or _btrfs.source_name(subvolume), "btrfs", "send")
+    if params["path"] is None:
+        _jobs.run_backup_module(module, engine, source, "btrfs", "send")
+    else:
+        _jobs.run_backup_module(module, engine, source, _files.ENGINE, "tar", store=store)
 
 
 if __name__ == "__main__":

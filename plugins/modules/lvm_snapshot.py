@@ -60,6 +60,12 @@ options:
   fstype:
     description: The filesystem of the volume; found with C(blkid) when unset. V(xfs) is mounted with C(nouuid).
     type: str
+  path:
+    description:
+      - The directory to back up, relative to the root of the volume (V(www) for C(<volume>/www)); V(.) backs up
+        the whole volume. It must resolve inside the snapshot; a symbolic link out of it is refused.
+    type: str
+    default: .
   mount_dir:
     description: Directory under which the snapshot is mounted read-only, at C(<mount_dir>/<source>).
     type: path
@@ -223,6 +229,8 @@ stale_lock:
   type: dict
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
@@ -235,14 +243,11 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kind
 from ansible_collections.lifeboat.backup.plugins.module_utils._runner import runner_for
 
 
-class LvmFilesEngine(_snapshot.SnapshotEngine):
+class LvmFilesEngine(_snapshot.FilesInSnapshot):
     """The tar engine on the mounted snapshot; results name the snapshot and how full it got."""
 
-    def tool_versions(self, codec):
-        versions = dict(self.engine.tool_versions(codec) or {})
-        versions["lvm"] = self.provider.lvm.version()
-        self.engine.versions = versions  # the tar engine writes them into the manifest
-        return versions
+    def provider_versions(self):
+        return {"lvm": self.provider.lvm.version()}
 
     def check_result(self, decision):
         result = super(LvmFilesEngine, self).check_result(decision)
@@ -265,6 +270,7 @@ def main():
         lv=dict(type="str", required=True),
         size=dict(type="str", default="20%FREE"),
         fstype=dict(type="str"),
+        path=dict(type="str", default="."),
         mount_dir=dict(type="path", default="/run/lifeboat/lvm"),
         bin_dir=dict(type="path"),
         exclude=dict(type="list", elements="str", default=[]),
@@ -285,9 +291,10 @@ def main():
                                          source, params["fstype"])
         provider.check_origin()
         store = _store_kinds.open_store(params["store"])
-        files = _files.TarEngine(store, provider.mount_point, _jobs.need_binary(module, "tar", "tar"),
+        subpath = _snapshot.check_subpath(params["path"])
+        files = _files.TarEngine(store, None, _jobs.need_binary(module, "tar", "tar"),
                                  params["exclude"], params["one_file_system"], params["xattrs"])
-        engine = LvmFilesEngine(provider, files)
+        engine = LvmFilesEngine(provider, files, subpath, os.path.normpath(os.path.join(provider.mount_point, subpath)))
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=[])
     _jobs.run_backup_module(module, engine, source, _files.ENGINE, "tar", store=store)

@@ -114,3 +114,78 @@ def test_snapshot_released_when_the_engine_fails(fail_in):
         wrapped.prepare(None)
         wrapped.release(None)
     assert calls[-1] == "release"
+
+
+@pytest.mark.parametrize("path,clean", [(None, "."), ("", "."), (".", "."), ("www/", "www"), ("a/./b/../c", "a/c")])
+def test_check_subpath(path, clean):
+    assert _snapshot.check_subpath(path) == clean
+
+
+@pytest.mark.parametrize("path,message", [("/srv/www", "must be relative"), ("..", "leaves the volume"),
+                                          ("a/../../etc", "leaves the volume")])
+def test_check_subpath_refuses(path, message):
+    with pytest.raises(_snapshot.SnapshotError, match=message):
+        _snapshot.check_subpath(path)
+
+
+@pytest.mark.parametrize("path,clean", [("www", "www"), ("/srv/data/www", "www"), ("/srv/data", "."),
+                                        ("/srv/data/", ".")])
+def test_path_in_subvolume(path, clean):
+    assert _btrfs.path_in_subvolume("/srv/data", path) == clean
+
+
+def test_path_in_subvolume_refuses_another_directory():
+    with pytest.raises(_snapshot.SnapshotError, match="is not inside the subvolume /srv/data"):
+        _btrfs.path_in_subvolume("/srv/data", "/srv/database")
+
+
+class DirProvider(Provider):
+    """Prepares a directory standing in for the snapshot."""
+
+    kind = "test"
+
+    def __init__(self, calls, root):
+        Provider.__init__(self, calls)
+        self.root = root
+        self.path = None
+
+    def prepare(self, ctx):
+        Provider.prepare(self, ctx)
+        self.path = "snap-1"
+        ctx.snapshot = {"path": str(self.root), "origin": "vol"}
+
+
+class Ctx(object):
+    snapshot = None
+
+
+class TarStandIn(Engine):
+    source_dir = None
+
+
+def test_files_in_snapshot_points_the_engine_inside_the_snapshot(tmp_path):
+    (tmp_path / "www" / "html").mkdir(parents=True)
+    calls = Calls()
+    engine = TarStandIn(calls)
+    wrapped = _snapshot.FilesInSnapshot(DirProvider(calls, tmp_path), engine, "www/html", planned="/live/www/html")
+    assert engine.source_dir == "/live/www/html"
+    wrapped.prepare(Ctx())
+    assert engine.source_dir == str(tmp_path / "www" / "html")
+    assert calls == ["cleanup", "prepare", "engine.prepare"]
+    assert wrapped.result({}, {})["snapshot"] == "snap-1"
+
+
+@pytest.mark.parametrize("path,message", [("out", "leads out of the snapshot"), ("missing", "is not a directory"),
+                                          ("file", "is not a directory")])
+def test_files_in_snapshot_refuses_a_path_out_of_it_and_releases(tmp_path, path, message):
+    root = tmp_path / "snap"
+    root.mkdir()
+    (root / "out").symlink_to(tmp_path)
+    (root / "file").write_text("x")
+    calls = Calls()
+    engine = TarStandIn(calls)
+    wrapped = _snapshot.FilesInSnapshot(DirProvider(calls, root), engine, path)
+    with pytest.raises(_snapshot.SnapshotError, match=message):
+        wrapped.prepare(Ctx())
+    assert calls == ["cleanup", "prepare", "release"]
+    assert engine.source_dir is None
