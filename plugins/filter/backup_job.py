@@ -22,10 +22,12 @@ from ansible.module_utils.six import string_types
 try:
     from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration
     from ansible_collections.lifeboat.backup.plugins.module_utils import _retention
+    from ansible_collections.lifeboat.backup.plugins.module_utils._snapshot import check_subpath
 except ImportError:  # pragma: no cover - only outside an installed collection
     LifeboatError = ValueError
     parse_duration = None
     _retention = None
+    check_subpath = None
 
 COLLECTION = "lifeboat.backup"
 
@@ -37,8 +39,13 @@ ENGINES = {
     "mongodb": ("mongodb_backup", "_mongodb"),
 }
 
+# A file source's prepare step: kind -> the snapshot module that takes the snapshot and reads the files in it.
+PREPARE_KINDS = {
+    "btrfs": "btrfs_snapshot",
+    "lvm": "lvm_snapshot",
+}
 # Keys of a source that belong to the role, not to the engine's module.
-ROLE_KEYS = ("name", "engine", "connection", "rpo")
+ROLE_KEYS = ("name", "engine", "connection", "rpo", "prepare")
 # Module options the role sets itself; a source may not set them.
 ROLE_OWNED = ("store", "host", "source")
 # Policy keys handed to every backup module that has the option, unless the source sets it.
@@ -134,6 +141,58 @@ def _check_policy(policy, stores, errors):
             errors.append(str(exc))
 
 
+def _snapshot_keys(kind):
+    """The options of a snapshot module that describe the snapshot (the others are the file engine's)."""
+    return (set(_doc_options("module", PREPARE_KINDS[kind])) - set(_doc_options("module", ENGINES["files"][0]))
+            - set(ROLE_OWNED))
+
+
+def _check_prepare(source, label, errors):
+    """(snapshot module, snapshot keys, its params) of a file source's prepare step, or None after an error."""
+    prepare = source["prepare"]
+    if not isinstance(prepare, dict):
+        errors.append("The prepare of %s must be a dict with kind (%s) and the snapshot's options."
+                      % (label, " or ".join(sorted(PREPARE_KINDS))))
+        return None
+    kind = prepare.get("kind")
+    if kind not in PREPARE_KINDS:
+        errors.append("The prepare kind of %s is %r; it must be one of %s%s."
+                      % (label, kind, ", ".join(sorted(PREPARE_KINDS)), _suggest(kind or "", PREPARE_KINDS)))
+        return None
+    module = PREPARE_KINDS[kind]
+    keys = _snapshot_keys(kind)
+    options = _doc_options("module", module)
+    params, ok = {}, True
+    for key, value in prepare.items():
+        if key == "kind":
+            continue
+        if key not in keys:
+            errors.append("Unknown key %s in the prepare of %s (kind %s)%s; its keys are kind, %s."
+                          % (key, label, kind, _suggest(key, keys), ", ".join(sorted(keys))))
+            ok = False
+        else:
+            params[key] = value
+    for key in sorted(keys):
+        if options[key].get("required") and key not in params:
+            errors.append("The prepare of %s (kind %s) needs %s." % (label, kind, key))
+            ok = False
+    path = source.get("path")
+    if ok and isinstance(path, string_types) and path.startswith("/") and kind == "btrfs" \
+            and isinstance(params.get("subvolume"), string_types):
+        subvolume = params["subvolume"].rstrip("/")
+        if path.rstrip("/") != subvolume and not path.startswith(subvolume + "/"):
+            errors.append("The path %s of %s is not inside the subvolume %s it snapshots; give a directory of "
+                          "the subvolume, relative to it or absolute." % (path, label, params["subvolume"]))
+            ok = False
+    elif ok and path is not None and not (kind == "btrfs" and isinstance(path, string_types) and path.startswith("/")):
+        try:
+            check_subpath(path)
+        except LifeboatError as exc:
+            errors.append("The path of %s: %s" % (label, exc))
+            ok = False
+    return (module, keys, params) if ok else None
+
+
 def backup_plan(sources, policy=None, stores=None, only=None):
     """Check a host's sources; return ``plan`` (per source: name, engine, module, method, params, rpo) and
     ``errors``, every mistake found, each a sentence naming the source and the key, so that the role can
@@ -179,13 +238,32 @@ def backup_plan(sources, policy=None, stores=None, only=None):
             continue
         module, fragment = ENGINES[engine]
         options = _doc_options("module", module)
+        file_keys, snapshot_keys, prepared = set(), set(), None
+        if source.get("prepare") is not None:
+            if engine != "files":
+                errors.append("%s has a prepare step, but only engine files takes one (a snapshot whose files are "
+                              "backed up)." % label.capitalize())
+                continue
+            prepared = _check_prepare(source, label, errors)
+            if prepared is None:
+                continue
+            file_keys = set(options)
+            module, snapshot_keys = prepared[0], prepared[1]
+            options = _doc_options("module", module)
         connection_keys = set(_doc_options("fragment", fragment)) if fragment else set()
-        engine_keys = set(options) - connection_keys - set(ROLE_OWNED)
+        engine_keys = set(options) - connection_keys - set(ROLE_OWNED) - snapshot_keys
         params = {}
         for key, value in source.items():
             if key in ROLE_KEYS:
                 continue
-            if key in connection_keys:
+            if prepared and key == "method" and value == "tar":
+                continue  # the files in a snapshot are read with tar
+            if key in snapshot_keys:
+                errors.append("The key %s of %s describes the snapshot; put it under prepare:." % (key, label))
+            elif prepared and key in file_keys and key not in engine_keys:
+                errors.append("The key %s of %s does not apply with a prepare step: the files in the snapshot are "
+                              "read with tar (method tar)." % (key, label))
+            elif key in connection_keys:
                 errors.append("The key %s of %s is a connection option; put it under connection:." % (key, label))
             elif key in ROLE_OWNED:
                 errors.append("The key %s of %s is set by the role (from backup_stores and the source name); "
@@ -217,6 +295,9 @@ def backup_plan(sources, policy=None, stores=None, only=None):
             params.pop("between", None)
         if "labels" in options:
             params["labels"] = dict(policy.get("labels") or {}, **(params.get("labels") or {}))
+        if prepared:
+            params.update(prepared[2])
+            params.setdefault("path", ".")  # the whole volume; without a path btrfs_snapshot would send it
         spec = dict((k, v) for k, v in _spec(options).items() if k not in ROLE_OWNED)
         checked = ArgumentSpecValidator(spec).validate(params)
         for message in checked.error_messages:
@@ -224,8 +305,9 @@ def backup_plan(sources, policy=None, stores=None, only=None):
         rpo = source.get("rpo", policy.get("rpo"))
         if "rpo" in source:
             _duration(rpo, "The rpo of %s" % label, errors)
-        plan.append(dict(name=name, engine=engine, module="%s.%s" % (COLLECTION, module), method=params.get("method"),
-                         params=params, rpo=rpo or ""))
+        plan.append(dict(name=name, engine=engine, module="%s.%s" % (COLLECTION, module),
+                         method="tar" if prepared else params.get("method"), params=params, rpo=rpo or "",
+                         prepare=source["prepare"]["kind"] if prepared else None))
 
     if only:
         wanted = [n.strip() for n in (only.split(",") if isinstance(only, string_types) else only) if n and n.strip()]

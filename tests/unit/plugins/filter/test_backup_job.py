@@ -108,3 +108,61 @@ def test_the_first_error_of_a_source_stays_and_an_unreadable_rpo_is_a_breach():
     state = backup_job.backup_track(state, [{"item": "a", "failed": True, "msg": "The store /x does not exist."}], "rpo")
     (outcome,) = backup_job.backup_outcomes(state, STORES)["outcomes"]
     assert outcome["error"] == "backup: could not connect" and outcome["rpo_breach"] is True
+
+
+def test_a_file_source_with_a_snapshot_prepare_step_goes_to_the_snapshot_module():
+    checked = plan([
+        {"name": "www", "engine": "files", "path": "www", "exclude": ["*.log"], "method": "tar",
+         "prepare": {"kind": "btrfs", "subvolume": "/srv/data", "snapshot_dir": "/srv/.snaps"}},
+        {"name": "all", "engine": "files", "prepare": {"kind": "btrfs", "subvolume": "/srv/data"}},
+        {"name": "abs", "engine": "files", "path": "/srv/data/www", "prepare": {"kind": "btrfs", "subvolume": "/srv/data"}},
+        {"name": "home", "engine": "files", "path": "alice", "rpo": "50h",
+         "prepare": {"kind": "lvm", "vg": "vg0", "lv": "home", "size": "10%ORIGIN"}},
+    ], {"type": "auto", "full_every": "7d", "between": "incremental", "labels": {"job": "n"}})
+    assert checked["errors"] == []
+    www, whole, absolute, home = checked["plan"]
+    assert www["module"] == "lifeboat.backup.btrfs_snapshot" and www["engine"] == "files"
+    assert www["method"] == "tar" and www["prepare"] == "btrfs"
+    assert www["params"] == {"path": "www", "exclude": ["*.log"], "subvolume": "/srv/data",
+                             "snapshot_dir": "/srv/.snaps", "type": "auto", "full_every": "7d",
+                             "between": "incremental", "labels": {"job": "n"}}
+    # Without a path the whole volume is backed up as files (never a btrfs send set).
+    assert whole["params"]["path"] == "."
+    assert absolute["params"]["path"] == "/srv/data/www"
+    assert home["module"] == "lifeboat.backup.lvm_snapshot" and home["rpo"] == "50h"
+    assert home["params"]["vg"] == "vg0" and home["params"]["size"] == "10%ORIGIN" and home["params"]["path"] == "alice"
+
+
+def test_every_prepare_mistake_gives_its_sentence():
+    errors = plan([
+        {"name": "a", "engine": "files", "prepare": {"kind": "btrf", "subvolume": "/srv/data"}},
+        {"name": "b", "engine": "files", "prepare": {"kind": "btrfs", "subvolme": "/srv/data"}},
+        {"name": "c", "engine": "files", "prepare": {"kind": "lvm", "vg": "vg0"}},
+        {"name": "d", "engine": "files", "subvolume": "/srv/data", "prepare": {"kind": "btrfs", "subvolume": "/x"}},
+        {"name": "e", "engine": "files", "method": "rsync_snapshot", "include": ["a"],
+         "prepare": {"kind": "btrfs", "subvolume": "/srv/data"}},
+        {"name": "f", "engine": "files", "path": "/etc", "prepare": {"kind": "btrfs", "subvolume": "/srv/data"}},
+        {"name": "g", "engine": "files", "path": "../etc", "prepare": {"kind": "lvm", "vg": "vg0", "lv": "x"}},
+        {"name": "h", "engine": "postgresql", "db": "x", "prepare": {"kind": "lvm", "vg": "vg0", "lv": "x"}},
+        {"name": "i", "engine": "files", "prepare": "btrfs"},
+        {"name": "j", "engine": "files", "prepare": {"kind": "lvm", "vg": "vg0", "lv": "x", "size": "10%ORIGIN",
+                                                     "mount_dir": "/run/x"}, "one_file_system": "maybe"},
+    ])["errors"]
+    assert "The prepare kind of source a is 'btrf'; it must be one of btrfs, lvm (did you mean btrfs?)." in errors
+    assert ("Unknown key subvolme in the prepare of source b (kind btrfs) (did you mean subvolume?); its keys are "
+            "kind, snapshot_dir, subvolume.") in errors
+    assert "The prepare of source b (kind btrfs) needs subvolume." in errors
+    assert "The prepare of source c (kind lvm) needs lv." in errors
+    assert "The key subvolume of source d describes the snapshot; put it under prepare:." in errors
+    assert ("The key method of source e does not apply with a prepare step: the files in the snapshot are read "
+            "with tar (method tar).") in errors
+    assert ("The key include of source e does not apply with a prepare step: the files in the snapshot are read "
+            "with tar (method tar).") in errors
+    assert ("The path /etc of source f is not inside the subvolume /srv/data it snapshots; give a directory of the "
+            "subvolume, relative to it or absolute.") in errors
+    assert "The path of source g: path '../etc' leaves the volume; give a directory inside it." in errors
+    assert ("Source h has a prepare step, but only engine files takes one (a snapshot whose files are backed up)."
+            in errors)
+    assert "The prepare of source i must be a dict with kind (btrfs or lvm) and the snapshot's options." in errors
+    assert any(e.startswith("Source j (engine files):") and "one_file_system" in e for e in errors)
+    assert len(errors) == 12
