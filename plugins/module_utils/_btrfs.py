@@ -404,3 +404,108 @@ class ReceiveEngine(object):
 
     def finalise(self, job):
         return None
+
+
+# ------------------------------------------------------------------ retention
+
+DEFAULT_SNAPSHOT_DIR = ".lifeboat-snapshots"
+
+
+class Releaser(object):
+    """Deletes the read-only snapshot a btrfs send set keeps on its host, when retention deletes the set.
+
+    Only a snapshot that is ours is deleted: the manifest's recorded path is
+    never followed. The path is rebuilt as ``<dir>/<source>/<set_id>`` for each
+    snapshot directory this host uses (``snapshot_dirs``, and the module's
+    default ``.lifeboat-snapshots`` beside the recorded subvolume), it must be
+    the path the set recorded, reached without a symbolic link, and a read-only
+    btrfs subvolume whose UUID is the one the set recorded. A set of another
+    host is not acted on here (its snapshot lives there). A snapshot already
+    gone counts as released. Sets whose files were read from a snapshot
+    (``kept: no``) have nothing left to release.
+
+    Retention's chain rules keep every parent of a kept set, so the snapshots
+    the next incremental is sent against (the newest set's and its full's) are
+    never released.
+    """
+
+    kinds = (KIND,)
+
+    def __init__(self, runner, host, snapshot_dirs=()):
+        self.runner = runner
+        self.host = host
+        self.snapshot_dirs = [os.path.abspath(d) for d in snapshot_dirs or ()]
+        self._btrfs = None
+
+    def btrfs(self):
+        if self._btrfs is None:
+            self._btrfs = Btrfs(self.runner)
+        return self._btrfs
+
+    def kept_refs(self, manifest):
+        return [ref for ref in manifest.get("external") or []
+                if ref.get("kind") == KIND and (ref.get("attributes") or {}).get("kept") == "yes"]
+
+    def candidates(self, manifest, ref):
+        """Where the snapshot of this set may be: ``<dir>/<source>/<set_id>`` under each snapshot directory."""
+        source, set_id = manifest["source"], manifest["set_id"]
+        if "/" in source or source in ("", ".", "..") or not _manifest.SET_ID_RE.match(set_id):
+            return []
+        dirs = list(self.snapshot_dirs)
+        subvolume = (ref.get("attributes") or {}).get("subvolume")
+        if isinstance(subvolume, str) and os.path.isabs(subvolume):
+            dirs.append(os.path.join(os.path.dirname(os.path.normpath(subvolume)), DEFAULT_SNAPSHOT_DIR))
+        return [os.path.join(d, source, set_id) for d in dirs]
+
+    def locate(self, manifest, ref):
+        """(path, None) of our snapshot, (None, None) when it is gone, or (None, why) when it is not ours."""
+        location = ref.get("location")
+        wanted = [p for p in self.candidates(manifest, ref) if not location or p[-256:] == location]
+        if not wanted:
+            return None, ("the snapshot %s recorded by set %s is not <snapshot_dir>/%s/%s of a snapshot directory of "
+                          "this host; it is not deleted (add its directory to btrfs_snapshot_dirs if it is one)"
+                          % (location, manifest["set_id"], manifest["source"], manifest["set_id"]))
+        for path in wanted:
+            if not os.path.lexists(path):
+                continue
+            if os.path.realpath(path) != path or not os.path.isdir(path):
+                return None, ("%s is not a snapshot directory of set %s (a symbolic link or a file); it is not "
+                              "deleted" % (path, manifest["set_id"]))
+            fields = self.btrfs().show(path)
+            if fields is None or not self.btrfs().is_readonly(fields) or fields.get("UUID") != ref.get("id"):
+                return None, ("%s is not the read-only snapshot set %s recorded (UUID %s); it is not deleted"
+                              % (path, manifest["set_id"], ref.get("id")))
+            return path, None
+        return None, None
+
+    def mine(self, manifest):
+        return not self.host or manifest.get("host") == self.host
+
+    def check(self, manifest):
+        problems = []
+        if not self.mine(manifest):
+            return problems
+        for ref in self.kept_refs(manifest):
+            dummy, why = self.locate(manifest, ref)
+            if why:
+                problems.append(why[0].upper() + why[1:])
+        return problems
+
+    def release(self, manifest):
+        released, problems = [], []
+        if not self.mine(manifest):
+            return released, problems
+        for ref in self.kept_refs(manifest):
+            try:
+                path, why = self.locate(manifest, ref)
+                if why:
+                    problems.append(why[0].upper() + why[1:])
+                    continue
+                if path is None:
+                    continue  # already gone
+                self.btrfs().delete(path)
+            except LifeboatError as exc:
+                problems.append(str(exc).rstrip("."))
+                continue
+            released.append(dict(kind=KIND, id=ref.get("id"), location=path))
+        return released, problems

@@ -52,6 +52,18 @@ attributes:
     support: full
     description: A second run with the same policy and clock finds nothing to delete and reports C(changed=false).
 options:
+  btrfs_snapshot_dirs:
+    description:
+      - The O(lifeboat.backup.btrfs_snapshot#module:snapshot_dir) directories of this host's btrfs send sets. When
+        retention deletes such a set, the read-only snapshot it kept on this host
+        (C(<snapshot_dir>/<source>/<set_id>)) is deleted too; the module's default directory,
+        C(.lifeboat-snapshots) beside the subvolume, is always looked in.
+      - Only a read-only subvolume at that very path, with the UUID the set recorded, is deleted; a manifest that
+        names another path or snapshot keeps its set (RV(external_kept)). Sets of other hosts (O(host), by
+        default this host's name) are not acted on.
+    type: list
+    elements: path
+    default: []
   aws:
     description:
       - The AWS connection used to delete the EBS snapshots of deleted sets. Each snapshot is deleted in the
@@ -244,8 +256,8 @@ objects_pruned:
   type: list
   elements: dict
 external_released:
-  description: External references (EBS snapshots) deleted with their sets (in check mode, that would be),
-    each with host, source, set_id, kind, id and location (the region).
+  description: External references (EBS snapshots, btrfs snapshots) deleted with their sets (in check mode, that
+    would be), each with host, source, set_id, kind, id and location (the region, or the snapshot's path).
   returned: always
   type: list
   elements: dict
@@ -268,10 +280,12 @@ store:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, parse_duration, plain_results, utcnow
+from ansible_collections.lifeboat.backup.plugins.module_utils import _btrfs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _ebs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _retention
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+from ansible_collections.lifeboat.backup.plugins.module_utils._runner import Runner, runner_for
 
 POLICY_OPTIONS = dict(
     keep_last=dict(type="int"),
@@ -285,9 +299,11 @@ POLICY_OPTIONS = dict(
 )
 
 
-def releasers(params):
-    """What releases the external references of deleted sets, per kind (EBS snapshots through ``aws``)."""
-    return [_ebs.Releaser(_ebs.Ec2(params.get("aws") or {}))]
+def releasers(params, runner=None):
+    """What releases the external references of deleted sets, per kind (EBS snapshots through ``aws``, the
+    btrfs snapshots this host keeps)."""
+    return [_ebs.Releaser(_ebs.Ec2(params.get("aws") or {})),
+            _btrfs.Releaser(runner or Runner(), _jobs.default_host(params), params.get("btrfs_snapshot_dirs") or ())]
 
 
 def run(store, params, now, check_mode, wait_for=(), release=()):
@@ -325,6 +341,7 @@ def main():
         leftovers_older_than=dict(type="str", default="1d"),
         prune_objects=dict(type="bool", default=True),
         aws=dict(type="dict", default={}, options=_ebs.connection_argument_spec()),
+        btrfs_snapshot_dirs=dict(type="list", elements="path", default=[]),
         fail_when_blocked=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -338,7 +355,7 @@ def main():
         wait_for = [_store_kinds.open_store(spec) for spec in params["wait_for"]]
         if not store.exists():
             raise LifeboatError("The store %s does not exist." % store.location())
-        result = run(store, params, utcnow(), module.check_mode, wait_for, releasers(params))
+        result = run(store, params, utcnow(), module.check_mode, wait_for, releasers(params, runner_for(module)))
     except LifeboatError as exc:
         module.fail_json(msg=str(exc))
     result["store"] = store.describe()
