@@ -635,13 +635,29 @@ def refusal(manifest, ref, snap):
 
 # ------------------------------------------------------------------ restore
 
+TAG_RESTORED_FROM = "lifeboat:restored-from"
+TAG_SNAPSHOT = "lifeboat:snapshot-id"
+TAG_RESTORE = "lifeboat:restore"
+GONE_VOLUME_STATES = ("deleting", "deleted", "error")
+
+
 class RestoreEngine(object):
-    """A RestoreJob engine: volumes from a set's snapshots, optionally attached to an instance, tagged."""
+    """A RestoreJob engine: volumes from a set's snapshots, optionally attached to an instance, tagged.
+
+    Every volume carries the restore's name (``restore_name``, by default
+    ``<set_id>@<zone>``) in the tag ``lifeboat:restore``; a rerun finds the
+    volumes an earlier run of that restore created (same name, same set, same
+    snapshot, in the zone), creates only the missing ones and attaches only
+    those not attached yet, and reports ``changed`` false when there was
+    nothing to do.
+    """
 
     def __init__(self, ec2, availability_zone=None, instance_id=None, region=None, devices=None, tags=None,
                  volume_type=None, wait_timeout=DEFAULT_WAIT_TIMEOUT, sleep=time.sleep, clock=time.monotonic,
-                 interval=2.0):
+                 interval=2.0, restore_name=None):
         self.ec2 = ec2
+        self.restore_name = restore_name
+        self.changed = False
         self.region = region or ec2.region
         self.availability_zone = availability_zone
         self.instance_id = instance_id
@@ -685,12 +701,28 @@ class RestoreEngine(object):
         if not self.availability_zone:
             raise LifeboatError("Set availability_zone (or instance_id, whose zone is then used).")
         self._check_zone()
+        if not self.restore_name:
+            self.restore_name = "%s@%s" % (manifest["set_id"], self.availability_zone)
+        if len(self.restore_name) > 200:
+            raise LifeboatError("restore_name must be at most 200 characters (it is an EC2 tag value).")
+        existing = self.restored_before(manifest)
         taken = set(instance_volumes(instance)[0].values()) if instance else set()
         self.plan = []
         for ref in self.refs:
             attributes = ref.get("attributes") or {}
             original = attributes.get("device")
             device = self.devices.get(attributes.get("volume_id")) or self.devices.get(original) or original
+            found = existing.get(ref["id"])
+            attached = self.attached_to(found)
+            if found is not None and self.instance_id and attached not in (None, self.instance_id):
+                raise LifeboatError("Volume %s, restored earlier from snapshot %s by restore %s, is attached to instance "
+                                    "%s; detach it, or give another restore_name for new volumes." % (
+                                        found["VolumeId"], ref["id"], self.restore_name, escape(attached, 40)))
+            if found is not None and (attached == self.instance_id or not self.instance_id):
+                if attached:
+                    device = self.attachment(found).get("Device") or device
+                self.plan.append(self.item(ref, attributes, device, found, attached))
+                continue
             if self.instance_id:
                 if not device:
                     raise LifeboatError("Volume %s of set %s has no recorded device; name one in devices."
@@ -699,11 +731,44 @@ class RestoreEngine(object):
                     raise LifeboatError("Instance %s already has a volume at %s; map volume %s to a free device "
                                         "in devices." % (self.instance_id, device, attributes.get("volume_id")))
                 taken.add(device)
-            self.plan.append(dict(snapshot_id=ref["id"], source_volume_id=attributes.get("volume_id"),
-                                  size_gib=int(attributes.get("size_gib") or 0) or None,
-                                  volume_type=self.volume_type or attributes.get("volume_type") or None,
-                                  device=device if self.instance_id else None,
-                                  availability_zone=self.availability_zone, region=self.region))
+            self.plan.append(self.item(ref, attributes, device, found, None))
+        self.changed = any(item["existing_volume_id"] is None or (self.instance_id and item["attached_to"] is None)
+                           for item in self.plan)
+
+    def item(self, ref, attributes, device, found, attached):
+        return dict(snapshot_id=ref["id"], source_volume_id=attributes.get("volume_id"),
+                    size_gib=(found or {}).get("Size") or int(attributes.get("size_gib") or 0) or None,
+                    volume_type=self.volume_type or attributes.get("volume_type") or None,
+                    device=device if self.instance_id else None,
+                    availability_zone=self.availability_zone, region=self.region,
+                    existing_volume_id=found["VolumeId"] if found else None, attached_to=attached)
+
+    @staticmethod
+    def attachment(volume):
+        for attachment in (volume or {}).get("Attachments") or []:
+            if attachment.get("State") in ("attaching", "attached"):
+                return attachment
+        return {}
+
+    def attached_to(self, volume):
+        return self.attachment(volume).get("InstanceId")
+
+    def restored_before(self, manifest):
+        """The volumes an earlier run of this restore created, by snapshot id (tags name the restore and the set)."""
+        origin = "%s/%s/%s" % (manifest["host"], manifest["source"], manifest["set_id"])
+        volumes = self.ec2.pages(self.region, "describe_volumes", "Volumes",
+                                 "the volumes of restore %s" % self.restore_name,
+                                 Filters=[{"Name": "tag:%s" % TAG_RESTORE, "Values": [self.restore_name]},
+                                          {"Name": "tag:%s" % TAG_RESTORED_FROM, "Values": [origin]},
+                                          {"Name": "availability-zone", "Values": [self.availability_zone]}])
+        found = {}
+        for volume in sorted(volumes, key=lambda v: v.get("VolumeId") or ""):
+            tags = tag_dict(volume.get("Tags"))
+            if volume.get("State") in GONE_VOLUME_STATES or tags.get(TAG_RESTORE) != self.restore_name \
+                    or tags.get(TAG_RESTORED_FROM) != origin or volume.get("AvailabilityZone") != self.availability_zone:
+                continue  # filters an endpoint ignored are checked again here
+            found.setdefault(tags.get(TAG_SNAPSHOT), volume)
+        return found
 
     def _check_zone(self):
         zones = self.ec2.call(self.region, "describe_availability_zones", "the availability zones of %s" % self.region)
@@ -717,12 +782,16 @@ class RestoreEngine(object):
 
     def consume(self, job, member):
         manifest = job.manifest
+        created = []
         for item in self.plan:
             tags = dict(self.user_tags)
             origin = "%s/%s/%s" % (manifest["host"], manifest["source"], manifest["set_id"])
-            tags.update({"lifeboat:restored-from": origin, "lifeboat:snapshot-id": item["snapshot_id"]})
+            tags.update({TAG_RESTORED_FROM: origin, TAG_SNAPSHOT: item["snapshot_id"], TAG_RESTORE: self.restore_name})
             if item["source_volume_id"]:
                 tags[TAG_VOLUME] = item["source_volume_id"]
+            if item["existing_volume_id"]:
+                self.volumes.append(dict(item, volume_id=item["existing_volume_id"], tags=tags, existing=True))
+                continue
             kwargs = dict(SnapshotId=item["snapshot_id"], AvailabilityZone=item["availability_zone"],
                           TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])
             if item["volume_type"]:
@@ -730,11 +799,13 @@ class RestoreEngine(object):
             answer = self.ec2.call(self.region, "create_volume", "a volume from snapshot %s" % item["snapshot_id"],
                                    **kwargs)
             self.volumes.append(dict(item, volume_id=answer["VolumeId"], size_gib=answer.get("Size") or item["size_gib"],
-                                     tags=tags, attached_to=None))
-        self._wait_volumes("available")
+                                     tags=tags, attached_to=None, existing=False))
+            created.append(answer["VolumeId"])
+        if created:
+            self._wait_volumes("available", created)
 
-    def _wait_volumes(self, state):
-        ids = [v["volume_id"] for v in self.volumes]
+    def _wait_volumes(self, state, ids=None):
+        ids = ids if ids is not None else [v["volume_id"] for v in self.volumes]
         started = self.clock()
         while True:
             found = dict((v["VolumeId"], v) for v in self.ec2.pages(
@@ -751,11 +822,16 @@ class RestoreEngine(object):
 
     def finalise(self, job):
         if self.instance_id:
+            attached = []
             for volume in self.volumes:
+                if volume["attached_to"] == self.instance_id:
+                    continue
                 self.ec2.call(self.region, "attach_volume", "volume %s" % volume["volume_id"],
                               VolumeId=volume["volume_id"], InstanceId=self.instance_id, Device=volume["device"])
                 volume["attached_to"] = self.instance_id
-            self._wait_volumes("in-use")
+                attached.append(volume["volume_id"])
+            if attached:
+                self._wait_volumes("in-use", attached)
         self.finished = True
 
     def release(self, job):
@@ -763,6 +839,8 @@ class RestoreEngine(object):
         if self.finished:
             return
         for volume in self.volumes:
+            if volume.get("existing"):
+                continue  # an earlier run's volume: not this run's to remove
             if volume["attached_to"]:
                 self.left_behind.append(dict(volume_id=volume["volume_id"], reason="attached"))
                 continue

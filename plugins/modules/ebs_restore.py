@@ -22,6 +22,9 @@ description:
   - Before anything is created, every snapshot must exist, be owned by this account, be completed, and carry
     the tags of this very set (host, source, set id). A manifest naming any other snapshot is refused.
   - A restore that fails deletes the volumes it created and did not attach.
+  - Every volume is tagged C(lifeboat:restore) with O(restore_name). A rerun of the same restore finds the volumes
+    an earlier run created (same restore name, same set and snapshot, in the zone), creates only those missing,
+    attaches only those not attached yet, and reports C(changed=false) when there is nothing left to do.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -35,8 +38,10 @@ attributes:
     support: none
     description: Nothing to diff.
   idempotent:
-    support: none
-    description: Every run creates new volumes.
+    support: full
+    description:
+      - A rerun with the same O(restore_name) (by default, the same set and zone) creates nothing and reports
+        C(changed=false). Give another O(restore_name) for a second, separate set of volumes.
 options:
   source:
     description: Source name of the sets (as given to M(lifeboat.backup.ebs_snapshot)).
@@ -64,6 +69,11 @@ options:
     description: Tags added to every new volume. Keys starting with C(lifeboat:) or C(aws:) are refused.
     type: dict
     default: {}
+  restore_name:
+    description:
+      - Names this restore; tagged C(lifeboat:restore) on every volume it creates, and how a rerun finds them.
+      - Defaults to C(<set_id>@<availability_zone>). At most 200 characters.
+    type: str
   wait_timeout:
     description: Seconds to wait for the volumes to become available (and attached).
     type: int
@@ -115,11 +125,16 @@ path:
   type: str
 volumes:
   description:
-    - The volumes created (in check mode, that would be), each with volume_id (null in check mode),
-      snapshot_id, source_volume_id, size_gib, volume_type, availability_zone, region, device and attached_to.
+    - The volumes of the restore, each with volume_id (in check mode null for a volume that would be created),
+      existing (true for a volume an earlier run of this restore created), existing_volume_id, snapshot_id,
+      source_volume_id, size_gib, volume_type, availability_zone, region, device and attached_to.
   returned: always
   type: list
   elements: dict
+restore_name:
+  description: The name of this restore (the C(lifeboat:restore) tag of its volumes).
+  returned: when the set was found
+  type: str
 region:
   description: The region whose snapshots were used.
   returned: always
@@ -159,6 +174,7 @@ def main():
         volume_type=dict(type="str"),
         tags=dict(type="dict", default={}),
         wait_timeout=dict(type="int", default=_ebs.DEFAULT_WAIT_TIMEOUT),
+        restore_name=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("availability_zone", "instance_id")])
@@ -178,16 +194,18 @@ def main():
                                 % (job.manifest["set_id"], job.manifest["engine"]))
         engine = _ebs.RestoreEngine(ec2, params["availability_zone"], params["instance_id"], None,
                                     dict((str(k), str(v)) for k, v in params["devices"].items()), params["tags"],
-                                    params["volume_type"], params["wait_timeout"])
+                                    params["volume_type"], params["wait_timeout"],
+                                    restore_name=params["restore_name"])
         result = job.run(engine, check_mode=module.check_mode)
     except LifeboatError as exc:
         failed = dict(job.summary() if job is not None else {}, cmd=[], volumes=[], region=params["region"])
         if engine is not None:
             failed.update(volumes=engine.volumes, left_behind=engine.left_behind, region=engine.region)
         module.fail_json(msg=str(exc), **failed)
-    result.update(region=engine.region,
-                  volumes=engine.volumes if not module.check_mode else [dict(p, volume_id=None, attached_to=None)
-                                                                        for p in engine.plan])
+    result.update(region=engine.region, restore_name=engine.restore_name, changed=engine.changed,
+                  volumes=engine.volumes if not module.check_mode else [
+                      dict(p, volume_id=p["existing_volume_id"], existing=p["existing_volume_id"] is not None)
+                      for p in engine.plan])
     module.exit_json(**result)
 
 

@@ -335,3 +335,89 @@ def test_restore_of_another_engine_set_and_unknown_zone(aws, monkeypatch, tmp_pa
     failed = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="db", availability_zone=REGION + "a"))
     assert failed.failed and failed.result["msg"] == ("Set 20261126T031500Z-full was written by postgresql, not "
                                                       "ebs_snapshot; restore it with its own module.")
+
+
+def volumes_of(ec2, restore_name):
+    found = ec2.describe_volumes(Filters=[{"Name": "tag:lifeboat:restore", "Values": [restore_name]}])["Volumes"]
+    return dict((v["VolumeId"], v) for v in found if v["State"] not in ("deleting", "deleted"))
+
+
+def test_a_rerun_of_a_restore_finds_its_volumes_and_changes_nothing(aws, monkeypatch, tmp_path):
+    (tmp_path / "store").mkdir()
+    instance, data = make_instance(aws, data_volumes=2)
+    made = run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=data, source="data"))
+    assert not made.failed, made.result
+    zone = REGION + "b"
+    first = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="data", availability_zone=zone))
+    assert not first.failed, first.result
+    name = "%s@%s" % (made.result["set_id"], zone)
+    assert first.result["changed"] and first.result["restore_name"] == name
+    created = sorted(v["volume_id"] for v in first.result["volumes"])
+    assert sorted(volumes_of(aws, name)) == created
+    assert not any(v["existing"] for v in first.result["volumes"])
+
+    # check mode and a real rerun: the same volumes, nothing created
+    check = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="data", availability_zone=zone),
+                       check_mode=True)
+    assert not check.failed and not check.result["changed"]
+    assert sorted(v["volume_id"] for v in check.result["volumes"]) == created
+    again = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="data", availability_zone=zone))
+    assert not again.failed, again.result
+    assert not again.result["changed"]
+    assert sorted(v["volume_id"] for v in again.result["volumes"]) == created
+    assert all(v["existing"] for v in again.result["volumes"])
+    assert sorted(volumes_of(aws, name)) == created
+
+    # one volume deleted by hand: the rerun creates that one only
+    aws.delete_volume(VolumeId=created[0])
+    mended = run_module(monkeypatch, tmp_path, ebs_restore, args(tmp_path, source="data", availability_zone=zone))
+    assert not mended.failed and mended.result["changed"]
+    now = sorted(volumes_of(aws, name))
+    assert len(now) == 2 and created[1] in now and created[0] not in now
+    assert sorted(v["existing"] for v in mended.result["volumes"]) == [False, True]
+
+    # another restore name is another set of volumes; another zone too
+    other = run_module(monkeypatch, tmp_path, ebs_restore,
+                       args(tmp_path, source="data", availability_zone=zone, restore_name="drill-2"))
+    assert not other.failed and other.result["changed"]
+    assert len(volumes_of(aws, "drill-2")) == 2 and sorted(volumes_of(aws, name)) == now
+    elsewhere = run_module(monkeypatch, tmp_path, ebs_restore,
+                           args(tmp_path, source="data", availability_zone=REGION + "c"))
+    assert not elsewhere.failed and elsewhere.result["changed"]
+    assert not set(v["volume_id"] for v in elsewhere.result["volumes"]) & set(now)
+
+
+def test_a_rerun_of_an_attaching_restore_attaches_only_what_is_not_attached(aws, monkeypatch, tmp_path):
+    (tmp_path / "store").mkdir()
+    instance, data = make_instance(aws, data_volumes=2)
+    made = run_module(monkeypatch, tmp_path, ebs_snapshot, args(tmp_path, volume_ids=data, source="data"))
+    assert not made.failed, made.result
+    target = aws.run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
+                               Placement={"AvailabilityZone": REGION + "a"})["Instances"][0]["InstanceId"]
+    restore = args(tmp_path, source="data", instance_id=target)
+    first = run_module(monkeypatch, tmp_path, ebs_restore, restore)
+    assert not first.failed and first.result["changed"], first.result
+    by_device = dict((v["device"], v["volume_id"]) for v in first.result["volumes"])
+    assert sorted(by_device) == ["/dev/sdf", "/dev/sdg"]
+    again = run_module(monkeypatch, tmp_path, ebs_restore, restore)
+    assert not again.failed, again.result
+    assert not again.result["changed"]
+    assert dict((v["device"], v["volume_id"]) for v in again.result["volumes"]) == by_device
+    assert all(v["attached_to"] == target for v in again.result["volumes"])
+
+    # detached by hand: the rerun attaches it again, creating nothing
+    aws.detach_volume(VolumeId=by_device["/dev/sdg"], InstanceId=target)
+    mended = run_module(monkeypatch, tmp_path, ebs_restore, restore)
+    assert not mended.failed and mended.result["changed"], mended.result
+    assert dict((v["device"], v["volume_id"]) for v in mended.result["volumes"]) == by_device
+    mapping = aws.describe_instances(InstanceIds=[target])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]
+    assert dict((m["DeviceName"], m["Ebs"]["VolumeId"]) for m in mapping if m["DeviceName"] in by_device) == by_device
+
+    # a volume of this restore attached elsewhere is refused with one sentence, nothing created
+    aws.detach_volume(VolumeId=by_device["/dev/sdf"], InstanceId=target)
+    aws.attach_volume(VolumeId=by_device["/dev/sdf"], InstanceId=instance, Device="/dev/sdz")
+    refused = run_module(monkeypatch, tmp_path, ebs_restore, restore)
+    assert refused.failed
+    assert ("Volume %s, restored earlier from snapshot" % by_device["/dev/sdf"]) in refused.result["msg"]
+    assert "is attached to instance %s; detach it, or give another restore_name" % instance in refused.result["msg"]
+    assert len(volumes_of(aws, "%s@%s" % (made.result["set_id"], REGION + "a"))) == 2
