@@ -209,8 +209,8 @@ class FilesInSnapshot(SnapshotEngine):
                 raise SnapshotError("path %s leads out of the snapshot (through a symbolic link); give a directory "
                                     "inside the volume." % self.subpath)
             if not os.path.isdir(wanted):
-                raise SnapshotError("path %s is not a directory in the snapshot of %s." % (self.subpath,
-                                                                                          ctx.snapshot.get("origin")))
+                raise SnapshotError("path %s is not a directory in the snapshot of %s."
+                                    % (self.subpath, ctx.snapshot.get("origin")))
             self.engine.source_dir = wanted
             if hasattr(self.engine, "prepare"):
                 self.engine.prepare(ctx)
