@@ -178,14 +178,21 @@ class FilesInSnapshot(SnapshotEngine):
     def __init__(self, provider, engine, subpath=".", planned=None):
         super(FilesInSnapshot, self).__init__(provider, engine)
         self.taken = None
+        self.codec = None
         self.subpath = check_subpath(subpath)
         if planned is not None:
             self.engine.source_dir = planned
 
+    def describe(self, codec):
+        self.codec = codec
+        return super(FilesInSnapshot, self).describe(codec)
+
     def result(self, manifest, extras):
         result = super(FilesInSnapshot, self).result(manifest, extras)
         if not extras.get("skipped"):
-            result["snapshot"] = getattr(self, "taken", None)  # released by now: the one that was taken
+            result["snapshot"] = self.taken  # released by now: the one that was taken
+            if self.codec is not None:
+                result["cmd"] = self.describe(self.codec)  # tar read the snapshot, not the live directory
         return result
 
     def provider_versions(self):

@@ -263,3 +263,33 @@ def test_a_mount_point_in_use_is_refused_and_nothing_is_left(lvm, monkeypatch, t
                                     "or pick another mount_dir." % target)
     assert state() == (["data"], {})
     assert (target / "someone-elses").read_text() == "x"
+
+
+def test_a_directory_inside_the_volume(lvm, monkeypatch, tmp_path):
+    result = backup(monkeypatch, tmp_path, path="etc/")
+    assert not result.failed, result.result["msg"]
+    out = result.result
+    mount = str(tmp_path / "mnt" / "vg0-data")
+    # tar read the directory inside the mounted snapshot, and says so
+    assert "--directory=%s" % os.path.join(mount, "etc") in out["cmd"][0]
+    assert out["manifest"]["options"]["path"] == os.path.join(mount, "etc")
+    assert state() == (["data"], {})
+    restored = tmp_path / "restored"
+    done = restore(monkeypatch, tmp_path, restored)
+    assert not done.failed, done.result["msg"]
+    assert tree(restored) == tree(os.path.join(lvm, "etc"))
+
+
+@pytest.mark.parametrize("path,sentence", [
+    ("/etc", "path '/etc' must be relative to the root of the volume"),
+    ("../x", "path '../x' leaves the volume; give a directory inside it."),
+    ("out", "path out leads out of the snapshot (through a symbolic link); give a directory inside the volume."),
+    ("f03", "path f03 is not a directory in the snapshot of vg0/data."),
+])
+def test_a_path_out_of_the_volume_is_refused_and_nothing_is_left(lvm, monkeypatch, tmp_path, path, sentence):
+    os.symlink("/etc", os.path.join(lvm, "out"))
+    result = backup(monkeypatch, tmp_path, path=path)
+    assert result.failed and sentence in result.result["msg"], result.result["msg"]
+    assert state() == (["data"], {})
+    source_dir = str(tmp_path / "store" / "h1" / "vg0-data")
+    assert set(os.listdir(source_dir) if os.path.isdir(source_dir) else []) <= {"objects"}  # no set, no partial
