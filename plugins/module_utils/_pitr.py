@@ -721,9 +721,12 @@ def restore_command(engine, job, params):
     engine.command_dir = directory
     store = dict(params["store"])
     store["kind"] = store.get("kind") or "dir"
+    trust = getattr(job, "trust", None)
     prefix = _wal.install(job.module, directory, store, job.host, job.source,
                           identity=params.get("age_identity"), identity_file=params.get("age_identity_file"),
-                          python=params.get("wal_command_python"), uid=engine.uid, gid=engine.gid)
+                          python=params.get("wal_command_python"), uid=engine.uid, gid=engine.gid,
+                          # trusted_signers: every WAL file fetched must carry a signature by the host's key.
+                          trusted_signers=trust.lines() if trust is not None else None)
     return _wal.restore_command(prefix)
 
 
