@@ -671,7 +671,10 @@ class PitrRestore(object):
                               % (describe_target(self.target),
                                  " (the last transaction it replayed committed at %s)" % last[-1] if last else "",
                                  describe_window(self.window)))
-        raise LifeboatError("The restored server stopped during recovery: %s" % reason.rstrip(".") + ".")
+        # The WAL fetch command's own sentence (its stderr reaches the server log) says why a file was refused.
+        said = [line.split("lifeboat-wal: ", 1)[1].strip() for line in lines if "lifeboat-wal: " in line]
+        raise LifeboatError("The restored server stopped during recovery: %s%s." % (
+            reason.rstrip("."), "; the WAL fetch command said: %s" % said[-1].rstrip(".") if said else ""))
 
 
 def describe_target(target):
