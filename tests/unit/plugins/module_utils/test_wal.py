@@ -397,3 +397,50 @@ def test_an_s3_store_without_boto3_fails_in_one_sentence(tmp_path):
                                       "python3-boto3 and python3-botocore there" % SYSTEM_PYTHON), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert store.list_objects("db1", "main", "") == []
+
+
+def _dead_pid():
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_push_removes_the_temporaries_of_killed_pushes_only(tmp_path):
+    """A killed push leaves .<name>.<pid>.tmp; the next put removes it once its writer is provably gone."""
+    store, spec = make_store("dir", tmp_path)
+    settings = settings_for(spec, compression="none")
+    _wal.push(store, settings, wal_file(tmp_path, SEGMENT, b"first"), SEGMENT)
+    objects = tmp_path / "store" / "db1" / "main" / "objects" / "wal"
+    old = time.time() - 120
+    dead = objects / (".000000010000000000000004.%d.tmp" % _dead_pid())
+    dead.write_bytes(b"half a segment")
+    os.utime(str(dead), (old, old))
+    fresh_dead = objects / (".000000010000000000000005.%d.tmp" % _dead_pid())
+    fresh_dead.write_bytes(b"maybe a writer on another host")  # untouched for less than the bound: kept
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        alive = objects / (".000000010000000000000006.%d.tmp" % sleeper.pid)
+        alive.write_bytes(b"still being written")
+        os.utime(str(alive), (old, old))
+        ancient = objects / (".000000010000000000000007.%d.tmp" % sleeper.pid)
+        ancient.write_bytes(b"a pid reused long after")
+        os.utime(str(ancient), (time.time() - 2 * 86400,) * 2)
+        outside = tmp_path / "outside"
+        outside.write_bytes(b"not the store's")
+        link = objects / (".000000010000000000000008.%d.tmp" % _dead_pid())
+        os.symlink(str(outside), str(link))
+        os.utime(str(link), (old, old), follow_symlinks=False)
+        not_ours = objects / ".someone-else.tmp"
+        not_ours.write_bytes(b"x")
+        os.utime(str(not_ours), (old, old))
+        # The listing never reports a temporary, dead or alive.
+        assert store.list_objects("db1", "main") == ["wal/" + SEGMENT]
+        _wal.push(store, settings, wal_file(tmp_path, "000000010000000000000009", b"next"), "000000010000000000000009")
+        left = sorted(os.listdir(str(objects)))
+        assert not dead.exists() and not os.path.lexists(str(ancient))
+        assert fresh_dead.exists() and alive.exists() and os.path.islink(str(link)) and not_ours.exists()
+        assert outside.read_bytes() == b"not the store's"
+        assert [n for n in left if not n.startswith(".")] == [SEGMENT, "000000010000000000000009"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
