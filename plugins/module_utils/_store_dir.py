@@ -926,6 +926,19 @@ class DirStore(_stores.Store):
         with self._object_dir(host, source, parts) as directory:
             return directory.open_file(parts[-1])
 
+    def stat_object(self, host, source, name):
+        parts = _stores.check_object_name(name)
+        with self._object_dir(host, source, parts) as directory:
+            try:
+                st = os.stat(parts[-1], dir_fd=directory.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, directory.path(parts[-1])))
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeEntryError("Object %s is not a regular file; it is refused." % escape(name))
+            return {"size": st.st_size, "modified": st.st_mtime}
+
     def list_objects(self, host, source, prefix=""):
         found = []
         try:

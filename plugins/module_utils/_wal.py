@@ -753,22 +753,29 @@ def restore_command(prefix):
 
 # ------------------------------------------------------------------ health (backup_info)
 
-def _object_age(store, host, source, name, now):
-    """Seconds since object ``name`` was stored, where the store's reader has a file (dir); else None."""
+def _object_time(store, host, source, name, now):
+    """(ISO UTC time the store gives object ``name``, its age in seconds, in the future) -- untrusted.
+
+    A time later than ``now`` plus the catalog's future tolerance is a wrong
+    clock or a forgery: it is reported, and gives no age.
+    """
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog  # pylint: disable=import-outside-toplevel
+    import datetime  # pylint: disable=import-outside-toplevel
     try:
-        handle = store.open_object(host, source, name)
-    except (OSError, LifeboatError):
-        return None
+        modified = store.stat_object(host, source, name).get("modified")
+    except (OSError, LifeboatError, NotImplementedError, AttributeError):
+        return None, None, False
+    if not isinstance(modified, (int, float)) or isinstance(modified, bool) or modified != modified:
+        return None, None, False
     try:
-        fileno = getattr(handle, "fileno", None)
-        if fileno is None:
-            return None
-        try:
-            return max(0.0, round(now.timestamp() - os.fstat(fileno()).st_mtime, 3))
-        except (OSError, ValueError, AttributeError):
-            return None
-    finally:
-        handle.close()
+        when = datetime.datetime.fromtimestamp(modified, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None, None, False
+    age = now.timestamp() - modified
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if -age > _catalog.FUTURE_TOLERANCE_S:
+        return stamp, None, True
+    return stamp, max(0.0, round(age, 3)), False
 
 
 def archive_health(store, host, source, manifests, now):
@@ -783,11 +790,13 @@ def archive_health(store, host, source, manifests, now):
     size = int((bases[0]["position"].get("wal_segment_size") if bases else None) or 16 * 1024 * 1024)
     segments = sorted((segment_number(n, size), n) for n in files if SEGMENT_RE.match(n))
     result = {"base_backups": len(bases), "files": len(files), "segments": len(segments), "newest": None,
-              "newest_age_s": None, "gaps": [], "earliest_time": None, "earliest_set_id": None, "latest_wal": None}
+              "newest_age_s": None, "newest_time": None, "newest_time_future": False, "gaps": [],
+              "earliest_time": None, "earliest_set_id": None, "latest_wal": None}
     if segments:
         newest = segments[-1][1]
         result["newest"] = newest
-        result["newest_age_s"] = _object_age(store, host, source, files[newest][0], now)
+        result["newest_time"], result["newest_age_s"], result["newest_time_future"] = _object_time(
+            store, host, source, files[newest][0], now)
     if not bases:
         return result
     oldest = bases[0]["position"]
