@@ -145,7 +145,7 @@ wal_archive:
       its WAL archive (C(docs/pitr.md)), from the object names under C(wal/).
     - C(files) and C(segments) archived; C(newest), the newest segment, C(newest_time), when the store
       says it was stored (a file's mtime, S3's LastModified), and C(newest_age_s), how long ago that is
-      (null when unknown). The store's time is not trusted: one later than now plus 5 minutes sets
+      (null when unknown). The store's time is not trusted; one later than now plus 5 minutes sets
       C(newest_time_future) and gives no age (a wrong clock or a forgery). C(gaps), runs of
       missing segments (C(first), C(last), C(count)) after the oldest base backup on its timeline;
       C(earliest_time) and C(earliest_set_id), the start of the recoverable window (the end of the

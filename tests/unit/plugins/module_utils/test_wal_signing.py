@@ -187,10 +187,10 @@ def run(argv):
 def test_the_program_signs_and_a_refused_file_stops_recovery(tmp_path, keys):
     """fetch: 1 only for "not archived"; a refused signature is 255, one line, so recovery stops."""
     spec = dict(kind="dir", path=str(tmp_path / "store"))
-    pusher = _wal.install_command(str(tmp_path / "push"), _wal.Settings(spec, "db1", "main",
-                                                                         sign_key=keys["db1"][0]))
-    fetcher = _wal.install_command(str(tmp_path / "fetch"), _wal.Settings(spec, "db1", "main",
-                                                                           trusted_signers=trusted(keys)))
+    pusher = _wal.install_command(str(tmp_path / "push"),
+                                  _wal.Settings(spec, "db1", "main", sign_key=keys["db1"][0]))
+    fetcher = _wal.install_command(str(tmp_path / "fetch"),
+                                   _wal.Settings(spec, "db1", "main", trusted_signers=trusted(keys)))
     assert keys["db1"][0].strip() not in " ".join(pusher["argv"])
     assert run(pusher["argv"] + ["probe"]).returncode == 0
     data = segment_bytes("prog")
