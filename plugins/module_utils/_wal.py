@@ -250,13 +250,11 @@ class Settings(object):
         return _codec.signer_from_text(self.sign_key, runner, self.tool("ssh-keygen", "openssh-client", runner))
 
     def trust(self, runner):
-        """The TrustedSigners of ``trusted_signers``, or None."""
+        """The TrustedSigners of ``trusted_signers``, or None (ssh-keygen as found when installed)."""
         if not self.trusted_signers:
             return None
         from ansible_collections.lifeboat.backup.plugins.module_utils import _codec  # pylint: disable=import-outside-toplevel
-        trust = _codec.TrustedSigners(self.trusted_signers, runner)
-        trust.keygen = self.tool("ssh-keygen", "openssh-client", runner)
-        return trust
+        return _codec.TrustedSigners(self.trusted_signers, _ToolRunner(runner, self))
 
     def encode_stages(self, runner):
         stages = []
@@ -267,6 +265,20 @@ class Settings(object):
         if self.recipients:
             stages += _pipeline.encrypt_stages(self.tool("age", "age", runner), self.recipients)
         return stages
+
+
+class _ToolRunner(object):
+    """A runner whose ``find`` prefers the tools recorded in the settings (PostgreSQL's PATH may be short)."""
+
+    def __init__(self, runner, settings):
+        self._runner = runner
+        self._settings = settings
+
+    def find(self, name, package=None):
+        return self._settings.tool(name, package, self._runner)
+
+    def __getattr__(self, attr):
+        return getattr(self._runner, attr)
 
 
 def open_store(settings, runner=None):

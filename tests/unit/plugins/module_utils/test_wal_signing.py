@@ -208,3 +208,20 @@ def test_the_program_signs_and_a_refused_file_stops_recovery(tmp_path, keys):
     assert proc.stderr == "lifeboat-wal: Archived WAL file %s is refused: unsigned (trusted_signers is set, so it " \
                           "must be signed).\n" % SEGMENT
     assert not (tmp_path / "again").exists()
+
+
+def test_the_tools_recorded_at_install_are_used_without_path(tmp_path, keys):
+    """PostgreSQL may run restore_command with a short PATH: ssh-keygen and zstd come from the settings."""
+    import shutil
+    spec = dict(kind="dir", path=str(tmp_path / "store"))
+    tools = {"ssh-keygen": KEYGEN, "zstd": shutil.which("zstd")}
+    settings = _wal.Settings(spec, "db1", "main", tools=tools, sign_key=keys["db1"][0],
+                             trusted_signers=trusted(keys))
+    command = _wal.install_command(str(tmp_path / "cmd"), settings)["argv"]
+    data = segment_bytes("path")
+    bare = dict(capture_output=True, text=True, env={"PATH": "/nonexistent"}, check=False)
+    proc = subprocess.run(command + ["push", wal_file(tmp_path, SEGMENT, data), SEGMENT], **bare)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    proc = subprocess.run(command + ["fetch", SEGMENT, str(tmp_path / "dest")], **bare)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (tmp_path / "dest").read_bytes() == data
