@@ -772,11 +772,12 @@ def _object_time(store, host, source, name, now):
     """
     from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog  # pylint: disable=import-outside-toplevel
     import datetime  # pylint: disable=import-outside-toplevel
+    import math  # pylint: disable=import-outside-toplevel
     try:
         modified = store.stat_object(host, source, name).get("modified")
     except (OSError, LifeboatError, NotImplementedError, AttributeError):
         return None, None, False
-    if not isinstance(modified, (int, float)) or isinstance(modified, bool) or modified != modified:
+    if not isinstance(modified, (int, float)) or isinstance(modified, bool) or math.isnan(modified):
         return None, None, False
     try:
         when = datetime.datetime.fromtimestamp(modified, datetime.timezone.utc)

@@ -219,9 +219,9 @@ def test_the_tools_recorded_at_install_are_used_without_path(tmp_path, keys):
                              trusted_signers=trusted(keys))
     command = _wal.install_command(str(tmp_path / "cmd"), settings)["argv"]
     data = segment_bytes("path")
-    bare = dict(capture_output=True, text=True, env={"PATH": "/nonexistent"}, check=False)
-    proc = subprocess.run(command + ["push", wal_file(tmp_path, SEGMENT, data), SEGMENT], **bare)
+    bare = dict(capture_output=True, text=True, env={"PATH": "/nonexistent"})
+    proc = subprocess.run(command + ["push", wal_file(tmp_path, SEGMENT, data), SEGMENT], check=False, **bare)
     assert (proc.returncode, proc.stderr) == (0, "")
-    proc = subprocess.run(command + ["fetch", SEGMENT, str(tmp_path / "dest")], **bare)
+    proc = subprocess.run(command + ["fetch", SEGMENT, str(tmp_path / "dest")], check=False, **bare)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert (tmp_path / "dest").read_bytes() == data
