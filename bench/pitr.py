@@ -13,7 +13,11 @@ Run through bench/run.sh (``bench/run.sh pitr``). One run:
    --reps times, interleaved with the same files through
      cp          cp FILE DEST
      cp+sync     cp FILE DEST && sync DEST (the command fsyncs what it stores)
+     zstd+sync   zstd -q -3 -c FILE > DEST && sync DEST (the same compression and durability)
    each into a fresh directory;
+   then, for --breakdown runs, where one push's time goes: `python -I -c pass`
+   (the interpreter), `python -X importtime` of the push (the command's imports,
+   and the modules that cost most), and the push itself;
 4. writes bench/results/pitr.md and .json and prints the Markdown.
 
 With ``--parts basebackup`` (the default runs both parts) it also starts (or
@@ -77,13 +81,64 @@ def run_push(argv, src, names):
         subprocess.run(argv + ["push", os.path.join(src, name), name], check=True)
 
 
-def run_cp(src, dest, names, sync):
+def run_cp(src, dest, names, sync, compress=False):
     os.makedirs(dest, exist_ok=True)
     for name in names:
         target = os.path.join(dest, name)
-        subprocess.run(["cp", os.path.join(src, name), target], check=True)
+        if compress:
+            with open(target, "wb") as out:
+                subprocess.run(["zstd", "-q", "-3", "-c", os.path.join(src, name)], stdout=out, check=True)
+        else:
+            subprocess.run(["cp", os.path.join(src, name), target], check=True)
         if sync:
             subprocess.run(["sync", target], check=True)
+
+
+def _imports(stderr):
+    """(milliseconds of all imports, [(self ms, module)]) from ``python -X importtime`` output."""
+    total = 0
+    own = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        fields = line[len("import time:"):].split("|")
+        try:
+            self_us, cumulative_us = int(fields[0]), int(fields[1])
+        except ValueError:
+            continue
+        name = fields[2]
+        if not name.startswith("  "):  # a top-level import: its cumulative time counts once
+            total += cumulative_us
+        own.append((self_us / 1000.0, name.strip()))
+    return total / 1000.0, own
+
+
+def push_breakdown(argv, src, names, runs, store):
+    """Where one push goes: interpreter start, imports, the whole push (medians of ``runs``), top modules."""
+    python = argv[0]
+    start, imports, push = [], [], []
+    selfs = {}
+    for run in range(runs):
+        name = names[run % len(names)]
+        began = time.monotonic()
+        subprocess.run([python, "-I", "-c", "pass"], check=True)
+        start.append(time.monotonic() - began)
+        for timing in (False, True):
+            shutil.rmtree(store, ignore_errors=True)
+            command = [python, "-X", "importtime"] + argv[1:] if timing else argv
+            began = time.monotonic()
+            proc = subprocess.run(command + ["push", os.path.join(src, name), name], stderr=subprocess.PIPE,
+                                  text=True, check=True)
+            if timing:
+                total, own = _imports(proc.stderr)
+                imports.append(total / 1000.0)
+                for ms, module in own:
+                    selfs.setdefault(module, []).append(ms)
+            else:
+                push.append(time.monotonic() - began)
+    top = sorted(((med(v), k) for k, v in selfs.items()), reverse=True)[:8]
+    return {"start_s": start, "imports_s": imports, "push_s": push,
+            "top_imports_ms": [[module, round(ms, 2)] for ms, module in top]}
 
 
 def bench_archive(args):
@@ -92,9 +147,9 @@ def bench_archive(args):
     work = private_dir("pitr")
     src = os.path.join(work, "pg_wal")
     names = make_segments(src, args.segments)
-    results = {"push": [], "cp": [], "cp+sync": []}
+    results = {"push": [], "cp": [], "cp+sync": [], "zstd+sync": []}
     for rep in range(args.reps):
-        for label in ("push", "cp", "cp+sync"):
+        for label in ("push", "cp", "cp+sync", "zstd+sync"):
             dest = os.path.join(work, "dest")
             shutil.rmtree(dest, ignore_errors=True)
             subprocess.run(["sync"], check=True)
@@ -105,19 +160,28 @@ def bench_archive(args):
                 run_push(argv, src, names)
             else:
                 start = time.monotonic()
-                run_cp(src, dest, names, label == "cp+sync")
+                run_cp(src, dest, names, label != "cp", label == "zstd+sync")
             elapsed = time.monotonic() - start
             results[label].append(elapsed)
             log("rep %d %s: %.2f s, %.1f segments/s" % (rep + 1, label, elapsed, len(names) / elapsed))
+    dest = os.path.join(work, "dest")
+    settings = _wal.Settings({"kind": "dir", "path": os.path.join(dest, "store")}, "bench", "physical")
+    argv = _wal.install_command(os.path.join(dest, "cmd"), settings)["argv"]
+    subprocess.run(argv + ["probe"], check=True)  # compiles the command once, as its first push would
+    breakdown = push_breakdown(argv, src, names, args.breakdown, os.path.join(dest, "store"))
     rows = []
-    for label in ("push", "cp", "cp+sync"):
+    for label in ("push", "cp", "cp+sync", "zstd+sync"):
         seconds = med(results[label])
         rows.append([label, "%.2f" % seconds, "%.1f" % (len(names) / seconds), "%.0f" % (len(names) * 16 / seconds)])
     lines = ["## WAL archive command against cp", ""]
     lines += ["%d segments of 16 MiB, one process per segment as PostgreSQL runs archive_command; median of %d "
               "runs." % (len(names), args.reps), ""]
     lines += table(["", "seconds", "segments/s", "MiB/s"], rows)
-    return lines, {"segments": len(names), "reps": args.reps, "seconds": results}
+    lines += ["", "One push, median of %d (seconds): Python start %.3f, the command's imports %.3f "
+              "(python -X importtime), the whole push %.3f. Imports that cost most (self, ms): %s."
+              % (args.breakdown, med(breakdown["start_s"]), med(breakdown["imports_s"]), med(breakdown["push_s"]),
+                 ", ".join("%s %.1f" % (m, ms) for m, ms in breakdown["top_imports_ms"]))]
+    return lines, {"segments": len(names), "reps": args.reps, "seconds": results, "breakdown": breakdown}
 
 
 # ------------------------------------------------------------------ base backup against raw pg_basebackup
@@ -305,6 +369,8 @@ def bench(args):
 def main(argv=None):
     p = cli.parser(__doc__, reps=3, cluster=True)
     p.add_argument("--segments", type=int, default=64, help="WAL files to archive per run (default 64)")
+    p.add_argument("--breakdown", type=int, default=10,
+                   help="pushes timed one by one for where a push's time goes (default 10)")
     p.add_argument("--parts", default="archive,basebackup,replay",
                    help="what to time, comma-separated: archive, basebackup, replay (default all three)")
     p.add_argument("--replay-mb", type=float, default=1024,

@@ -41,6 +41,7 @@ __all__ = [
     "fingerprint",
     "load_signing_key",
     "signer_from_params",
+    "signer_from_text",
     "signing_argument_spec",
     "SIGNING_MUTUALLY_EXCLUSIVE",
     "trust_argument_spec",
@@ -371,6 +372,11 @@ class Signer(object):
     def __repr__(self):
         return "Signer(%s)" % self.fingerprint
 
+    @property
+    def key_text(self):
+        """The checked private key text, for a program that signs later (kept in a 0600 file, never argv)."""
+        return self._key_text
+
     def sign(self, manifest):
         """The ``signature`` object for ``manifest`` (its own ``signature`` key, if any, is ignored)."""
         try:
@@ -380,23 +386,33 @@ class Signer(object):
             raise LifeboatError("The manifest cannot be signed: it is not plain JSON (%s)." % exc)
         if not stable:
             raise LifeboatError("The manifest cannot be signed: it does not read back as the same JSON.")
-        with SecretFile(self._key_text, "lifeboat-sign-key-") as secret:
-            argv = [self.keygen, "-Y", "sign", "-f", secret.path, "-n", SIGNATURE_NAMESPACE, "-O", "hashalg=sha512"]
-            rc, out, err = self.runner.run(argv, data=data, env=KEYGEN_ENV, pass_fds=secret.pass_fds)
-            path = secret.path
-        if rc != 0:
-            raise LifeboatError("ssh-keygen could not sign the manifest with %s: %s."
-                                % (self.what, _tool_message(err, path, self.what)))
-        value = out.strip() + "\n"
-        parsed = _parse_armored(value)
-        if parsed is None or parsed[0] != self._public_blob or parsed[1] != SIGNATURE_NAMESPACE.encode("ascii"):
-            raise LifeboatError("ssh-keygen wrote a signature that does not carry the key of %s." % self.what)
         return {
             "format": SIGNATURE_FORMAT,
             "namespace": SIGNATURE_NAMESPACE,
             "signer": self.public_key,
-            "value": value,
+            "value": self.sign_bytes(data, SIGNATURE_NAMESPACE, "the manifest"),
         }
+
+    def sign_bytes(self, data, namespace, what="the data"):
+        """The armored SSH signature of ``data`` under ``namespace`` (each kind of signed thing has its own)."""
+        with SecretFile(self._key_text, "lifeboat-sign-key-") as secret:
+            argv = [self.keygen, "-Y", "sign", "-f", secret.path, "-n", namespace, "-O", "hashalg=sha512"]
+            rc, out, err = self.runner.run(argv, data=data, env=KEYGEN_ENV, pass_fds=secret.pass_fds)
+            path = secret.path
+        if rc != 0:
+            raise LifeboatError("ssh-keygen could not sign %s with %s: %s."
+                                % (what, self.what, _tool_message(err, path, self.what)))
+        value = out.strip() + "\n"
+        parsed = _parse_armored(value)
+        if parsed is None or parsed[0] != self._public_blob or parsed[1] != namespace.encode("ascii"):
+            raise LifeboatError("ssh-keygen wrote a signature that does not carry the key of %s." % self.what)
+        return value
+
+
+def signer_from_text(key_text, runner, keygen, what="sign_key"):
+    """A :class:`Signer` for a key already checked by :func:`load_signing_key` (format only; no ssh-keygen run)."""
+    normalised, public = _parse_private_key(key_text, what)
+    return Signer(normalised, public, runner, keygen, what)
 
 
 def load_signing_key(key_text=None, key_file=None, runner=None):
@@ -751,6 +767,34 @@ class TrustedSigners(object):
             data = canonical_bytes(manifest)
         except (TypeError, ValueError, RecursionError) as exc:
             raise _malformed(where, "the manifest is not plain JSON: %s" % str(exc)[:100])
+        return self._verify(data, blob, armored, principal, SIGNATURE_NAMESPACE, where)
+
+    def lines(self):
+        """The trusted key lines, as ssh-keygen reads them (one allowed_signers line each)."""
+        return [key.line() for key in self.keys]
+
+    def verify_bytes(self, data, armored, principal, namespace, where):
+        """Check the armored SSH signature ``armored`` of ``data`` under ``namespace`` for ``principal``.
+
+        Returns the principal; raises :class:`SignatureError` (``unsigned`` when
+        ``armored`` is None) otherwise. ``where`` starts the sentence.
+        """
+        if armored is None:
+            raise SignatureError("%s is refused: unsigned (%s is set, so it must be signed)." % (where, self.option),
+                                 UNSIGNED)
+        if not isinstance(principal, str) or not PRINCIPAL_RE.match(principal):
+            raise SignatureError("%s is refused: its host %r cannot be a signer principal."
+                                 % (where, str(principal)[:60]), MALFORMED)
+        if not isinstance(armored, str) or len(armored) > MAX_SIGNATURE_VALUE:
+            raise _malformed(where, "it is not an armored SSH signature of at most %d characters" % MAX_SIGNATURE_VALUE)
+        parsed = _parse_armored(armored)
+        if parsed is None:
+            raise _malformed(where, "it is not an armored ssh-ed25519 SSH signature")
+        if parsed[1] != namespace.encode("ascii"):
+            raise _malformed(where, "it is in another namespace than %s" % namespace)
+        return self._verify(data, parsed[0], _armor(_dearmor(armored)), principal, namespace, where)
+
+    def _verify(self, data, blob, armored, principal, namespace, where):
         matches = [key for key in self.keys if key.blob == blob]
         if not matches:
             raise SignatureError("%s is refused: signed by a key not in %s (fingerprint %s)."
@@ -764,13 +808,13 @@ class TrustedSigners(object):
             with SecretFile(armored, "lifeboat-signature-") as sig:
                 fds = allowed.pass_fds + sig.pass_fds
                 rc, out, err = self.runner.run(
-                    [self.keygen, "-Y", "verify", "-f", allowed.path, "-I", principal, "-n", SIGNATURE_NAMESPACE,
+                    [self.keygen, "-Y", "verify", "-f", allowed.path, "-I", principal, "-n", namespace,
                      "-s", sig.path], data=data, env=KEYGEN_ENV, pass_fds=fds)
                 if rc == 0 and out.startswith("Good "):
                     return principal
                 verify_err = err
                 rc2, dummy_out, dummy_err = self.runner.run(
-                    [self.keygen, "-Y", "check-novalidate", "-n", SIGNATURE_NAMESPACE, "-s", sig.path],
+                    [self.keygen, "-Y", "check-novalidate", "-n", namespace, "-s", sig.path],
                     data=data, env=KEYGEN_ENV, pass_fds=sig.pass_fds)
         if rc2 != 0:
             raise SignatureError("%s is refused: altered after signing (signature does not match)." % where, ALTERED)

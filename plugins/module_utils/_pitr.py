@@ -671,7 +671,10 @@ class PitrRestore(object):
                               % (describe_target(self.target),
                                  " (the last transaction it replayed committed at %s)" % last[-1] if last else "",
                                  describe_window(self.window)))
-        raise LifeboatError("The restored server stopped during recovery: %s" % reason.rstrip(".") + ".")
+        # The WAL fetch command's own sentence (its stderr reaches the server log) says why a file was refused.
+        said = [line.split("lifeboat-wal: ", 1)[1].strip() for line in lines if "lifeboat-wal: " in line]
+        raise LifeboatError("The restored server stopped during recovery: %s%s." % (
+            reason.rstrip("."), "; the WAL fetch command said: %s" % said[-1].rstrip(".") if said else ""))
 
 
 def describe_target(target):
@@ -721,9 +724,12 @@ def restore_command(engine, job, params):
     engine.command_dir = directory
     store = dict(params["store"])
     store["kind"] = store.get("kind") or "dir"
+    trust = getattr(job, "trust", None)
     prefix = _wal.install(job.module, directory, store, job.host, job.source,
                           identity=params.get("age_identity"), identity_file=params.get("age_identity_file"),
-                          python=params.get("wal_command_python"), uid=engine.uid, gid=engine.gid)
+                          python=params.get("wal_command_python"), uid=engine.uid, gid=engine.gid,
+                          # trusted_signers: every WAL file fetched must carry a signature by the host's key.
+                          trusted_signers=trust.lines() if trust is not None else None)
     return _wal.restore_command(prefix)
 
 

@@ -21,8 +21,6 @@ Tests substitute a fake runner with the same two methods.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
 import signal
@@ -36,19 +34,28 @@ _LIBC = None
 
 
 def _libc():
+    """libc through ctypes, loaded once in this process (imported on first use: a short-lived command
+    such as the WAL archive command pays for ctypes only when it starts a child)."""
     global _LIBC
     if _LIBC is None:
+        import ctypes  # pylint: disable=import-outside-toplevel
         try:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:
-            _LIBC = False
+            import ctypes.util  # pylint: disable=import-outside-toplevel
+            try:
+                _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            except OSError:
+                _LIBC = False
     return _LIBC
 
 
 def _die_with_parent(parent_pid):
     """A preexec_fn: ask the kernel to SIGKILL the child when this process dies."""
+    # Loaded here, in the parent: the forked child only calls it (it never looks for libc itself).
+    libc = _libc()
+
     def _preexec():
-        libc = _libc()
         if libc:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # The parent may have died between fork and prctl: then no signal comes.

@@ -29,10 +29,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
 import threading
+import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
@@ -61,6 +63,13 @@ O_CREATE_RW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Trees of interrupted runs, kept so that the next run resumes from them (rsync --link-dest).
 RESUME_DIR = ".resume"
+# put_object's temporary: .<object name part>.<pid>.tmp beside the object (never listed: not an object name).
+TMP_OBJECT_RE = re.compile(r"^\.([A-Za-z0-9][A-Za-z0-9._+-]{0,254})\.([0-9]{1,10})\.tmp\Z")
+# A temporary is removed when its writer is provably gone: its pid is not alive here and it was not
+# written to for STALE_TMP_DEAD_S (a writer on another host sharing the store keeps its file fresh),
+# or whatever its pid, when it was not written to for STALE_TMP_ANY_S (the pid was reused).
+STALE_TMP_DEAD_S = 60.0
+STALE_TMP_ANY_S = 86400.0
 # An empty file in a partial set naming a tree the writer gave out (only those trees are kept to resume from).
 TREE_MARK = ".tree."
 
@@ -902,6 +911,7 @@ class DirStore(_stores.Store):
                             % (name, host, source))
                     outcome = "identical"
                 directory.fsync()
+                remove_stale_temporaries(directory, tmp)
                 return outcome
             except OSError as exc:
                 raise StoreError(describe_os_error(exc, directory.path(base)))
@@ -915,6 +925,19 @@ class DirStore(_stores.Store):
         parts = _stores.check_object_name(name)
         with self._object_dir(host, source, parts) as directory:
             return directory.open_file(parts[-1])
+
+    def stat_object(self, host, source, name):
+        parts = _stores.check_object_name(name)
+        with self._object_dir(host, source, parts) as directory:
+            try:
+                st = os.stat(parts[-1], dir_fd=directory.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, directory.path(parts[-1])))
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeEntryError("Object %s is not a regular file; it is refused." % escape(name))
+            return {"size": st.st_size, "modified": st.st_mtime}
 
     def list_objects(self, host, source, prefix=""):
         found = []
@@ -946,6 +969,53 @@ class DirStore(_stores.Store):
                 os.unlink(parts[-1], dir_fd=directory.fd)
         except FileNotFoundError:
             pass
+
+
+def _pid_alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # another user's process (EPERM), or a number no process can have: not provably dead
+    return True
+
+
+def remove_stale_temporaries(directory, own=None, now=None):
+    """Remove put_object temporaries of dead writers from ``directory`` (an open object directory).
+
+    Only regular files named like our temporaries (never a link, a directory or
+    another name), only in this directory, never ``own``; best effort. Returns
+    the names removed.
+    """
+    removed = []
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(directory.fd)
+    except OSError:
+        return removed
+    for name in names:
+        if name[:1] != "." or name == own:
+            continue
+        match = TMP_OBJECT_RE.match(name)
+        if match is None:
+            continue
+        try:
+            st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        idle = now - st.st_mtime
+        if idle > STALE_TMP_ANY_S or (idle > STALE_TMP_DEAD_S and not _pid_alive(int(match.group(2)))):
+            try:
+                os.unlink(name, dir_fd=directory.fd)  # unlink never follows a link
+            except OSError:
+                continue
+            removed.append(name)
+    return removed
 
 
 def _entry_kind(entry):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import utcnow
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
@@ -197,6 +198,7 @@ class MemoryStore(_stores.Store):
                 raise _stores.ObjectExistsError("Object %s of %s/%s already exists with different content." % (name, host, source))
             return "identical"
         objects[name] = data
+        self.space.setdefault("object_times", {})[(host, source, name)] = time.time()
         return "created"
 
     def open_object(self, host, source, name):
@@ -206,11 +208,21 @@ class MemoryStore(_stores.Store):
         except KeyError:
             raise FileNotFoundError(name)
 
+    def stat_object(self, host, source, name):
+        _stores.check_object_name(name)
+        try:
+            data = self.space["objects"][(host, source)][name]
+        except KeyError:
+            raise FileNotFoundError(2, "Object %s does not exist." % name)
+        # None for an object a test put into the space behind the store's back.
+        return {"size": len(data), "modified": self.space.get("object_times", {}).get((host, source, name))}
+
     def list_objects(self, host, source, prefix=""):
         return sorted(n for n in self.space["objects"].get((host, source), {}) if n.startswith(prefix))
 
     def delete_object(self, host, source, name):
         self.space["objects"].get((host, source), {}).pop(name, None)
+        self.space.get("object_times", {}).pop((host, source, name), None)
 
 
 _stores.register_kind("memory", MemoryStore, dict(name=dict(type="str")), public=False)

@@ -1250,6 +1250,15 @@ class S3Store(_stores.Store):
                 found.append(rel)
         return sorted(found)
 
+    def stat_object(self, host, source, name):
+        key = self._object_key(host, source, name)
+        for item in self._keys(key, max_keys=1):  # LastModified from the listing: no HEAD per object
+            if item["Key"] == key:
+                modified = item.get("LastModified")
+                return {"size": int(item.get("Size") or 0),
+                        "modified": modified.timestamp() if hasattr(modified, "timestamp") else None}
+        raise FileNotFoundError(2, "%s does not exist." % self.url(key))
+
     def delete_object(self, host, source, name):
         key = self._object_key(host, source, name)
         self._call("delete_object", self.url(key), Key=key)

@@ -867,6 +867,10 @@ class SshStore(_stores.Store):
                                "match": OBJECT_PART_PATTERN, "depth": _stores.OBJECT_MAX_DEPTH})["names"]
         return sorted(n for n in names if n.startswith(prefix))
 
+    def stat_object(self, host, source, name):
+        answer = self._request({"op": "stat_object", "parts": self._object_parts(host, source, name)})
+        return {"size": answer["size"], "modified": answer["mtime"]}
+
     def delete_object(self, host, source, name):
         try:
             self._request({"op": "delete_object", "parts": self._object_parts(host, source, name)})

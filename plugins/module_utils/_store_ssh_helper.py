@@ -624,6 +624,20 @@ def op_list_objects(store, req, inp, out):
     reply(out, ok=True, names=sorted(found))
 
 
+def op_stat_object(store, req, inp, out):
+    """Size and modification time (seconds since the epoch) of a regular file; a link or FIFO is refused."""
+    parts = req["parts"]
+    fd_dir = store.walk(parts[:-1])
+    try:
+        fd, size = open_regular(fd_dir, check_part(parts[-1]), store.path(parts))
+    finally:
+        os.close(fd_dir)
+    try:
+        reply(out, ok=True, size=size, mtime=os.fstat(fd).st_mtime)
+    finally:
+        os.close(fd)
+
+
 def op_delete_object(store, req, inp, out):
     parts = req["parts"]
     try:
@@ -718,6 +732,7 @@ OPERATIONS = {
     "put_object": op_put_object,
     "list_objects": op_list_objects,
     "delete_object": op_delete_object,
+    "stat_object": op_stat_object,
     "lock": op_lock,
 }
 

@@ -421,6 +421,15 @@ class Store(object):
     def list_objects(self, host, source, prefix=""):
         raise NotImplementedError
 
+    def stat_object(self, host, source, name):
+        """``{"size": bytes, "modified": seconds since the epoch, or None}`` of object ``name``.
+
+        Raises FileNotFoundError when it does not exist. The time is what the
+        store says (a file's mtime, S3's LastModified, the time the memory kind
+        recorded): untrusted, since anyone who can write the store can set it.
+        """
+        raise NotImplementedError
+
     def delete_object(self, host, source, name):
         raise NotImplementedError
 

@@ -24,8 +24,14 @@ and source of the base backups (``.zst``, ``.gz``, ``.age``: the suffix
 names the codec). An encrypted file also gets ``wal/<file name>.sha256``,
 the SHA-256 of its plain bytes in hex, written first: age output differs on
 every run, so this is how a retry knows it is pushing the same bytes (and
-fetch checks it). Both sort next to their file, so retention prunes them
-together; ``parse_object_name`` tells archived files from the rest.
+fetch checks it). With a signing key in the settings, each file also gets
+``wal/<file name>.sig``: the armored ``ssh-keygen -Y sign`` signature, under
+the namespace ``lifeboat.backup/wal@v1``, of ``signed_statement`` (host,
+source, file name and the SHA-256 of the plain bytes), written before the file
+with put-if-absent; fetch with ``trusted_signers`` in its settings refuses a
+file whose signature is missing, untrusted or does not match the bytes. All
+sort next to their file, so retention prunes them together;
+``parse_object_name`` tells archived files from the rest.
 
 push keeps PostgreSQL's contract: exit status 0 only once the file is
 durable in the store; never overwrite an object with different content, and
@@ -57,6 +63,10 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._runner import Run
 PACKAGE = "ansible_collections.lifeboat.backup.plugins.module_utils"
 OBJECT_PREFIX = "wal/"
 DIGEST_SUFFIX = ".sha256"
+SIGNATURE_SUFFIX = ".sig"
+# Not the manifests' namespace: a set's signature can never pass as a WAL file's, nor the reverse.
+SIGNATURE_NAMESPACE = "lifeboat.backup/wal@v1"
+MAX_SIGNATURE_OBJECT = 8192
 PROBE_OBJECT = "wal-probe"
 PROBE_CONTENT = b"lifeboat.backup archive command probe\n"
 PROGRAM_NAME = "lifeboat-wal"
@@ -66,6 +76,8 @@ SETTINGS_VERSION = 1
 WAL_NAME_RE = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)\Z")
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}\Z")
 COMPRESSIONS = ("zstd", "gzip", "none")
+# The tools the command may run, found (and recorded in its settings) when it is installed.
+TOOLS = ("zstd", "gzip", "age", "ssh-keygen")
 # Compressed objects are kept in memory up to this size, then spill to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
 
@@ -139,13 +151,34 @@ def segment_name(timeline, number, segment_size=16 * 1024 * 1024):
     return "%08X%08X%08X" % (timeline, number // per_id, number % per_id)
 
 
+def signed_statement(host, source, file_name, sha256_hex):
+    """The bytes a WAL file's signature covers: where it is archived, its name and its plain SHA-256.
+
+    Naming host, source and file means a genuine signature cannot vouch for the
+    same bytes under another name or in another source.
+    """
+    return ("lifeboat.backup WAL file\nhost %s\nsource %s\nfile %s\nsha256 %s\n"
+            % (host, source, file_name, sha256_hex)).encode("utf-8")
+
+
+def _read_signature(store, host, source, file_name):
+    """The armored signature object of ``file_name`` (bounded), or None when there is none."""
+    try:
+        with store.open_object(host, source, OBJECT_PREFIX + file_name + SIGNATURE_SUFFIX) as handle:
+            raw = handle.read(MAX_SIGNATURE_OBJECT + 1)
+    except FileNotFoundError:
+        return None
+    # One byte past the bound is enough for verify_bytes to refuse it as longer than any signature.
+    return raw.decode("ascii", "replace")
+
+
 # ------------------------------------------------------------------ settings
 
 class Settings(object):
     """What the command needs: the store, where in it, the codec and the tools (from the settings file)."""
 
     def __init__(self, store, host, source, compression="zstd", level=None, threads=1, recipients=None,
-                 tools=None, identity=None, identity_file=None):
+                 tools=None, identity=None, identity_file=None, sign_key=None, trusted_signers=None):
         if not isinstance(store, dict) or not store.get("kind"):
             raise WalError("The archive settings name no store.")
         if compression not in COMPRESSIONS:
@@ -160,6 +193,9 @@ class Settings(object):
         self.tools = dict(tools or {})
         self.identity = identity
         self.identity_file = identity_file
+        # The private key text (push) and the allowed_signers lines (fetch); the file is 0600, never argv.
+        self.sign_key = sign_key or None
+        self.trusted_signers = list(trusted_signers or []) or None
 
     @property
     def encrypted(self):
@@ -172,7 +208,7 @@ class Settings(object):
         return dict(version=SETTINGS_VERSION, store=self.store, host=self.host, source=self.source,
                     compression=self.compression, level=self.level, threads=self.threads,
                     recipients=self.recipients, tools=self.tools, identity=self.identity,
-                    identity_file=self.identity_file)
+                    identity_file=self.identity_file, sign_key=self.sign_key, trusted_signers=self.trusted_signers)
 
     @classmethod
     def from_dict(cls, data):
@@ -181,7 +217,8 @@ class Settings(object):
                            % SETTINGS_VERSION)
         return cls(data.get("store"), data.get("host"), data.get("source"), data.get("compression", "zstd"),
                    data.get("level"), data.get("threads", 1), data.get("recipients"), data.get("tools"),
-                   data.get("identity"), data.get("identity_file"))
+                   data.get("identity"), data.get("identity_file"), data.get("sign_key"),
+                   data.get("trusted_signers"))
 
     @classmethod
     def load(cls, path):
@@ -204,6 +241,20 @@ class Settings(object):
             return path
         return runner.find(name, package)
 
+    def signer(self, runner):
+        """The Signer of ``sign_key``, or None (checked by ssh-keygen when installed; not run again per file)."""
+        if not self.sign_key:
+            return None
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _codec  # pylint: disable=import-outside-toplevel
+        return _codec.signer_from_text(self.sign_key, runner, self.tool("ssh-keygen", "openssh-client", runner))
+
+    def trust(self, runner):
+        """The TrustedSigners of ``trusted_signers``, or None (ssh-keygen as found when installed)."""
+        if not self.trusted_signers:
+            return None
+        from ansible_collections.lifeboat.backup.plugins.module_utils import _codec  # pylint: disable=import-outside-toplevel
+        return _codec.TrustedSigners(self.trusted_signers, _ToolRunner(runner, self))
+
     def encode_stages(self, runner):
         stages = []
         if self.compression == "zstd":
@@ -213,6 +264,20 @@ class Settings(object):
         if self.recipients:
             stages += _pipeline.encrypt_stages(self.tool("age", "age", runner), self.recipients)
         return stages
+
+
+class _ToolRunner(object):
+    """A runner whose ``find`` prefers the tools recorded in the settings (PostgreSQL's PATH may be short)."""
+
+    def __init__(self, runner, settings):
+        self._runner = runner
+        self._settings = settings
+
+    def find(self, name, package=None):
+        return self._settings.tool(name, package, self._runner)
+
+    def __getattr__(self, attr):
+        return getattr(self._runner, attr)
 
 
 def open_store(settings, runner=None):
@@ -307,8 +372,9 @@ def push(store, settings, path, file_name, runner=None):
     host, source = settings.host, settings.source
     with _open_wal_file(path) as wal:
         stages = settings.encode_stages(runner)
-        plain_digest = _sha256_file(wal) if settings.encrypted else None
-        if plain_digest is not None:
+        signer = settings.signer(runner)
+        plain_digest = _sha256_file(wal) if settings.encrypted or signer is not None else None
+        if settings.encrypted:
             # Written first: it is what tells a retry that the bytes are the same (age output never is).
             try:
                 store.put_object(host, source, OBJECT_PREFIX + file_name + DIGEST_SUFFIX,
@@ -317,6 +383,18 @@ def push(store, settings, path, file_name, runner=None):
                 raise WalError("WAL file %s was already archived in %s/%s with different content; it is never "
                                "overwritten (is another cluster archiving into the same source?)."
                                % (file_name, host, source))
+        if signer is not None:
+            # Before the file, like the digest: a visible file always has its signature (ed25519 signatures
+            # are deterministic, so a retry puts the same bytes).
+            value = signer.sign_bytes(signed_statement(host, source, file_name, plain_digest), SIGNATURE_NAMESPACE,
+                                      "WAL file %s" % file_name)
+            try:
+                store.put_object(host, source, OBJECT_PREFIX + file_name + SIGNATURE_SUFFIX,
+                                 io.BytesIO(value.encode("ascii")))
+            except _stores.ObjectExistsError:
+                raise WalError("WAL file %s was already archived in %s/%s with different content or signed by another "
+                               "key; neither is ever overwritten (is another cluster archiving into the same source, "
+                               "or did the signing key change?)." % (file_name, host, source))
         try:
             if stages:
                 spool = _Spool()
@@ -329,7 +407,7 @@ def push(store, settings, path, file_name, runner=None):
             else:
                 outcome = store.put_object(host, source, name, wal)
         except _stores.ObjectExistsError:
-            if plain_digest is not None:
+            if settings.encrypted:
                 return "identical"  # the digest object matched: the same bytes, encrypted again
             if _decoded_sha256(store, settings, name, runner) == _sha256_file(wal):
                 return "identical"  # the same bytes, compressed differently (another zstd version)
@@ -392,6 +470,7 @@ def fetch(store, settings, file_name, dest, runner=None):
         except FileNotFoundError:
             expected = None
     directory = os.path.dirname(os.path.abspath(dest))
+    trust = settings.trust(runner)
     secret = None
     identity_path = settings.identity_file
     try:
@@ -410,6 +489,10 @@ def fetch(store, settings, file_name, dest, runner=None):
                         digest = _copy(handle, out)
             if expected is not None and expected != _file_sha256(tmp):
                 raise WalError("Archived WAL file %s does not match its recorded SHA-256; it is corrupt." % file_name)
+            if trust is not None:
+                trust.verify_bytes(signed_statement(host, source, file_name, _file_sha256(tmp)),
+                                   _read_signature(store, host, source, file_name), host, SIGNATURE_NAMESPACE,
+                                   "Archived WAL file %s" % file_name)
             os.rename(tmp, dest)
             tmp = None
         finally:
@@ -457,6 +540,9 @@ def _file_sha256(path):
 def probe(store, settings):
     """Prove that this user may write the archive: put a constant object (a retry finds it identical)."""
     store.put_object(settings.host, settings.source, PROBE_OBJECT, io.BytesIO(PROBE_CONTENT))
+    signer = settings.signer(Runner())
+    if signer is not None:
+        signer.sign_bytes(PROBE_CONTENT, SIGNATURE_NAMESPACE, "the probe")  # ssh-keygen runs as this user
     store.list_objects(settings.host, settings.source, OBJECT_PREFIX)
 
 
@@ -519,7 +605,7 @@ def bundle(modules=None):
         from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
         prefix = PACKAGE + "."
         modules = sorted(set(n[len(prefix):] for n in list(sys.modules)
-                             if n.startswith(prefix) and "." not in n[len(prefix):]) | set(["_wal"]))
+                             if n.startswith(prefix) and "." not in n[len(prefix):]) | set(["_wal", "_codec"]))
     files = {"__main__.py": MAIN_PY}
     parts = PACKAGE.split(".")
     for depth in range(1, len(parts) + 1):
@@ -643,19 +729,20 @@ def install_command(directory, settings, python=None, uid=None, gid=None, check_
 
 
 def install(module, directory, store_params, host, source, compression="zstd", level=None, threads=1,
-            recipients=None, identity=None, identity_file=None, python=None, uid=None, gid=None):
+            recipients=None, identity=None, identity_file=None, python=None, uid=None, gid=None, sign_key=None,
+            trusted_signers=None):
     """Install the command for ``host/source`` of ``store_params``; return its argv prefix.
 
     ``archive_command = prefix + ['push', '%p', '%f']``,
     ``restore_command = prefix + ['fetch', '%f', '%p']`` (quote with ``command_line``).
     """
     tools = {}
-    for name in ("zstd", "gzip", "age"):
+    for name in TOOLS:
         path = module.get_bin_path(name) if module is not None else None
         if path:
             tools[name] = path
     settings = Settings(store_params, host, source, compression, level, threads, recipients, tools,
-                        identity, identity_file)
+                        identity, identity_file, sign_key, trusted_signers)
     return install_command(directory, settings, python=python, uid=uid, gid=gid,
                            check_mode=bool(getattr(module, "check_mode", False)))["argv"]
 
@@ -677,22 +764,30 @@ def restore_command(prefix):
 
 # ------------------------------------------------------------------ health (backup_info)
 
-def _object_age(store, host, source, name, now):
-    """Seconds since object ``name`` was stored, where the store's reader has a file (dir); else None."""
+def _object_time(store, host, source, name, now):
+    """(ISO UTC time the store gives object ``name``, its age in seconds, in the future) -- untrusted.
+
+    A time later than ``now`` plus the catalog's future tolerance is a wrong
+    clock or a forgery: it is reported, and gives no age.
+    """
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog  # pylint: disable=import-outside-toplevel
+    import datetime  # pylint: disable=import-outside-toplevel
+    import math  # pylint: disable=import-outside-toplevel
     try:
-        handle = store.open_object(host, source, name)
-    except (OSError, LifeboatError):
-        return None
+        modified = store.stat_object(host, source, name).get("modified")
+    except (OSError, LifeboatError, NotImplementedError, AttributeError):
+        return None, None, False
+    if not isinstance(modified, (int, float)) or isinstance(modified, bool) or math.isnan(modified):
+        return None, None, False
     try:
-        fileno = getattr(handle, "fileno", None)
-        if fileno is None:
-            return None
-        try:
-            return max(0.0, round(now.timestamp() - os.fstat(fileno()).st_mtime, 3))
-        except (OSError, ValueError, AttributeError):
-            return None
-    finally:
-        handle.close()
+        when = datetime.datetime.fromtimestamp(modified, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None, None, False
+    age = now.timestamp() - modified
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if -age > _catalog.FUTURE_TOLERANCE_S:
+        return stamp, None, True
+    return stamp, max(0.0, round(age, 3)), False
 
 
 def archive_health(store, host, source, manifests, now):
@@ -707,11 +802,13 @@ def archive_health(store, host, source, manifests, now):
     size = int((bases[0]["position"].get("wal_segment_size") if bases else None) or 16 * 1024 * 1024)
     segments = sorted((segment_number(n, size), n) for n in files if SEGMENT_RE.match(n))
     result = {"base_backups": len(bases), "files": len(files), "segments": len(segments), "newest": None,
-              "newest_age_s": None, "gaps": [], "earliest_time": None, "earliest_set_id": None, "latest_wal": None}
+              "newest_age_s": None, "newest_time": None, "newest_time_future": False, "gaps": [],
+              "earliest_time": None, "earliest_set_id": None, "latest_wal": None}
     if segments:
         newest = segments[-1][1]
         result["newest"] = newest
-        result["newest_age_s"] = _object_age(store, host, source, files[newest][0], now)
+        result["newest_time"], result["newest_age_s"], result["newest_time_future"] = _object_time(
+            store, host, source, files[newest][0], now)
     if not bases:
         return result
     oldest = bases[0]["position"]

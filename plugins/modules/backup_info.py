@@ -143,8 +143,10 @@ wal_archive:
   description:
     - Per C(host/source) that has PostgreSQL base backups (method C(pg_basebackup)), the health of
       its WAL archive (C(docs/pitr.md)), from the object names under C(wal/).
-    - C(files) and C(segments) archived; C(newest), the newest segment, and C(newest_age_s), how long
-      ago it was stored (null where the store kind cannot tell, such as C(s3)); C(gaps), runs of
+    - C(files) and C(segments) archived; C(newest), the newest segment, C(newest_time), when the store
+      says it was stored (a file's mtime, S3's LastModified), and C(newest_age_s), how long ago that is
+      (null when unknown). The store's time is not trusted; one later than now plus 5 minutes sets
+      C(newest_time_future) and gives no age (a wrong clock or a forgery). C(gaps), runs of
       missing segments (C(first), C(last), C(count)) after the oldest base backup on its timeline;
       C(earliest_time) and C(earliest_set_id), the start of the recoverable window (the end of the
       oldest base backup); C(latest_wal), the last segment of the unbroken run after the newest base
@@ -157,7 +159,9 @@ wal_archive:
       files: 41
       segments: 40
       newest: "000000010000000000000029"
+      newest_time: "2026-12-01T04:09:47Z"
       newest_age_s: 12.5
+      newest_time_future: false
       gaps: []
       earliest_time: "2026-12-01T03:00:05.120Z"
       earliest_set_id: 20261201T030000Z-full

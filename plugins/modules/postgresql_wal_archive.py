@@ -96,9 +96,28 @@ options:
     type: list
     elements: str
     default: []
+  sign_key:
+    description:
+      - An OpenSSH ed25519 private key (unencrypted; keep it in Ansible Vault) that signs every archived
+        file with C(ssh-keygen -Y sign) under the namespace C(lifeboat.backup/wal@v1), stored as
+        C(wal/<file name>.sig). A point-in-time restore with
+        O(lifeboat.backup.postgresql_restore#module:trusted_signers) refuses a WAL file that is unsigned,
+        signed by a key not listed for O(host), or altered.
+      - Use the same per-host key as the base backups' O(lifeboat.backup.postgresql_backup#module:sign_key).
+      - The key is written into the command's settings file (mode 0600, owned by the cluster's OS user),
+        which the command already reads; it never appears in a command line or a result.
+      - Mutually exclusive with O(sign_key_file).
+    type: str
+  sign_key_file:
+    description:
+      - Path, on the database host, of the private key described in O(sign_key) (mode 0600). Its text is
+        copied into the command's settings file.
+      - Mutually exclusive with O(sign_key).
+    type: path
 requirements:
   - psql; zstd (for O(compression=zstd)), gzip (for O(compression=gzip)), age (with O(encrypt_recipients))
   - setpriv (util-linux) when the module runs as root, for O(probe)
+  - ssh-keygen (openssh-client) with O(sign_key) or O(sign_key_file)
 seealso:
   - module: lifeboat.backup.postgresql_backup
   - module: lifeboat.backup.backup_info
@@ -165,6 +184,10 @@ files_changed:
   description: The program or its settings file were (or would be) written.
   returned: always
   type: bool
+signed:
+  description: Every archived file is signed (O(sign_key) or O(sign_key_file) is set).
+  returned: always
+  type: bool
 os_user:
   description: The OS user that owns the command's files.
   returned: always
@@ -193,6 +216,7 @@ import pwd
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, plain_results
+from ansible_collections.lifeboat.backup.plugins.module_utils import _codec
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _postgres
 from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
@@ -262,7 +286,9 @@ def main():
         compression_threads=dict(type="int", default=1),
         encrypt_recipients=dict(type="list", elements="str", default=[]),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    argument_spec.update(_codec.signing_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=_codec.SIGNING_MUTUALLY_EXCLUSIVE)
     plain_results(module)
     params = module.params
     result = dict(changed=False)
@@ -272,6 +298,7 @@ def main():
         source = params["source"]
         _jobs.Codec(module, params["compression"], params["compression_level"], params["compression_threads"],
                     params["encrypt_recipients"])  # checks the codec options and finds the tools
+        signer = _codec.signer_from_params(params, runner_for(module))  # checks the key with ssh-keygen
         result.update(store=store.describe(), host=host, source=source)
         psql = _postgres.find_binary(module, "psql", params["pg_bin_dir"])
         db = params["login_db"] or "postgres"
@@ -283,8 +310,9 @@ def main():
             settings = _wal.Settings(params["store"], host, source, params["compression"],
                                      params["compression_level"], params["compression_threads"],
                                      params["encrypt_recipients"],
-                                     tools=dict((t, module.get_bin_path(t)) for t in ("zstd", "gzip", "age")
-                                                if module.get_bin_path(t)))
+                                     tools=dict((t, module.get_bin_path(t)) for t in _wal.TOOLS
+                                                if module.get_bin_path(t)),
+                                     sign_key=signer.key_text if signer is not None else None)
             installed = _wal.install_command(directory, settings, python=params["python"], uid=uid, gid=gid,
                                              check_mode=module.check_mode)
             result.update(changed=installed["changed"], files_changed=installed["changed"], command_dir=directory,
@@ -310,6 +338,7 @@ def main():
             command=installed["argv"],
             command_dir=directory,
             os_user=name,
+            signed=signer is not None,
             restart_needed=running.get("archive_mode") != params["archive_mode"],
             reload_needed=running.get("archive_command") != command,
         )

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import io
 import json
+import time
 
 import pytest
 
@@ -176,6 +177,28 @@ def test_objects_are_put_if_absent(store):
     assert store.list_objects("db1", "app", "state") == []
     # objects are not sets
     assert store.set_ids("db1", "app") == []
+
+
+def test_an_object_has_the_size_and_time_the_store_reports(store):
+    name = "wal/000000010000000000000001"
+    before = time.time()
+    store.put_object("db1", "app", name, io.BytesIO(b"seg1"))
+    after = time.time()
+    info = store.stat_object("db1", "app", name)
+    assert info["size"] == 4
+    # S3's LastModified has whole seconds; the server's clock is this machine's.
+    assert before - 2 <= info["modified"] <= after + 2
+    with pytest.raises(FileNotFoundError):
+        store.stat_object("db1", "app", "wal/000000010000000000000002")
+    with pytest.raises(FileNotFoundError):
+        store.stat_object("db1", "app", name[:-1])  # a prefix of an object is not that object
+    with pytest.raises(FileNotFoundError):
+        store.stat_object("db9", "app", name)
+    with pytest.raises(_stores.StoreError):
+        store.stat_object("db1", "app", "../x")
+    store.delete_object("db1", "app", name)
+    with pytest.raises(FileNotFoundError):
+        store.stat_object("db1", "app", name)
 
 
 @pytest.mark.parametrize("name", ["", "/abs", "a/../b", "../x", "a//b", ".hidden", "a/b/c/d/e", "x\ny"])

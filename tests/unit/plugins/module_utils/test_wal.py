@@ -339,11 +339,47 @@ def test_archive_health_reports_gaps_and_the_window(kind, tmp_path):
     assert health["earliest_time"] == "2026-12-01T00:00:05.000Z"
     assert health["earliest_set_id"] == "20261201T000000Z-full"
     assert health["latest_wal"] == "000000010000000000000009"
-    if kind == "dir":
-        assert 0 <= health["newest_age_s"] < 60
-    else:
-        assert health["newest_age_s"] is None
+    assert 0 <= health["newest_age_s"] < 60 and not health["newest_time_future"]
+    assert health["newest_time"] == now.strftime("%Y-%m-%dT%H:%M:%SZ") or 0 < health["newest_age_s"]
     assert _wal.archive_health(store, "db1", "main", manifests[2:], now)["gaps"] == []
+    # The store's time is untrusted: one far in the future is reported and gives no age.
+    later = now - datetime.timedelta(hours=1)
+    health = _wal.archive_health(store, "db1", "main", manifests, later)
+    assert health["newest_time_future"] and health["newest_age_s"] is None and health["newest_time"]
+    # Within the tolerance (a clock a little ahead): an age of 0, not a negative one.
+    health = _wal.archive_health(store, "db1", "main", manifests, now - datetime.timedelta(seconds=60))
+    assert health["newest_age_s"] == 0.0 and not health["newest_time_future"]
+
+
+def test_archive_health_of_an_s3_archive_has_the_newest_age(tmp_path):
+    import datetime
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import moto_harness
+    server = moto_harness.server()
+    spec = dict(kind="s3", bucket=server.new_bucket(), prefix="wal-age", **server.connection())
+    store = _store_kinds.open_store(spec)
+    settings = settings_for(spec, compression="none")
+    for number in (2, 3):
+        name = _wal.segment_name(1, number)
+        _wal.push(store, settings, wal_file(tmp_path, name, b"x"), name)
+    manifests = [base_manifest("20261201T000000Z-full", "000000010000000000000002", "000000010000000000000002",
+                               "2026-12-01T00:00:05.000Z")]
+    health = _wal.archive_health(store, "db1", "main", manifests, datetime.datetime.now(datetime.timezone.utc))
+    assert health["newest"] == "000000010000000000000003"
+    assert 0 <= health["newest_age_s"] < 60 and not health["newest_time_future"]
+
+
+def test_an_object_that_is_a_link_has_no_time(tmp_path):
+    store, spec = make_store("dir", tmp_path)
+    _wal.push(store, settings_for(spec, compression="none"), wal_file(tmp_path, SEGMENT, b"x"), SEGMENT)
+    objects = tmp_path / "store" / "db1" / "main" / "objects" / "wal"
+    (tmp_path / "elsewhere").write_bytes(b"y")
+    os.symlink(str(tmp_path / "elsewhere"), str(objects / "000000010000000000000004"))
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+    with pytest.raises(_stores.StoreError, match="is not a regular file"):
+        store.stat_object("db1", "main", "wal/000000010000000000000004")
+    import datetime
+    health = _wal.archive_health(store, "db1", "main", [], datetime.datetime.now(datetime.timezone.utc))
+    assert health["newest"] == SEGMENT  # a link is never an object: not listed, not the newest
 
 
 # ------------------------------------------------------------------ the s3 store, from the system's python3
@@ -397,3 +433,50 @@ def test_an_s3_store_without_boto3_fails_in_one_sentence(tmp_path):
                                       "python3-boto3 and python3-botocore there" % SYSTEM_PYTHON), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert store.list_objects("db1", "main", "") == []
+
+
+def _dead_pid():
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_push_removes_the_temporaries_of_killed_pushes_only(tmp_path):
+    """A killed push leaves .<name>.<pid>.tmp; the next put removes it once its writer is provably gone."""
+    store, spec = make_store("dir", tmp_path)
+    settings = settings_for(spec, compression="none")
+    _wal.push(store, settings, wal_file(tmp_path, SEGMENT, b"first"), SEGMENT)
+    objects = tmp_path / "store" / "db1" / "main" / "objects" / "wal"
+    old = time.time() - 120
+    dead = objects / (".000000010000000000000004.%d.tmp" % _dead_pid())
+    dead.write_bytes(b"half a segment")
+    os.utime(str(dead), (old, old))
+    fresh_dead = objects / (".000000010000000000000005.%d.tmp" % _dead_pid())
+    fresh_dead.write_bytes(b"maybe a writer on another host")  # untouched for less than the bound: kept
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        alive = objects / (".000000010000000000000006.%d.tmp" % sleeper.pid)
+        alive.write_bytes(b"still being written")
+        os.utime(str(alive), (old, old))
+        ancient = objects / (".000000010000000000000007.%d.tmp" % sleeper.pid)
+        ancient.write_bytes(b"a pid reused long after")
+        os.utime(str(ancient), (time.time() - 2 * 86400,) * 2)
+        outside = tmp_path / "outside"
+        outside.write_bytes(b"not the store's")
+        link = objects / (".000000010000000000000008.%d.tmp" % _dead_pid())
+        os.symlink(str(outside), str(link))
+        os.utime(str(link), (old, old), follow_symlinks=False)
+        not_ours = objects / ".someone-else.tmp"
+        not_ours.write_bytes(b"x")
+        os.utime(str(not_ours), (old, old))
+        # The listing never reports a temporary, dead or alive.
+        assert store.list_objects("db1", "main") == ["wal/" + SEGMENT]
+        _wal.push(store, settings, wal_file(tmp_path, "000000010000000000000009", b"next"), "000000010000000000000009")
+        left = sorted(os.listdir(str(objects)))
+        assert not dead.exists() and not os.path.lexists(str(ancient))
+        assert fresh_dead.exists() and alive.exists() and os.path.islink(str(link)) and not_ours.exists()
+        assert outside.read_bytes() == b"not the store's"
+        assert [n for n in left if not n.startswith(".")] == [SEGMENT, "000000010000000000000009"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
