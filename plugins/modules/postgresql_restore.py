@@ -68,6 +68,9 @@ options:
       - V(logical) restores a C(pg_dump) or C(pg_dumpall) set into a database.
       - V(pitr) restores a C(pg_basebackup) set and replays archived WAL to a point in time into a new cluster.
         The connection options, O(target_db), O(clean), O(jobs) and O(no_owner) do not apply.
+      - With V(pitr), O(trusted_signers) also checks every archived WAL file recovery fetches (its C(.sig) under
+        the namespace C(lifeboat.backup/wal@v1)); an unsigned, untrusted or altered file stops recovery
+        (docs/security.md, Signed WAL files).
     type: str
     choices: [logical, pitr]
     default: logical
