@@ -8,6 +8,11 @@
 ends it; conftest.py stops it when the session ends. Every test makes a
 bucket of its own with ``new_bucket()``. It runs with dummy credentials;
 moto accepts any.
+
+Under ``ansible-test units``, which forks every test from its pytest worker,
+tests/unit/plugins/conftest.py starts the server in the worker before the fork:
+a forked test then shares it (``start`` sees it answer) instead of starting
+one of its own, and its ``stop`` leaves it to the worker that started it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class MotoServer(object):
     def __init__(self, env=None):
         self.env = env or {}
         self.proc = None
+        self.owner = None  # the pid that started proc
         self.port = None
         self.log = None
         self._client = None
@@ -63,8 +69,14 @@ class MotoServer(object):
         return "http://127.0.0.1:%d" % self.port
 
     def start(self):
-        if self.proc is not None and self.proc.poll() is None:
-            return self
+        if self.proc is not None:
+            if self.owner == os.getpid():
+                if self.proc.poll() is None:
+                    return self
+            elif answers(self.endpoint_url + "/moto-api/"):
+                return self  # the server of the process this test was forked from
+            else:
+                self._forget()
         try:
             import moto.server  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
         except ImportError:
@@ -87,6 +99,7 @@ class MotoServer(object):
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if answers(self.endpoint_url + "/moto-api/"):
+                    self.owner = os.getpid()
                     atexit.register(self.stop)
                     return self
                 time.sleep(0.1)
@@ -100,7 +113,17 @@ class MotoServer(object):
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace").strip()[-500:]
 
+    def _forget(self):
+        """Drop a server this process did not start (a forked test's copy of its parent's)."""
+        self.proc = None
+        self.owner = None
+        self.log = None
+        self._client = None
+
     def stop(self):
+        if self.proc is not None and self.owner != os.getpid():
+            self._forget()
+            return
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
@@ -110,6 +133,7 @@ class MotoServer(object):
                     self.proc.kill()
                     self.proc.wait()
             self.proc = None
+            self.owner = None
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -6,8 +6,10 @@
 
 The server dies with the process that started it (``PR_SET_PDEATHSIG``), so a
 test run in a forked child (``ansible-test units`` forks each test) leaves no
-server behind; a child that finds a server started by another process starts
-its own.
+server behind. A forked child shares the server of the process it was forked
+from while that server runs (tests/unit/plugins/conftest.py starts it in the
+pytest worker before the fork), and starts its own only when there is none;
+``stop`` ends only a server this process started.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _module():
 
 def server():
     """The session's server facts (host, port, user, private_key_file, known_hosts...)."""
-    if _STATE.get("owner") != os.getpid():
+    if _STATE.get("owner") != os.getpid() and not _parents_server_runs():
         _STATE.clear()
         _sweep()
         directory = tempfile.mkdtemp(prefix="lifeboat-unit-sshd-")
@@ -42,6 +44,16 @@ def server():
         _STATE["info"] = _module().start(directory, preexec_fn=_runner._die_with_parent(os.getpid()))  # pylint: disable=protected-access
         atexit.register(stop)
     return _STATE["info"]
+
+
+def _parents_server_runs():
+    """Is there a server started by the process this one was forked from, and does it still run?"""
+    if not _STATE.get("owner"):
+        return False
+    try:
+        return _module().Server(_STATE["dir"]).daemon.running()
+    except Exception:  # pylint: disable=broad-except
+        return False
 
 
 def _sweep(min_age=600.0):
