@@ -741,10 +741,10 @@ def main(tool, argv):
 # ------------------------------------------------------------------ test harness
 
 def harness(argv):
-    """init / seed / checksum / set for the tests: python fakemongo.py COMMAND --root R --port P ..."""
+    """init / seed / checksum / set / insert for the tests: python fakemongo.py COMMAND --root R --port P ..."""
     import argparse
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["init", "seed", "checksum", "set"])
+    parser.add_argument("command", choices=["init", "seed", "checksum", "set", "insert"])
     parser.add_argument("--root", required=True)
     parser.add_argument("--port", default="27017")
     parser.add_argument("--host", default="127.0.0.1")
@@ -754,7 +754,7 @@ def harness(argv):
     parser.add_argument("--user")
     parser.add_argument("--password-file")
     parser.add_argument("--replica-set")
-    parser.add_argument("--json", help="for set: a JSON object merged into server.json")
+    parser.add_argument("--json", help="for set: a JSON object merged into server.json; for insert: a document")
     args = parser.parse_args(argv)
     server = os.path.join(args.root, "%s_%s" % (args.host, args.port))
     state_path = os.path.join(server, "server.json")
@@ -773,6 +773,11 @@ def harness(argv):
         state.update(json.loads(args.json))
         with open(state_path, "w") as handle:
             json.dump(state, handle)
+    elif args.command == "insert":
+        path = coll_path(server, args.db, args.coll[0])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(json.dumps(json.loads(args.json)) + "\n")
     elif args.command == "seed":
         for coll in args.coll:
             path = coll_path(server, args.db, coll)
