@@ -979,8 +979,8 @@ class RestoreEngine(object):
         if params.get("oplog_replay"):
             raise MongoError("oplog_replay cannot be used with %s: mongorestore replays the oplog of set %s only into "
                              "the whole instance (it refuses --oplogReplay with namespace renames and includes); set "
-                             "oplog_replay: false, or restore without %s." % (" or ".join(narrowed), member["set_id"],
-                                                                               " and ".join(narrowed)))
+                             "oplog_replay: false, or restore without %s."
+                             % (" or ".join(narrowed), member["set_id"], " and ".join(narrowed)))
         return False
 
     def argv(self, member, placeholder=False):

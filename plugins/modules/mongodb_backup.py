@@ -16,10 +16,10 @@ description:
     compression, optional age encryption and signing into a backup set of any store (mongodump's own
     C(--gzip) is not used).
   - All databases are dumped as one archive; on a replica set (O(replica_set)) with C(--oplog) by default,
-    so that the dump is consistent to one point: the oplog time it reached.
+    so that the dump is consistent to one point, the oplog time it reached.
   - One database, or each of a list, is dumped as its own archive; O(collections) dumps chosen collections of
     one database, each as its own archive. Such a set is B(not) consistent to one point, even on a replica
-    set: mongodump refuses C(--oplog) with C(--db) (C(--oplog mode only supported on full dumps)), and
+    set. mongodump refuses C(--oplog) with C(--db) (C(--oplog mode only supported on full dumps)), and
     mongorestore refuses C(--oplogReplay) with C(--nsInclude), so dumping the whole instance and restoring
     only the listed databases at one point is not possible either. The manifest says so
     (C(position.consistent=false)), and a warning too when O(replica_set) is set. For one point, dump all
@@ -30,7 +30,7 @@ description:
   - The manifest records the namespaces and document counts mongodump reported, and as RV(position) the
     oplog time the dump started from (C(oplog_start_t), C(oplog_start_i), which C(mongodump -v) logs) and the
     oplog time it reached (C(oplog_reached_t), C(oplog_reached_i), C(oplog_reached_time)). mongodump does not
-    log the time it reached: it is the C(ts) of the last oplog entry in the archive, read while the archive
+    log the time it reached; it is the C(ts) of the last oplog entry in the archive, read while the archive
     streams to the store (C(tee) hands a copy to a reader in the module that walks the archive's BSON
     documents, holding none of them). Without an entry (nothing written during the dump) the start time is
     the time reached. If the archive cannot be read, the backup still succeeds, the start time stands in
@@ -168,7 +168,7 @@ files:
   elements: dict
 position:
   description:
-    - C(oplog) (whether the oplog was captured), C(consistent) (one archive with the oplog: one point in time),
+    - C(oplog) (whether the oplog was captured), C(consistent) (one archive with the oplog, so one point in time),
       C(oplog_start_t), C(oplog_start_i) and C(oplog_start_time) (where the oplog capture started),
       C(oplog_entries) (as mongodump logged it), C(replica_set).
     - With the oplog, C(oplog_reached_t), C(oplog_reached_i) (the raw Timestamp of the last oplog entry in the

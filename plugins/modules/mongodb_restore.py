@@ -17,13 +17,13 @@ description:
     decompressed, into C(mongorestore --archive) on standard input.
   - A set made with the oplog is replayed with C(--oplogReplay), so that the server ends at the oplog time the
     dump reached (C(position) in the set's manifest). mongorestore replays an oplog only into the
-    whole instance: it refuses C(--oplogReplay) together with C(--nsInclude), C(--nsExclude), C(--nsFrom) or
+    whole instance, and refuses C(--oplogReplay) together with C(--nsInclude), C(--nsExclude), C(--nsFrom) or
     C(--nsTo). So with O(ns_from) or O(ns_include) the oplog is not replayed (a warning says so) unless
     O(oplog_replay=true) asks for it, which then fails before anything is written.
   - O(ns_from) / O(ns_to) remap namespaces (C(--nsFrom)/C(--nsTo)), to restore beside the original.
   - Without O(drop), a restore into a namespace that exists already refuses, naming it, before anything
     is written. Each namespace is checked by a C(mongodump) of no document (C(--query={"_id":{"$in":[]}})),
-    which reads nothing but the C(_id) index: one run per namespace, because mongodump takes C(--query)
+    which reads nothing but the C(_id) index; one run per namespace, because mongodump takes C(--query)
     only with one C(--collection) and neither tool can list namespaces without dumping them. With O(drop),
     the target collections are dropped first (C(--drop)).
   - Tested against a fake of the mongodump/mongorestore command line only (C(tests/fakes/mongodb)); never
