@@ -367,31 +367,59 @@ class ArchiveFormatError(LifeboatError):
 
 
 class _Stream(object):
-    """Exact reads and skips on a binary stream, with a count of the bytes read."""
+    """Exact reads and skips on a binary stream through one buffer of at most READ_CHUNK bytes."""
 
     def __init__(self, stream):
         self.stream = stream
-        self.offset = 0
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # stream offset of buf[0]
+
+    @property
+    def offset(self):
+        return self.base + self.pos
+
+    def _fill(self):
+        """Drop what was read from the buffer and add the next block; False at the end of the stream."""
+        block = self.stream.read(READ_CHUNK)
+        if not block:
+            return False
+        self.base += self.pos
+        self.buf = self.buf[self.pos:] + block
+        self.pos = 0
+        return True
 
     def read(self, count, what):
-        chunks = []
-        want = count
-        while want:
-            block = self.stream.read(min(want, READ_CHUNK))
-            if not block:
-                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.offset))
-            chunks.append(block)
-            want -= len(block)
-            self.offset += len(block)
-        return b"".join(chunks)
+        while len(self.buf) - self.pos < count:
+            if not self._fill():
+                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.base + len(self.buf)))
+        data = self.buf[self.pos:self.pos + count]
+        self.pos += count
+        return data
 
     def skip(self, count, what):
-        while count:
-            block = self.stream.read(min(count, READ_CHUNK))
-            if not block:
-                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.offset))
-            count -= len(block)
-            self.offset += len(block)
+        while len(self.buf) - self.pos < count:
+            count -= len(self.buf) - self.pos
+            self.pos = len(self.buf)
+            if not self._fill():
+                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.base + len(self.buf)))
+        self.pos += count
+
+    def at_end(self):
+        return len(self.buf) == self.pos and not self._fill()
+
+    def skip_documents(self):
+        """Skip whole documents that lie in the buffer; return how many (the hot path of a large archive)."""
+        buf, pos, end, count = self.buf, self.pos, len(self.buf), 0
+        unpack = struct.unpack_from
+        while pos + 4 <= end:
+            size = unpack("<i", buf, pos)[0]
+            if size < 5 or size > MAX_BSON or pos + size > end:
+                break
+            pos += size
+            count += 1
+        self.pos = pos
+        return count
 
 
 def _length(raw, what, offset):
@@ -529,13 +557,10 @@ def read_archive(stream):
     result = {"namespaces": 0, "documents": 0, "oplog_entries": 0, "oplog_last": None}
     seen = set()
     while True:
-        first = stream.stream.read(1)
-        if not first:
+        if stream.at_end():
             result["namespaces"] = len(seen)
             return result
-        stream.offset += 1
-        rest = stream.read(3, "a namespace header")
-        head = first + rest
+        head = stream.read(4, "a namespace header")
         if head == ARCHIVE_TERMINATOR:
             raise ArchiveFormatError("a terminator stands where a namespace header belongs, at byte %d"
                                      % (stream.offset - 4))
@@ -552,6 +577,10 @@ def read_archive(stream):
         oplog = namespace == OPLOG_NAMESPACE
         count = 0
         while True:
+            if not oplog:
+                skipped = stream.skip_documents()
+                count += skipped
+                result["documents"] += skipped
             head = stream.read(4, "a namespace segment")
             if head == ARCHIVE_TERMINATOR:
                 break
