@@ -16,9 +16,12 @@ can hold one) never reaches an argv: it is written as the tools' own
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
+import struct
+import threading
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError, SecretFile
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
@@ -342,6 +345,338 @@ def explain_error(stderr, params, tool):
     return "%s failed: %s" % (tool, line[:500])
 
 
+# ------------------------------------------------------------------ the archive: the oplog time a dump reached
+
+ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"  # 0x8199e26d, little-endian (mongo-tools archive format "0.1")
+ARCHIVE_TERMINATOR = b"\xff\xff\xff\xff"
+# The oplog's namespace in an archive made with --oplog.
+OPLOG_NAMESPACE = ("", "oplog")
+# mongod's largest internal BSON object (16 MiB + 16 KiB); a bigger length is a malformed stream.
+MAX_BSON = 16 * 1024 * 1024 + 16 * 1024
+# Longest element name read while looking for "ts"; anything longer is not an oplog entry.
+MAX_KEY = 4096
+READ_CHUNK = 1024 * 1024
+# BSON value sizes that are fixed, by type (bsonspec.org).
+_FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
+          0x7F: 0, 0xFF: 0}
+_LENGTH_PREFIXED = (0x02, 0x0D, 0x0E)  # string, JavaScript, symbol: int32 length then the bytes
+
+
+class ArchiveFormatError(LifeboatError):
+    """A mongodump archive stream is not as the archive format says."""
+
+
+class _Stream(object):
+    """Exact reads and skips on a binary stream through one buffer of at most READ_CHUNK bytes."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # stream offset of buf[0]
+
+    @property
+    def offset(self):
+        return self.base + self.pos
+
+    def _fill(self):
+        """Drop what was read from the buffer and add the next block; False at the end of the stream."""
+        block = self.stream.read(READ_CHUNK)
+        if not block:
+            return False
+        self.base += self.pos
+        self.buf = self.buf[self.pos:] + block
+        self.pos = 0
+        return True
+
+    def read(self, count, what):
+        while len(self.buf) - self.pos < count:
+            if not self._fill():
+                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.base + len(self.buf)))
+        data = self.buf[self.pos:self.pos + count]
+        self.pos += count
+        return data
+
+    def skip(self, count, what):
+        while len(self.buf) - self.pos < count:
+            count -= len(self.buf) - self.pos
+            self.pos = len(self.buf)
+            if not self._fill():
+                raise ArchiveFormatError("the archive ends inside %s at byte %d" % (what, self.base + len(self.buf)))
+        self.pos += count
+
+    def at_end(self):
+        return len(self.buf) == self.pos and not self._fill()
+
+    def skip_documents(self):
+        """Skip whole documents that lie in the buffer; return how many (the hot path of a large archive)."""
+        buf, pos, end, count = self.buf, self.pos, len(self.buf), 0
+        unpack = struct.unpack_from
+        while pos + 4 <= end:
+            size = unpack("<i", buf, pos)[0]
+            if size < 5 or size > MAX_BSON or pos + size > end:
+                break
+            pos += size
+            count += 1
+        self.pos = pos
+        return count
+
+
+def _length(raw, what, offset):
+    size = struct.unpack("<i", raw)[0]
+    if size < 5 or size > MAX_BSON:
+        raise ArchiveFormatError("%s at byte %d has an impossible BSON length %d" % (what, offset, size))
+    return size
+
+
+def _small_document(stream, what):
+    """A whole small BSON document (the archive's headers), as (raw bytes or None at a terminator)."""
+    head = stream.read(4, what)
+    if head == ARCHIVE_TERMINATOR:
+        return None
+    size = _length(head, what, stream.offset - 4)
+    if size > 1024 * 1024:
+        raise ArchiveFormatError("%s at byte %d is %d bytes long; a header is small" % (what, stream.offset - 4, size))
+    return head + stream.read(size - 4, what)
+
+
+def _header_fields(raw, what):
+    """db, collection (strings) and EOF (bool) of a namespace header; other fields are skipped."""
+    fields = {}
+    pos = 4
+    end = len(raw) - 1
+    try:
+        while pos < end:
+            kind = raw[pos]
+            stop = raw.index(b"\0", pos + 1)
+            key = raw[pos + 1:stop].decode("utf-8")
+            pos = stop + 1
+            if kind == 0x02:
+                size = struct.unpack_from("<i", raw, pos)[0]
+                if size < 1 or pos + 4 + size > end + 1:
+                    raise ValueError("a string overruns its document")
+                fields[key] = raw[pos + 4:pos + 3 + size].decode("utf-8")
+                pos += 4 + size
+            elif kind in _FIXED:
+                if kind == 0x08:
+                    fields[key] = raw[pos] == 1
+                pos += _FIXED[kind]
+            else:
+                raise ValueError("BSON type 0x%02x in a header" % kind)
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise ArchiveFormatError("%s is not a well-formed BSON document (%s)" % (what, exc))
+    if pos != end or raw[-1:] != b"\0":
+        raise ArchiveFormatError("%s is not a well-formed BSON document (length)" % what)
+    if not isinstance(fields.get("db"), str) or not isinstance(fields.get("collection"), str):
+        raise ArchiveFormatError("%s names no db and collection" % what)
+    return fields
+
+
+def _cstring(stream, limit, what):
+    out = bytearray()
+    while True:
+        byte = stream.read(1, what)
+        if byte == b"\0":
+            return bytes(out)
+        out += byte
+        if len(out) > limit:
+            raise ArchiveFormatError("%s has an element name longer than %d bytes" % (what, limit))
+
+
+def _entry_ts(stream, size, what):
+    """Walk the top-level elements of one oplog entry of ``size`` bytes; return its ``ts`` (t, i) or None.
+
+    Values are skipped, never held: memory stays bounded whatever the entry holds.
+    """
+    left = size - 4
+    ts = None
+    while True:
+        if left < 1:
+            raise ArchiveFormatError("%s overruns its length" % what)
+        kind = stream.read(1, what)[0]
+        left -= 1
+        if kind == 0:
+            if left:
+                raise ArchiveFormatError("%s ends %d bytes before its length" % (what, left))
+            return ts
+        start = stream.offset
+        key = _cstring(stream, min(MAX_KEY, left), what)
+        left -= stream.offset - start
+        if kind in _FIXED:
+            value = _FIXED[kind]
+            if value > left:
+                raise ArchiveFormatError("%s overruns its length" % what)
+            if kind == 0x11 and key == b"ts":
+                increment, seconds = struct.unpack("<II", stream.read(8, what))
+                ts = (seconds, increment)
+            else:
+                stream.skip(value, what)
+            left -= value
+            continue
+        if kind in _LENGTH_PREFIXED or kind in (0x03, 0x04, 0x05, 0x0F):
+            if left < 4:
+                raise ArchiveFormatError("%s overruns its length" % what)
+            length = struct.unpack("<i", stream.read(4, what))[0]
+            value = length + (1 if kind == 0x05 else 0) - (4 if kind in (0x03, 0x04, 0x0F) else 0)
+            if length < (5 if kind in (0x03, 0x04, 0x0F) else 0) or value > left - 4:
+                raise ArchiveFormatError("%s holds a value longer than itself" % what)
+            stream.skip(value, what)
+            left -= 4 + value
+            continue
+        if kind == 0x0B:  # regular expression: two C strings
+            for dummy in range(2):
+                start = stream.offset
+                _cstring(stream, left, what)
+                left -= stream.offset - start
+            continue
+        if kind == 0x0C:  # DBPointer: string, then 12 bytes
+            length = struct.unpack("<i", stream.read(4, what))[0]
+            if length < 0 or length + 12 > left - 4:
+                raise ArchiveFormatError("%s holds a value longer than itself" % what)
+            stream.skip(length + 12, what)
+            left -= 16 + length
+            continue
+        raise ArchiveFormatError("%s holds an unknown BSON type 0x%02x" % (what, kind))
+
+
+def read_archive(stream):
+    """Walk a mongodump archive from a binary stream; return what the oplog says.
+
+    ``{"namespaces": N, "documents": N, "oplog_entries": N, "oplog_last": (t, i) or None}``.
+    Documents are skipped by their length, never held; only the oplog entries'
+    top-level elements are walked, for their ``ts``. Raises ArchiveFormatError
+    (one sentence) for anything that does not follow the format.
+    """
+    stream = _Stream(stream)
+    if stream.read(4, "the magic number") != ARCHIVE_MAGIC:
+        raise ArchiveFormatError("the stream does not start with the magic number of a mongodump archive")
+    if _small_document(stream, "the archive header") is None:
+        raise ArchiveFormatError("the archive has no header document")
+    while _small_document(stream, "the collection metadata") is not None:
+        pass
+    result = {"namespaces": 0, "documents": 0, "oplog_entries": 0, "oplog_last": None}
+    seen = set()
+    while True:
+        if stream.at_end():
+            result["namespaces"] = len(seen)
+            return result
+        head = stream.read(4, "a namespace header")
+        if head == ARCHIVE_TERMINATOR:
+            raise ArchiveFormatError("a terminator stands where a namespace header belongs, at byte %d"
+                                     % (stream.offset - 4))
+        size = _length(head, "a namespace header", stream.offset - 4)
+        if size > 1024 * 1024:
+            raise ArchiveFormatError("a namespace header at byte %d is %d bytes long" % (stream.offset - 4, size))
+        header = _header_fields(head + stream.read(size - 4, "a namespace header"), "a namespace header")
+        namespace = (header["db"], header["collection"])
+        seen.add(namespace)
+        if header.get("EOF"):
+            if stream.read(4, "an EOF block") != ARCHIVE_TERMINATOR:
+                raise ArchiveFormatError("an EOF header is not followed by a terminator, at byte %d" % stream.offset)
+            continue
+        oplog = namespace == OPLOG_NAMESPACE
+        count = 0
+        while True:
+            if not oplog:
+                skipped = stream.skip_documents()
+                count += skipped
+                result["documents"] += skipped
+            head = stream.read(4, "a namespace segment")
+            if head == ARCHIVE_TERMINATOR:
+                break
+            size = _length(head, "a document", stream.offset - 4)
+            count += 1
+            if oplog:
+                ts = _entry_ts(stream, size, "an oplog entry")
+                if ts is None:
+                    raise ArchiveFormatError("an oplog entry holds no ts Timestamp, at byte %d" % stream.offset)
+                result["oplog_entries"] += 1
+                if result["oplog_last"] is None or ts >= result["oplog_last"]:
+                    result["oplog_last"] = ts
+            else:
+                stream.skip(size - 4, "a document")
+                result["documents"] += 1
+        if not count:
+            raise ArchiveFormatError("a namespace segment holds no document, at byte %d" % stream.offset)
+
+
+class ArchiveTap(object):
+    """Reads a copy of the archive in a thread while it streams to the store (``tee`` writes the copy).
+
+    The thread reads its pipe to the end whatever happens, so that ``tee`` is
+    never blocked or killed by it: a parse problem only ends the parsing and
+    is kept in ``error``. Memory is bounded by read_archive's.
+    """
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, name="lifeboat-mongo-archive-tap")
+        self.thread.daemon = True
+        self.thread.start()
+
+    @property
+    def path(self):
+        return "/dev/fd/%d" % self.write_fd
+
+    def _run(self):
+        with os.fdopen(self.read_fd, "rb", buffering=READ_CHUNK) as stream:
+            try:
+                self.result = read_archive(stream)
+            except ArchiveFormatError as exc:
+                self.error = str(exc)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.error = "%s: %s" % (type(exc).__name__, exc)
+            try:
+                while stream.read(READ_CHUNK):
+                    pass
+            except OSError:
+                pass
+
+    def close(self, timeout=60):
+        """Close this process's end of the copy and wait for the reader (tee has exited by now)."""
+        if self.write_fd is not None:
+            os.close(self.write_fd)
+            self.write_fd = None
+        self.thread.join(timeout)
+        if self.thread.is_alive() and self.error is None:
+            self.error = "the archive reader did not finish within %d s" % timeout
+            self.result = None
+
+
+def timestamp_time(seconds):
+    """A Timestamp's seconds as an ISO 8601 UTC time."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reached_position(oplog_start, tapped, tap_error):
+    """The manifest's oplog position fields, and a warning (or None).
+
+    The position reached is the ts of the last oplog entry in the archive; with
+    no entry it is the start (nothing was written during the dump). A tap that
+    could not read the archive leaves the start and says so.
+    """
+    start = (oplog_start["t"], oplog_start["i"]) if oplog_start else None
+    warning = None
+    if tap_error is not None or tapped is None:
+        reached, source = start, "start"
+        warning = ("The oplog time this dump reached could not be read from mongodump's archive (%s); the set's "
+                   "position is the oplog start time instead, which is earlier." % (tap_error or "no result"))
+    elif tapped["oplog_last"] is not None and (start is None or tapped["oplog_last"] >= start):
+        reached, source = tapped["oplog_last"], "archive"
+    else:
+        reached, source = start, "start"
+    position = {
+        "oplog_reached_t": reached[0] if reached else None,
+        "oplog_reached_i": reached[1] if reached else None,
+        "oplog_reached_time": timestamp_time(reached[0]) if reached else None,
+        "oplog_reached_from": source,
+        "oplog_start_time": timestamp_time(start[0]) if start else None,
+    }
+    return position, warning
+
+
 # ------------------------------------------------------------------ namespace renaming (nsFrom/nsTo)
 
 _SPECIAL = set("*[](){}\\?$^+!.|")
@@ -458,13 +793,16 @@ def probe(module, binary, conn_args, pass_fds, db="admin", collection="system.ve
 class DumpEngine(object):
     """The BackupJob engine: one archive per mongodump run, streamed through the core's codec."""
 
-    def __init__(self, module, binary, creds, runs, oplog, versions):
+    def __init__(self, module, binary, creds, runs, oplog, versions, tee=None):
         self.module = module
         self.binary = binary
         self.creds = creds
         self.runs = runs
         self.oplog = oplog
         self.versions = versions
+        # With the oplog, tee copies the archive to an ArchiveTap that reads the oplog time the dump reached.
+        self.tee = tee
+        self.taps = []
         self.logs = []
 
     # ------------------------------------------------------------ _jobs.run_backup_module hooks
@@ -472,8 +810,16 @@ class DumpEngine(object):
     def describe(self, codec):
         cmd = []
         for dummy, db, collection in self.runs:
-            cmd += _pipeline.describe([_pipeline.Stage("mongodump", self.argv(db, collection))] + codec.stages())
+            cmd += _pipeline.describe([_pipeline.Stage("mongodump", self.argv(db, collection))] + self.tap_stages()
+                                      + codec.stages())
         return cmd
+
+    def tap_stages(self, tap=None):
+        """``tee`` between mongodump and the codec when the archive's oplog is read (none otherwise)."""
+        if not (self.oplog and self.tee):
+            return []
+        return [_pipeline.Stage("tee", [self.tee, tap.path if tap else "/dev/fd/<archive reader>"],
+                                pass_fds=(tap.write_fd,) if tap else ())]
 
     def session(self):
         return self.creds
@@ -500,10 +846,20 @@ class DumpEngine(object):
     def produce(self, ctx):
         for name, db, collection in self.runs:
             log = os.path.join(ctx.workspace, name + ".log")
+            tap = ArchiveTap() if self.oplog and self.tee else None
             self.logs.append((name, db, collection, log))
+            self.taps.append(tap)
             stage = _pipeline.Stage("mongodump", self.argv(db, collection, self.creds.path),
                                     pass_fds=self.creds.pass_fds, stderr_path=log)
-            yield _jobs.Payload(name + ARCHIVE_SUFFIX, [stage])
+            yield _jobs.Payload(name + ARCHIVE_SUFFIX, [stage] + self.tap_stages(tap))
+            if tap is not None:
+                tap.close()
+
+    def release(self, ctx):
+        """A failed payload leaves its tap open: close it (tee was stopped with the pipeline)."""
+        for tap in self.taps:
+            if tap is not None:
+                tap.close()
 
     def explain(self, exc):
         if exc.stage == "mongodump":
@@ -515,9 +871,11 @@ class DumpEngine(object):
         documents = 0
         oplog_start = None
         oplog_entries = None
+        tap = None
         for index, (name, db, collection, log) in enumerate(self.logs):
             with open(log, "r", errors="replace") as handle:
                 parsed = parse_dump_log(handle.read())
+            tap = self.taps[index] or tap
             found = parsed["namespaces"]
             if db and collection and not found:
                 raise MongoError('mongodump found no collection "%s" in database "%s"; check collections, or the '
@@ -534,11 +892,19 @@ class DumpEngine(object):
         manifest["tool_versions"] = self.versions
         manifest["position"] = {
             "oplog": self.oplog,
+            # one archive with the oplog is consistent to one point; several archives are not
+            "consistent": bool(self.oplog) and len(self.logs) == 1,
             "oplog_start_t": oplog_start["t"] if oplog_start else None,
             "oplog_start_i": oplog_start["i"] if oplog_start else None,
             "oplog_entries": oplog_entries,
             "replica_set": self.module.params.get("replica_set"),
         }
+        if self.oplog:
+            reached, warning = reached_position(oplog_start, tap.result if tap else None,
+                                                tap.error if tap else "no archive reader ran")
+            manifest["position"].update(reached)
+            if warning:
+                self.module.warn(warning)
         manifest["options"] = {
             "payloads": [f["name"] for f in manifest["files"]],
             "databases": [db or "" for dummy, db, dummy2, dummy3 in self.logs],
@@ -605,6 +971,12 @@ class RestoreEngine(object):
                     self.targets.append(self.renamer.rename(namespace))
         if not self.targets:
             raise MongoError("Set %s holds no namespace to restore (with this ns_include)." % manifest["set_id"])
+        for member in job.chain:
+            if (member.get("position") or {}).get("oplog") and not self.replay(member) \
+                    and self.module.params.get("oplog_replay") is None:
+                self.module.warn("Set %s holds the oplog of its dump, but it is not replayed: mongorestore refuses "
+                                 "--oplogReplay with ns_from/ns_to or ns_include. The documents are restored as "
+                                 "mongodump read them, not as of one point in time." % member["set_id"])
         # Without drop, refuse before anything is written if a target namespace exists already.
         if not self.module.params.get("drop"):
             for namespace in sorted(set(self.targets)):
@@ -620,9 +992,29 @@ class RestoreEngine(object):
         else:
             probe(self.module, self.dump_binary, self.conn(), self.creds.pass_fds)
 
+    def replay(self, member):
+        """Whether ``member``'s oplog is replayed (``--oplogReplay``); raises when it was asked for but cannot be.
+
+        mongorestore replays an oplog only into the whole instance: it refuses
+        ``--oplogReplay`` with ``--nsInclude``/``--nsExclude`` and with
+        ``--nsFrom``/``--nsTo``.
+        """
+        params = self.module.params
+        if not (member.get("position") or {}).get("oplog") or params.get("oplog_replay") is False:
+            return False
+        narrowed = [name for name in ("ns_from", "ns_include") if params.get(name)]
+        if not narrowed:
+            return True
+        if params.get("oplog_replay"):
+            raise MongoError("oplog_replay cannot be used with %s: mongorestore replays the oplog of set %s only into "
+                             "the whole instance (it refuses --oplogReplay with namespace renames and includes); set "
+                             "oplog_replay: false, or restore without %s."
+                             % (" or ".join(narrowed), member["set_id"], " and ".join(narrowed)))
+        return False
+
     def argv(self, member, placeholder=False):
         params = self.module.params
-        oplog = bool((member.get("position") or {}).get("oplog")) and params.get("oplog_replay")
+        oplog = self.replay(member)
         return mongorestore_argv(self.binary, self.conn(placeholder), drop=params.get("drop"), oplog_replay=oplog,
                                  ns_from=params.get("ns_from") or [], ns_to=params.get("ns_to") or [],
                                  ns_include=params.get("ns_include") or [])

@@ -16,15 +16,27 @@ description:
     compression, optional age encryption and signing into a backup set of any store (mongodump's own
     C(--gzip) is not used).
   - All databases are dumped as one archive; on a replica set (O(replica_set)) with C(--oplog) by default,
-    so that the dump is consistent to one point. One database, or each of a list, is dumped as its own
-    archive; O(collections) dumps chosen collections of one database, each as its own archive.
+    so that the dump is consistent to one point, the oplog time it reached.
+  - One database, or each of a list, is dumped as its own archive; O(collections) dumps chosen collections of
+    one database, each as its own archive. Such a set is B(not) consistent to one point, even on a replica
+    set. mongodump refuses C(--oplog) with C(--db) (C(--oplog mode only supported on full dumps)), and
+    mongorestore refuses C(--oplogReplay) with C(--nsInclude), so dumping the whole instance and restoring
+    only the listed databases at one point is not possible either. The manifest says so
+    (C(position.consistent=false)), and a warning too when O(replica_set) is set. For one point, dump all
+    databases.
   - The set is written as C(<set_id>.partial) with C(manifest.json) last. A C(mongodump) that fails behind
     the compressor fails the task and leaves no set. A database that does not exist (mongodump then dumps
     nothing and succeeds) fails the task too, and leaves no set.
   - The manifest records the namespaces and document counts mongodump reported, and as RV(position) the
-    oplog time the dump started from (C(oplog_start), which C(mongodump -v) reports) and the number of
-    oplog entries it captured. mongodump does not report the oplog time it stopped at; as oplog entries are
-    idempotent, replaying an oplog from C(oplog_start) onwards is safe.
+    oplog time the dump started from (C(oplog_start_t), C(oplog_start_i), which C(mongodump -v) logs) and the
+    oplog time it reached (C(oplog_reached_t), C(oplog_reached_i), C(oplog_reached_time)). mongodump does not
+    log the time it reached; it is the C(ts) of the last oplog entry in the archive, read while the archive
+    streams to the store (C(tee) hands a copy to a reader in the module that walks the archive's BSON
+    documents, holding none of them). Without an entry (nothing written during the dump) the start time is
+    the time reached. If the archive cannot be read, the backup still succeeds, the start time stands in
+    (C(oplog_reached_from=start)) and a warning says why.
+  - Tested against a fake of the mongodump/mongorestore command line only (C(tests/fakes/mongodb), which
+    writes mongodump's archive format); never against a real MongoDB. See C(docs/mongodb.md).
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -92,6 +104,7 @@ options:
     type: path
 requirements:
   - mongodump from the MongoDB Database Tools 100.3 or later
+  - tee (coreutils), with the oplog
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
   - age (when O(encrypt_recipients) is set)
 seealso:
@@ -154,7 +167,13 @@ files:
   type: list
   elements: dict
 position:
-  description: C(oplog) (whether the oplog was captured), C(oplog_start) (C(t), C(i)), C(oplog_entries), C(replica_set).
+  description:
+    - C(oplog) (whether the oplog was captured), C(consistent) (one archive with the oplog, so one point in time),
+      C(oplog_start_t), C(oplog_start_i) and C(oplog_start_time) (where the oplog capture started),
+      C(oplog_entries) (as mongodump logged it), C(replica_set).
+    - With the oplog, C(oplog_reached_t), C(oplog_reached_i) (the raw Timestamp of the last oplog entry in the
+      archive), C(oplog_reached_time) (its seconds as an ISO 8601 UTC time) and C(oplog_reached_from)
+      (V(archive), or V(start) when there was no entry or the archive could not be read).
   returned: success
   type: dict
 manifest:
@@ -220,10 +239,15 @@ def main():
         runs, oplog = _mongodb.dump_plan(params["databases"], params["collections"], params["exclude_collections"],
                                          params["oplog"], params["replica_set"])
         engine = _mongodb.DumpEngine(module, _mongodb.find_tool(module, "mongodump"),
-                                     _mongodb.Credentials(params, tmpdir=module.tmpdir), runs, oplog, {})
+                                     _mongodb.Credentials(params, tmpdir=module.tmpdir), runs, oplog, {},
+                                     tee=_jobs.need_binary(module, "tee", "coreutils") if oplog else None)
         source = default_source(params)
     except LifeboatError as exc:
         module.fail_json(msg=str(exc), cmd=[])
+    if params["replica_set"] and len(runs) > 1:
+        module.warn("Each of the %d archives is dumped by its own mongodump run without the oplog, so the set is not "
+                    "consistent to one point in time (mongodump takes --oplog on full dumps only); leave databases "
+                    "and collections empty for one point." % len(runs))
     _jobs.run_backup_module(module, engine, source, _mongodb.ENGINE, _mongodb.METHOD)
 
 

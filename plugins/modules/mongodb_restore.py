@@ -15,12 +15,19 @@ description:
   - Selects a set of a store (the newest, or O(set_id)), checks the namespaces it would write, re-hashes
     every payload file against the manifest, and only then streams each archive, decrypted and
     decompressed, into C(mongorestore --archive) on standard input.
-  - A set made with the oplog is replayed with C(--oplogReplay) (unless O(oplog_replay=false)).
+  - A set made with the oplog is replayed with C(--oplogReplay), so that the server ends at the oplog time the
+    dump reached (C(position) in the set's manifest). mongorestore replays an oplog only into the
+    whole instance, and refuses C(--oplogReplay) together with C(--nsInclude), C(--nsExclude), C(--nsFrom) or
+    C(--nsTo). So with O(ns_from) or O(ns_include) the oplog is not replayed (a warning says so) unless
+    O(oplog_replay=true) asks for it, which then fails before anything is written.
   - O(ns_from) / O(ns_to) remap namespaces (C(--nsFrom)/C(--nsTo)), to restore beside the original.
   - Without O(drop), a restore into a namespace that exists already refuses, naming it, before anything
     is written. Each namespace is checked by a C(mongodump) of no document (C(--query={"_id":{"$in":[]}})),
-    which reads nothing but the C(_id) index. With O(drop), the target collections are dropped first
-    (C(--drop)).
+    which reads nothing but the C(_id) index; one run per namespace, because mongodump takes C(--query)
+    only with one C(--collection) and neither tool can list namespaces without dumping them. With O(drop),
+    the target collections are dropped first (C(--drop)).
+  - Tested against a fake of the mongodump/mongorestore command line only (C(tests/fakes/mongodb)); never
+    against a real MongoDB. See C(docs/mongodb.md).
   - C(mongorestore) runs with C(--stopOnError); a document that fails to restore fails the task.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
@@ -77,8 +84,9 @@ options:
   oplog_replay:
     description:
       - Replay the oplog captured with the dump (C(--oplogReplay)) when the set has one.
+      - Unset, it is replayed unless O(ns_from) or O(ns_include) is given (mongorestore refuses the oplog with
+        them). V(true) with either fails before the restore; V(false) never replays.
     type: bool
-    default: true
   work_dir:
     description:
       - Local scratch directory. Defaults to the module's temporary directory.
@@ -153,7 +161,7 @@ documents:
   returned: success
   type: int
 oplog_applied:
-  description: Oplog entries replayed, when the set had an oplog and O(oplog_replay) was on.
+  description: Oplog entries replayed, when the set had an oplog that was replayed.
   returned: success
   type: int
 cmd:
@@ -178,7 +186,7 @@ def main():
         ns_from=dict(type="list", elements="str", default=[]),
         ns_to=dict(type="list", elements="str", default=[]),
         ns_include=dict(type="list", elements="str", default=[]),
-        oplog_replay=dict(type="bool", default=True),
+        oplog_replay=dict(type="bool"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

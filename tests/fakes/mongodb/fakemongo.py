@@ -21,9 +21,25 @@ The "server" at host H, port P is the directory ``$LIFEBOAT_FAKE_MONGO_ROOT/H_P`
 ``data/<db>/<collection>.jsonl`` (one JSON document per line; names
 percent-encoded). No such directory means the host is unreachable.
 
-The archive is a STAND-IN, not MongoDB's binary archive format: UTF-8 lines,
-``LIFEBOAT-FAKE-MONGO-ARCHIVE 1``, then ``NS {"db", "collection"}``, ``DOC {...}``
-lines, ``OPLOG {...}`` lines, and ``END <number of DOC and OPLOG lines>``.
+The archive is mongodump's own archive format (mongo-tools, archive format
+specification, version "0.1"): the magic number 0x8199e26d (little-endian
+bytes ``6d e2 99 81``), a header document (concurrent_collections, version,
+server_version, tool_version), one collection-metadata document per namespace
+(db, collection, metadata as extended JSON, size), the terminator
+``ff ff ff ff``; then for each namespace segments of a namespace header
+document (db, collection, EOF false, CRC 0), its BSON documents and the
+terminator, and an EOF header (EOF true, CRC the CRC-64-ECMA of all the
+namespace's documents) with the terminator. Under ``--oplog`` the captured
+entries are the namespace of db ``""`` and collection ``"oplog"``, dumped
+last; each has a ``ts`` Timestamp. The fake writes segments of at most
+SEGMENT documents, one namespace after the other (mongodump interleaves them
+when it dumps collections in parallel). The BSON codec below covers the types
+the fake's JSON data can hold (double, string, document, array, bool, null,
+int32, int64) and the Timestamp of oplog entries.
+
+Oplog entries "written during the dump" are ``oplog_during_dump`` in
+server.json; an entry without ``ts`` gets ``[oplog_time[0] + n, 1]`` for the
+n-th entry (n from 1), so that each lies after the start.
 """
 
 from __future__ import annotations
@@ -32,11 +48,17 @@ import datetime
 import hashlib
 import json
 import os
+import struct
 import sys
 import urllib.parse
 
-MAGIC = "LIFEBOAT-FAKE-MONGO-ARCHIVE 1"
+MAGIC = b"\x6d\xe2\x99\x81"
+TERMINATOR = b"\xff\xff\xff\xff"
 VERSION = "100.9.4"
+SERVER_VERSION = "7.0.14"
+SEGMENT = 100
+OPLOG_NS = ("", "oplog")
+MAX_BSON = 16 * 1024 * 1024 + 16 * 1024
 
 COMMON_VALUE = {"host", "port", "username", "password", "authenticationDatabase", "authenticationMechanism",
                 "config", "uri", "db", "collection", "sslCAFile", "sslPEMKeyFile", "sslPEMKeyPassword", "sslCRLFile",
@@ -66,6 +88,261 @@ REPEATABLE = {"excludeCollection", "excludeCollectionsWithPrefix", "nsExclude", 
 
 class Failure(Exception):
     pass
+
+
+class Corrupt(Exception):
+    """The archive is not well formed (mongorestore: ``corruption found in archive; ...``)."""
+
+
+# ------------------------------------------------------------------ BSON (bsonspec.org), as much as the fake needs
+
+class Timestamp(object):
+    """BSON Timestamp (type 0x11): seconds ``t`` and ordinal ``i``, stored as uint64 i | t << 32 little-endian."""
+
+    def __init__(self, t, i):
+        self.t = int(t)
+        self.i = int(i)
+
+    def __eq__(self, other):
+        return isinstance(other, Timestamp) and (self.t, self.i) == (other.t, other.i)
+
+    def __repr__(self):
+        return "Timestamp(%d, %d)" % (self.t, self.i)
+
+
+class Int64(int):
+    """An integer encoded as BSON int64 (type 0x12) whatever its size (the archive's CRC fields)."""
+
+
+def _cstring(text):
+    raw = text.encode("utf-8")
+    if b"\0" in raw:
+        raise ValueError("a BSON key cannot hold NUL")
+    return raw + b"\0"
+
+
+def _element(key, value):
+    name = _cstring(key)
+    if isinstance(value, bool):
+        return b"\x08" + name + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        if -2 ** 31 <= value < 2 ** 31 and not isinstance(value, Int64):
+            return b"\x10" + name + struct.pack("<i", value)
+        return b"\x12" + name + struct.pack("<q", value)
+    if isinstance(value, float):
+        return b"\x01" + name + struct.pack("<d", value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        return b"\x02" + name + struct.pack("<i", len(raw) + 1) + raw + b"\0"
+    if value is None:
+        return b"\x0a" + name
+    if isinstance(value, Timestamp):
+        return b"\x11" + name + struct.pack("<II", value.i, value.t)
+    if isinstance(value, dict):
+        return b"\x03" + name + encode(value)
+    if isinstance(value, (list, tuple)):
+        return b"\x04" + name + encode(dict((str(n), v) for n, v in enumerate(value)))
+    raise TypeError("the fake cannot encode %r" % (value,))
+
+
+def encode(doc):
+    """One BSON document (int32 total length, elements, NUL) of a dict, keys in order."""
+    body = b"".join(_element(key, value) for key, value in doc.items())
+    return struct.pack("<i", len(body) + 5) + body + b"\0"
+
+
+def _read_cstring(data, pos):
+    end = data.index(b"\0", pos)
+    return data[pos:end].decode("utf-8"), end + 1
+
+
+def decode(data):
+    """The dict of one whole BSON document (ValueError when it is not well formed)."""
+    if len(data) < 5 or struct.unpack_from("<i", data)[0] != len(data) or data[-1:] != b"\0":
+        raise ValueError("bad document length")
+    doc = {}
+    pos = 4
+    end = len(data) - 1
+    while pos < end:
+        kind = data[pos]
+        key, pos = _read_cstring(data, pos + 1)
+        if kind == 0x01:
+            doc[key] = struct.unpack_from("<d", data, pos)[0]
+            pos += 8
+        elif kind == 0x02:
+            size = struct.unpack_from("<i", data, pos)[0]
+            if size < 1 or data[pos + 3 + size:pos + 4 + size] != b"\0":
+                raise ValueError("bad string")
+            doc[key] = data[pos + 4:pos + 3 + size].decode("utf-8")
+            pos += 4 + size
+        elif kind in (0x03, 0x04):
+            size = struct.unpack_from("<i", data, pos)[0]
+            if size < 5 or pos + size > end:
+                raise ValueError("bad embedded document")
+            value = decode(data[pos:pos + size])
+            doc[key] = list(value.values()) if kind == 0x04 else value
+            pos += size
+        elif kind == 0x08:
+            doc[key] = data[pos] == 1
+            pos += 1
+        elif kind == 0x0A:
+            doc[key] = None
+        elif kind == 0x10:
+            doc[key] = struct.unpack_from("<i", data, pos)[0]
+            pos += 4
+        elif kind == 0x11:
+            i, t = struct.unpack_from("<II", data, pos)
+            doc[key] = Timestamp(t, i)
+            pos += 8
+        elif kind == 0x12:
+            doc[key] = struct.unpack_from("<q", data, pos)[0]
+            pos += 8
+        else:
+            raise ValueError("BSON type 0x%02x is not supported by the fake" % kind)
+    if pos != end:
+        raise ValueError("document overruns its length")
+    return doc
+
+
+def _crc64_table():
+    poly = 0xC96C5795D7870F42  # CRC-64-ECMA, reflected (Go's crc64.ECMA)
+    table = []
+    for byte in range(256):
+        crc = byte
+        for dummy in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+CRC_TABLE = _crc64_table()
+
+
+def crc64(crc, data):
+    """Go's crc64.Update(crc, ECMA table, data)."""
+    crc ^= 0xFFFFFFFFFFFFFFFF
+    table = CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def signed64(value):
+    return value - 2 ** 64 if value >= 2 ** 63 else value
+
+
+class ArchiveWriter(object):
+    """mongodump's archive: prelude, then namespace segments and EOF headers."""
+
+    def __init__(self, out, namespaces, concurrent=4):
+        self.out = out
+        self.crc = {}
+        out.write(MAGIC)
+        out.write(encode({"concurrent_collections": concurrent, "version": "0.1", "server_version": SERVER_VERSION,
+                          "tool_version": VERSION}))
+        for db, coll in namespaces:
+            metadata = "" if (db, coll) == OPLOG_NS else json.dumps(
+                {"indexes": [{"v": 2, "key": {"_id": 1}, "name": "_id_"}], "collectionName": coll,
+                 "type": "collection"}, separators=(",", ":"))
+            out.write(encode({"db": db, "collection": coll, "metadata": metadata, "size": 0}))
+        out.write(TERMINATOR)
+
+    def segment(self, db, coll, docs):
+        """One namespace segment of ``docs`` (at least one)."""
+        self.out.write(encode({"db": db, "collection": coll, "EOF": False, "CRC": Int64(0)}))
+        crc = self.crc.get((db, coll), 0)
+        for doc in docs:
+            raw = encode(doc)
+            crc = crc64(crc, raw)
+            self.out.write(raw)
+        self.crc[(db, coll)] = crc
+        self.out.write(TERMINATOR)
+
+    def eof(self, db, coll):
+        self.out.write(encode({"db": db, "collection": coll, "EOF": True,
+                               "CRC": Int64(signed64(self.crc.get((db, coll), 0)))}))
+        self.out.write(TERMINATOR)
+
+
+class ArchiveReader(object):
+    """Reads an archive front to back from a binary stream, as mongorestore's demultiplexer does."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending = b""
+
+    def _read(self, count):
+        data, self.pending = self.pending[:count], self.pending[count:]
+        while len(data) < count:
+            more = self.stream.read(count - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def _exact(self, count, where):
+        data = self._read(count)
+        if len(data) != count:
+            raise Corrupt("corruption found in archive; ParserConsumer.%s() ( EOF )" % where)
+        return data
+
+    def block(self, where):
+        """The next BSON document, or None at a terminator."""
+        head = self._exact(4, where)
+        if head == TERMINATOR:
+            return None
+        size = struct.unpack("<i", head)[0]
+        if size < 5 or size > MAX_BSON:
+            raise Corrupt("corruption found in archive; ParserConsumer.%s() ( invalid BSON size %d )" % (where, size))
+        raw = head + self._exact(size - 4, where)
+        try:
+            return raw, decode(raw)
+        except (ValueError, struct.error, UnicodeDecodeError) as exc:
+            raise Corrupt("corruption found in archive; ParserConsumer.%s() ( %s )" % (where, exc))
+
+    def prelude(self):
+        if self._read(4) != MAGIC:
+            raise Failure("stream or file does not appear to be a mongodump archive")
+        header = self.block("HeaderBSON")
+        if header is None or header[1].get("version") != "0.1":
+            raise Corrupt("corruption found in archive; prelude header ( not an archive header )")
+        metadata = []
+        while True:
+            block = self.block("HeaderBSON")
+            if block is None:
+                return header[1], metadata
+            metadata.append(block[1])
+
+    def body(self):
+        """Yield ("doc", db, coll, raw, doc) and ("eof", db, coll, crc, None) until the end of the stream."""
+        while True:
+            head = self._read(4)
+            if not head:
+                return
+            if len(head) != 4:
+                raise Corrupt("corruption found in archive; ParserConsumer.HeaderBSON() ( EOF )")
+            self.pending = head
+            block = self.block("HeaderBSON")
+            if block is None:
+                raise Corrupt("corruption found in archive; ParserConsumer.HeaderBSON() ( unexpected terminator )")
+            header = block[1]
+            if not isinstance(header.get("db"), str) or not isinstance(header.get("collection"), str):
+                raise Corrupt("corruption found in archive; ParserConsumer.HeaderBSON() ( not a namespace header )")
+            db, coll = header["db"], header["collection"]
+            if header.get("EOF"):
+                if self.block("BodyBSON") is not None:
+                    raise Corrupt("corruption found in archive; ParserConsumer.BodyBSON() ( no terminator )")
+                yield "eof", db, coll, header.get("CRC", 0), None
+                continue
+            count = 0
+            while True:
+                block = self.block("BodyBSON")
+                if block is None:
+                    break
+                count += 1
+                yield "doc", db, coll, block[0], block[1]
+            if not count:
+                raise Corrupt("corruption found in archive; ParserConsumer.BodyBSON() ( empty segment )")
 
 
 def log(message):
@@ -247,19 +524,41 @@ def matches(doc, query):
     return True
 
 
-def dump(opts):
-    if opts.get("out"):
-        raise Failure("the fake supports --archive only")
+def validate_dump(opts):
+    """mongodump's ValidateOptions, in its order; Init prefixes each with "bad option: "."""
+    checks = (
+        (opts.get("collection") and not opts.get("db"), "cannot dump a collection without a specified database"),
+        (opts.get("query") and not opts.get("collection"), "cannot dump using a query without a specified collection"),
+        (opts.get("oplog") and opts.get("db"), "--oplog mode only supported on full dumps"),
+        (opts.get("excludeCollection") and opts.get("collection"),
+         "--collection is not allowed when --excludeCollection is specified"),
+        (opts.get("excludeCollection") and not opts.get("db"), "--db is required when --excludeCollection is specified"),
+        (opts.get("out") and "archive" in opts, "--out not allowed when --archive is specified"),
+    )
+    for failed, message in checks:
+        if failed:
+            raise Failure("bad option: %s" % message)
     if "archive" not in opts:
         raise Failure("the fake supports --archive only")
-    if opts.get("oplog") and (opts.get("db") or opts.get("collection")):
-        raise Failure("bad option: --oplog mode only supported on full dumps")
-    if opts.get("collection") and not opts.get("db"):
-        raise Failure("cannot dump a collection without a specified database")
-    if opts.get("query") and not opts.get("collection"):
-        raise Failure("cannot dump using a query without a specified collection")
-    if opts.get("excludeCollection") and not opts.get("db"):
-        raise Failure("--db is required when --excludeCollection is specified")
+
+
+def oplog_entries(state):
+    """The oplog entries written during the dump, each with its ts (see the module docstring)."""
+    start = state.get("oplog_time") or [1, 1]
+    entries = []
+    for number, entry in enumerate(state.get("oplog_during_dump") or [], 1):
+        entry = dict(entry)
+        ts = entry.pop("ts", None) or [start[0] + number, 1]
+        out = {"ts": Timestamp(ts[0], ts[1]), "t": 1, "v": 2}
+        out.update(entry)
+        if "wall" in out:
+            out.pop("wall")
+        entries.append(out)
+    return entries
+
+
+def dump(opts):
+    validate_dump(opts)
     server, state = connect(opts)
     if opts.get("oplog") and not state.get("replica_set"):
         raise Failure("error getting oplog start: mongo: no documents in result")
@@ -277,35 +576,35 @@ def dump(opts):
                     targets.append((db, coll))
     where = "archive on stdout" if opts["archive"] == "-" else "archive %s" % q(opts["archive"])
     out = sys.stdout.buffer if opts["archive"] == "-" else open(opts["archive"], "wb")
-    lines = 0
-    out.write((MAGIC + "\n").encode())
+    written = 0
+    writer = ArchiveWriter(out, targets + ([OPLOG_NS] if opts.get("oplog") else []))
     if opts.get("oplog"):
         start = state.get("oplog_time") or [1, 1]
         if opts["verbose"]:
             log("checking if oplog entry {%d %d} still exists" % tuple(start))
+    fail_after = int(os.environ.get("LIFEBOAT_FAKE_MONGO_FAIL_AFTER") or 0)
     for db, coll in targets:
         log("writing %s to %s" % (q(db + "." + coll), where))
-        out.write(("NS %s\n" % json.dumps({"db": db, "collection": coll})).encode())
-        count = 0
-        for doc in read_docs(server, db, coll):
-            if query is not None and not matches(doc, query):
-                continue
-            out.write(("DOC %s\n" % json.dumps(doc)).encode())
-            count += 1
-            lines += 1
-            if os.environ.get("LIFEBOAT_FAKE_MONGO_FAIL_AFTER") and lines >= int(os.environ["LIFEBOAT_FAKE_MONGO_FAIL_AFTER"]):
+        docs = [d for d in read_docs(server, db, coll) if query is None or matches(d, query)]
+        for first in range(0, len(docs), SEGMENT):
+            batch = docs[first:first + SEGMENT]
+            if fail_after and written + len(batch) >= fail_after:
+                writer.segment(db, coll, batch[:max(1, fail_after - written)])
                 out.flush()
                 raise Failure("error writing data for collection %s to disk: error reading collection: "
                               "connection(%s) incomplete read of message header: EOF" % (q(db + "." + coll), db))
+            writer.segment(db, coll, batch)
+            written += len(batch)
+        writer.eof(db, coll)
+        count = len(docs)
         log("done dumping %s (%d %s)" % (q(db + "." + coll), count, "document" if count == 1 else "documents"))
     if opts.get("oplog"):
-        entries = state.get("oplog_during_dump") or []
+        entries = oplog_entries(state)
         log("writing captured oplog to %s" % q(""))
-        for entry in entries:
-            out.write(("OPLOG %s\n" % json.dumps(entry)).encode())
-            lines += 1
+        if entries:
+            writer.segment(OPLOG_NS[0], OPLOG_NS[1], entries)
+        writer.eof(*OPLOG_NS)
         log("\tdumped %d oplog %s" % (len(entries), "entry" if len(entries) == 1 else "entries"))
-    out.write(("END %d\n" % lines).encode())
     out.flush()
     return 0
 
@@ -338,35 +637,50 @@ def restore(opts):
         sys.stderr.write("%s\terror connecting to host: %s\n" % ("2026-01-01T00:00:00.000+0000",
                                                                  str(exc).split(": ", 1)[-1]))
         return 1
-    stream = sys.stdin.buffer
-    if stream.readline().decode("utf-8", "replace").rstrip("\n") != MAGIC:
-        raise Failure("stream or file does not appear to be a mongodump archive")
+    if opts.get("oplogReplay"):
+        # mongorestore's ParseAndValidateOptions: the oplog is replayed into the whole instance only.
+        if opts.get("nsInclude") or opts.get("db"):
+            raise Failure("cannot use --oplogReplay with includes specified")
+        if opts.get("nsExclude") or opts.get("excludeCollection") or opts.get("excludeCollectionsWithPrefix"):
+            raise Failure("cannot use --oplogReplay with excludes specified")
+        if opts.get("nsFrom"):
+            raise Failure("cannot use --oplogReplay with namespace renames specified")
+    reader = ArchiveReader(sys.stdin.buffer)
+    try:
+        reader.prelude()
+    except Corrupt as exc:
+        raise Failure(str(exc))
     log("preparing collections to restore from")
-    ok = failed = counted = 0
-    current = None
+    ok = failed = 0
     oplog = []
-    done = False
     include = opts.get("nsInclude") or []
     exclude = opts.get("nsExclude") or []
-    for raw in stream:
-        line = raw.decode("utf-8").rstrip("\n")
-        kind, dummy, rest = line.partition(" ")
-        if kind == "END":
-            if int(rest) != counted:
-                raise Failure("corruption found in archive; ParserConsumer.BodyBSON() ( EOF )")
-            done = True
-            break
-        counted += kind in ("DOC", "OPLOG")
-        if kind == "NS":
-            ns = json.loads(rest)
-            source = ns["db"] + "." + ns["collection"]
-            skip = (include and not any(ns_regex(p).match(source) for p in include)) or any(
-                ns_regex(p).match(source) for p in exclude)
-            target = rename(source, opts.get("nsFrom") or [], opts.get("nsTo") or [])
-            db, dot, coll = target.partition(".")
-            current = None if skip else (db, coll)
-            if current is not None:
-                path = coll_path(server, db, coll)
+    started = set()
+    crcs = {}
+    ended = set()
+    try:
+        for kind, db, coll, raw, doc in reader.body():
+            source = (db, coll)
+            if source in ended:
+                raise Corrupt("corruption found in archive; namespace %s.%s has data after its EOF" % source)
+            if kind == "eof":
+                if signed64(crcs.get(source, 0)) != raw:
+                    raise Corrupt("corruption found in archive; CRC mismatch for namespace %s.%s" % source)
+                ended.add(source)
+                continue
+            crcs[source] = crc64(crcs.get(source, 0), raw)
+            if source == OPLOG_NS:
+                oplog.append(doc)
+                continue
+            name = db + "." + coll
+            if (include and not any(ns_regex(p).match(name) for p in include)) or any(
+                    ns_regex(p).match(name) for p in exclude):
+                continue
+            target = rename(name, opts.get("nsFrom") or [], opts.get("nsTo") or [])
+            tdb, dot, tcoll = target.partition(".")
+            path = coll_path(server, tdb, tcoll)
+            if source not in started:
+                started.add(source)
                 if opts.get("drop") and os.path.exists(path):
                     log("dropping collection %s before restoring" % q(target))
                     os.unlink(path)
@@ -374,34 +688,30 @@ def restore(opts):
                 if not os.path.exists(path):
                     open(path, "w").close()
                 log("restoring %s from archive on stdin" % q(target))
-        elif kind == "DOC":
-            if current is None:
-                continue
-            doc = json.loads(rest)
-            existing = read_docs(server, *current)
+            existing = read_docs(server, tdb, tcoll)
             if any(d.get("_id") == doc.get("_id") for d in existing):
                 failed += 1
-                message = ("E11000 duplicate key error collection: %s.%s index: _id_ dup key: { _id: %s }"
-                           % (current[0], current[1], json.dumps(doc.get("_id"))))
+                message = ("E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }"
+                           % (target, json.dumps(doc.get("_id"))))
                 if opts.get("stopOnError"):
-                    log("Failed: %s.%s: error restoring from archive on stdin: %s" % (current[0], current[1], message))
+                    log("Failed: %s: error restoring from archive on stdin: %s" % (target, message))
                     log("%d document(s) restored successfully. %d document(s) failed to restore." % (ok, failed))
                     return 1
                 log("continuing through error: %s" % message)
                 continue
-            with open(coll_path(server, *current), "a") as handle:
+            with open(path, "a") as handle:
                 handle.write(json.dumps(doc) + "\n")
             ok += 1
-        elif kind == "OPLOG":
-            oplog.append(json.loads(rest))
-        else:
-            raise Failure("corruption found in archive; ParserConsumer.HeaderBSON() ( unexpected line )")
-    if not done:
-        raise Failure("corruption found in archive; ParserConsumer.BodyBSON() ( EOF )")
+    except Corrupt as exc:
+        raise Failure(str(exc))
+    unfinished = sorted(set(crcs) - ended)
+    if unfinished:
+        raise Failure("corruption found in archive; ParserConsumer.BodyBSON() ( EOF ): no EOF for namespace %s.%s"
+                      % unfinished[0])
     if opts.get("oplogReplay"):
         log("replaying oplog")
         for entry in oplog:
-            db, dot, coll = rename(entry["ns"], opts.get("nsFrom") or [], opts.get("nsTo") or []).partition(".")
+            db, dot, coll = str(entry.get("ns", "")).partition(".")
             if entry.get("op") == "i":
                 os.makedirs(os.path.dirname(coll_path(server, db, coll)), exist_ok=True)
                 with open(coll_path(server, db, coll), "a") as handle:
@@ -431,10 +741,10 @@ def main(tool, argv):
 # ------------------------------------------------------------------ test harness
 
 def harness(argv):
-    """init / seed / checksum / set for the tests: python fakemongo.py COMMAND --root R --port P ..."""
+    """init / seed / checksum / set / insert for the tests: python fakemongo.py COMMAND --root R --port P ..."""
     import argparse
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["init", "seed", "checksum", "set"])
+    parser.add_argument("command", choices=["init", "seed", "checksum", "set", "insert"])
     parser.add_argument("--root", required=True)
     parser.add_argument("--port", default="27017")
     parser.add_argument("--host", default="127.0.0.1")
@@ -444,7 +754,7 @@ def harness(argv):
     parser.add_argument("--user")
     parser.add_argument("--password-file")
     parser.add_argument("--replica-set")
-    parser.add_argument("--json", help="for set: a JSON object merged into server.json")
+    parser.add_argument("--json", help="for set: a JSON object merged into server.json; for insert: a document")
     args = parser.parse_args(argv)
     server = os.path.join(args.root, "%s_%s" % (args.host, args.port))
     state_path = os.path.join(server, "server.json")
@@ -463,6 +773,11 @@ def harness(argv):
         state.update(json.loads(args.json))
         with open(state_path, "w") as handle:
             json.dump(state, handle)
+    elif args.command == "insert":
+        path = coll_path(server, args.db, args.coll[0])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(json.dumps(json.loads(args.json)) + "\n")
     elif args.command == "seed":
         for coll in args.coll:
             path = coll_path(server, args.db, coll)
