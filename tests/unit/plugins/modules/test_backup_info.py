@@ -190,3 +190,18 @@ def test_a_dir_store_run_imports_no_aws_library(tmp_path):
     assert report["result"]["set_count"] == 1 and not report["result"].get("failed"), report["result"]
     assert report["result"]["rpo_status"]["db1/app"]["status"] == "ok"
     assert report["imported"] == []
+
+
+def test_main_lists_the_newest_100_sets_by_default(monkeypatch, tmp_path):
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
+    now = utcnow()
+    ids = [set_id_ago(3600 * (i + 1), now=now) for i in range(101)]
+    for set_id in ids:
+        make_set(store, "db1", "app", set_id, duration=0)
+    outcome = run_module(monkeypatch, tmp_path, backup_info, dict(store=dict(kind="dir", path=store.root)))
+    assert not outcome.failed, outcome.result
+    result = outcome.result
+    assert [s["set_id"] for s in result["sets"]] == sorted(ids)[1:]
+    assert result["set_count"] == 101 and result["truncated"] is True
+    assert result["sources"]["db1/app"]["count"] == 101 and result["sources"]["db1/app"]["oldest"] == min(ids)
+    assert result["latest"]["db1/app"]["set_id"] == max(ids)
