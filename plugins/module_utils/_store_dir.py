@@ -1004,14 +1004,26 @@ def _read_plain_manifest(source_fd, set_id):
 
 
 def _entry_in(directory, sub, name):
-    """The type of ``sub/name`` without following links, or None."""
+    """The type of ``sub/name`` without following links, or None (as ``_Dir.entry_type`` in ``_Dir.sub``)."""
     try:
-        with directory.sub(sub) as inner:
-            return inner.entry_type(name)
+        fd = os.open(sub, O_DIR, dir_fd=directory.fd)
     except FileNotFoundError:
         return None
-    except StoreError:
+    except OSError:
         return "other"
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    return "other"
 
 
 _stores.register_kind("dir", DirStore, OPTIONS, required=("path",))
