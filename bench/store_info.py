@@ -18,8 +18,13 @@ store contract: the listing finds every set, sampled manifests read back.
 
 Timed, interleaved, --reps times each, on each store:
 
-  direct       python -m ...backup_info ARGS.json (no ansible), page cache warm, default
-               max_sets (1000 sets listed; set_count, sources, latest cover all 10,000)
+  direct       python -m ...backup_info ARGS.json (no ansible), page cache and bytecode cache
+               warm, default max_sets (100 sets listed; set_count, sources, latest cover all 10,000)
+  direct-nopyc the same with PYTHONDONTWRITEBYTECODE=1 and no bytecode cache: every module is
+               compiled on each run, as under Ansible, which ships modules in a zip
+  raw-cat      the floor for reading: `find ROOT -name manifest.json -print0 | xargs -0 cat`
+  raw-json     the floor for Python: a fresh interpreter that reads every manifest (os.walk,
+               open, read) and json.loads it, with no check at all
   direct-all   the same with max_sets -1 (every set listed, the result before max_sets)
   direct-cold  the same after every manifest's pages were dropped from the page
                cache (posix_fadvise DONTNEED); directory entries and inodes stay
@@ -50,7 +55,8 @@ import sys
 import time
 
 from lib import BenchError, cli, log, private_dir
-from lib.modules import collection_at, import_collection, profile_direct, run_ansible, run_direct
+from lib.modules import ansible_env, collection_at, collections_path, import_collection, profile_direct, run_ansible, run_direct
+from lib.procs import timed
 from lib.report import fmt_peak, fmt_s, loadavg, machine_info, machine_table, table, verdict, write_results
 from lib.timing import interleaved, med, spread
 
@@ -201,6 +207,48 @@ def drop_caches():
         handle.write("3\n")
 
 
+# raw-json: the least a Python program can do to read every manifest of a store.
+RAW_JSON = """
+import json, os, sys
+count = 0
+for top, dirs, files in os.walk(sys.argv[1]):
+    if "manifest.json" in files:
+        with open(os.path.join(top, "manifest.json"), "rb") as handle:
+            json.loads(handle.read())
+        count += 1
+print(count)
+"""
+
+
+def raw_run(name, root):
+    """Time one raw baseline over ``root``; it must read every set's manifest."""
+    if name == "raw-cat":
+        run = timed(["sh", "-c", 'find "$1" -name manifest.json -print0 | xargs -0 cat | wc -c', "sh", root])
+        count = None
+    else:
+        run = timed([sys.executable, "-c", RAW_JSON, root])
+        count = int(run.stdout.strip() or 0)
+    if run.returncode != 0 or (count is not None and count != SETS):
+        raise BenchError("%s over %s failed (exit %s, %s manifests): %s" % (name, root, run.returncode, count, run.stderr[-300:]))
+    return {"wall": run.wall, "cpu": run.tree_cpu}
+
+
+def direct_env(bytecode):
+    """The environment of a direct run: bytecode cached (warm) or compiled every time (as under Ansible)."""
+    env = ansible_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def clear_bytecode(collections):
+    """Remove the collection's cached bytecode, so direct-nopyc compiles it as Ansible's zip import does."""
+    for top, dirs, dummy in os.walk(os.path.join(collections, "ansible_collections", "lifeboat", "backup", "plugins")):
+        if "__pycache__" in dirs:
+            shutil.rmtree(os.path.join(top, "__pycache__"), ignore_errors=True)
+
+
 def run_bench(args):
     import_collection()
     from ansible_collections.lifeboat.backup.plugins.module_utils import _catalog, _jobs, _store_kinds  # pylint: disable=import-outside-toplevel
@@ -209,7 +257,8 @@ def run_bench(args):
 
     info_dir = private_dir("info")
     r = {"machine": machine_info(info_dir, tools=()), "reps": args.reps, "shapes": {}, "notes": []}
-    variants = (["direct", "direct-all", "direct-cold", "ansible", "report", "scan", "exit", "exit-latest", "plan"]
+    variants = (["direct", "direct-nopyc", "direct-all", "direct-cold", "ansible", "raw-cat", "raw-json", "report", "scan",
+                 "exit", "exit-latest", "plan"]
                 + (["cold"] if args.drop_caches else []) + (["direct@" + args.compare] if args.compare else []))
     other = collection_at(args.compare) if args.compare else None
     exit_cost = exit_encoder()
@@ -220,16 +269,20 @@ def run_bench(args):
         store = _store_kinds.open_store({"kind": "dir", "path": root})
         module_args = {"store": {"kind": "dir", "path": root}}
         host, source = host_name(0), "db00"
-        run_direct("backup_info", module_args)  # warm the page cache and the imports
+        run_direct("backup_info", module_args, env=direct_env(True))  # warm the page cache, imports and bytecode
 
         def one(name):
-            if name in ("direct", "direct-all", "direct-cold", "cold") or name.startswith("direct@"):
+            if name in ("raw-cat", "raw-json"):
+                return raw_run(name, root)
+            if name in ("direct", "direct-nopyc", "direct-all", "direct-cold", "cold") or name.startswith("direct@"):
                 if name == "direct-cold":
                     evict_manifests(root)
                 elif name == "cold":
                     drop_caches()
+                elif name == "direct-nopyc":
+                    clear_bytecode(collections_path())
                 run, result = run_direct("backup_info", dict(module_args, max_sets=-1) if name == "direct-all" else module_args,
-                                         collections=other if "@" in name else None)
+                                         env=direct_env(name != "direct-nopyc"), collections=other if "@" in name else None)
                 count = result.get("set_count", len(result["sets"]))  # a tree before max_sets lists every set
                 if count != SETS or result["invalid"]:
                     raise BenchError("backup_info found %d sets and %d invalid entries in %s, not %d and 0"
@@ -283,7 +336,11 @@ def render(r):
          "interleaved; figures are medians (min–max in brackets)." % (m["started"], r["reps"]), ""]
     L += machine_table(m) + [""]
     names = {
-        "direct": "`python -m …backup_info` (no ansible), warm page cache",
+        "direct": "`python -m …backup_info` (no ansible), warm page cache and bytecode cache",
+        "direct-nopyc": "the same compiling every module on each run (`PYTHONDONTWRITEBYTECODE=1`, as Ansible's zip "
+                        "import does)",
+        "raw-cat": "floor: `find STORE -name manifest.json -print0 | xargs -0 cat` (no parsing, no checks)",
+        "raw-json": "floor: a fresh Python that walks the store and `json.loads` every manifest (no checks)",
         "direct-all": "the same with `max_sets: -1` (every set listed, as before `max_sets`)",
         "direct-cold": "the same, every manifest's pages dropped first (`posix_fadvise` DONTNEED; dentries and inodes "
                        "stay cached)",
@@ -291,7 +348,8 @@ def render(r):
         "ansible": "`ansible localhost -m lifeboat.backup.backup_info` (warm)",
         "report": "backup_info's `report()` in-process (no interpreter start-up, no JSON output)",
         "scan": "`_catalog.scan` alone, in-process: listing and every manifest read and validated",
-        "exit": "exit_json's work on that result, in-process: no_log scrub (`remove_values`) and JSON",
+        "exit": "exit_json's work on that result (every set listed), in-process: no_log scrub (`remove_values`) "
+                "and JSON",
         "exit-latest": "the same for a result without the list of every set",
         "plan": "`BackupJob.plan()` with `max_age: 1d`, in-process: the decision before a backup",
     }

@@ -28,7 +28,13 @@ The environment is read here, when a client is made, not through the
 argument spec: an ``env_fallback`` would hand AWS settings to every store
 option dictionary, whatever its kind.
 
-boto3 is optional at import time (``HAS_BOTO3``); ``client`` raises
+boto3 and botocore are imported on first use, never when this module is
+imported: every module imports the store kind registry, and importing boto3
+costs about 0.3 s that a ``dir`` store never needs. ``HAS_BOTO3``,
+``BOTO3_IMPORT_ERROR``, ``BOTO_ERRORS`` (for ``except`` clauses), ``boto3`` and
+``botocore`` are module attributes made on first access; an ``except
+_aws.BOTO_ERRORS`` clause evaluates its tuple only when an exception reaches
+it, so a clause on a ``dir`` path imports nothing. ``client`` raises
 ``MissingLibraryError``, whose message is Ansible's ``missing_required_lib``
 sentence, so a module reports it like any other failure. ``describe_error``
 turns any botocore failure into one sentence that names the bucket or
@@ -52,19 +58,44 @@ except ImportError:  # the WAL archive command (_wal.py) runs outside Ansible, w
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._stores import escape
 
-BOTO3_IMPORT_ERROR = None
-try:
-    import boto3
-    import botocore
-    import botocore.config
-    import botocore.exceptions
-    HAS_BOTO3 = True
-    # Every failure botocore raises for a request (ClientError is not a BotoCoreError).
-    BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
-except ImportError:
-    BOTO3_IMPORT_ERROR = traceback.format_exc()
-    HAS_BOTO3 = False
-    BOTO_ERRORS = ()
+# The names made by _load_boto3() on first use (module __getattr__, PEP 562).
+_LAZY_NAMES = frozenset(["boto3", "botocore", "HAS_BOTO3", "BOTO3_IMPORT_ERROR", "BOTO_ERRORS"])
+
+
+def _load_boto3():
+    """Import boto3 and botocore once and set the lazy names; True when they are there."""
+    names = globals()
+    if "HAS_BOTO3" not in names:
+        # pylint: disable=import-outside-toplevel
+        try:
+            import boto3
+            import botocore
+            import botocore.config
+            import botocore.exceptions
+        except ImportError:
+            names.update(HAS_BOTO3=False, BOTO3_IMPORT_ERROR=traceback.format_exc(), BOTO_ERRORS=())
+        else:
+            # Every failure botocore raises for a request (ClientError is not a BotoCoreError).
+            names.update(boto3=boto3, botocore=botocore, HAS_BOTO3=True, BOTO3_IMPORT_ERROR=None,
+                         BOTO_ERRORS=(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError))
+    return names["HAS_BOTO3"]
+
+
+def __getattr__(name):
+    if name in _LAZY_NAMES:
+        _load_boto3()
+        if name in globals():
+            return globals()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def _botocore_exceptions():
+    """botocore.exceptions when botocore is already imported (by anyone), else None: an exception
+    object cannot be a botocore one before botocore is imported, so this never imports it."""
+    if "botocore.exceptions" not in sys.modules:
+        return None
+    return sys.modules["botocore.exceptions"]
+
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -124,8 +155,9 @@ class MissingLibraryError(LifeboatError):
 
 
 def require_boto3():
-    if not HAS_BOTO3:
-        raise MissingLibraryError("boto3", BOTO3_IMPORT_ERROR)
+    _load_boto3()
+    if not globals()["HAS_BOTO3"]:
+        raise MissingLibraryError("boto3", globals()["BOTO3_IMPORT_ERROR"])
 
 
 def option(spec, name, environ=None):
@@ -205,6 +237,7 @@ def client(connection, service="s3", **config):
     when the settings are unusable (an unknown profile, say).
     """
     require_boto3()
+    boto3, botocore = globals()["boto3"], globals()["botocore"]
     settings = dict(
         # total_max_attempts counts the first try too (botocore's max_attempts would count retries only).
         retries={"mode": "standard", "total_max_attempts": connection.max_attempts},
@@ -274,7 +307,8 @@ def http_status(exc):
 
 
 def is_client_error(exc):
-    return HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError)
+    errors = _botocore_exceptions()
+    return errors is not None and isinstance(exc, errors.ClientError)
 
 
 def is_not_found(exc):
@@ -287,7 +321,8 @@ def is_precondition_failed(exc):
 
 def is_unsupported(exc):
     """The endpoint (or an old botocore) does not know a header or parameter we sent."""
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ParamValidationError):
+    errors = _botocore_exceptions()
+    if errors is not None and isinstance(exc, errors.ParamValidationError):
         return True
     return is_client_error(exc) and (error_code(exc) in UNSUPPORTED_CODES or http_status(exc) == 501)
 
@@ -360,9 +395,9 @@ def describe_error(exc, connection, what, bucket=None):
             return "%s is not a valid bucket name for %s; correct bucket." % (escape(bucket or what), where)
         return "S3 %s for %s at %s failed: %s%s." % (
             operation, escape(what), where, escape(code or "error", 60), (" (%s)" % message.rstrip(".")) if message else "")
-    if not HAS_BOTO3:
+    errors = _botocore_exceptions()
+    if errors is None:
         return "%s for %s at %s: %s." % (name, escape(what), where, escape(connection.redact(str(exc)), 160))
-    errors = botocore.exceptions
     if isinstance(exc, errors.NoCredentialsError):
         return ("No AWS credentials were found for %s: set access_key and secret_key (or AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY), or a profile, on the host that talks to the store." % escape(what))

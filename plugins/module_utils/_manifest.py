@@ -240,14 +240,21 @@ def finish(manifest, started, ended):
 
 # ------------------------------------------------------------------ field checks
 
+_MISSING = object()
+_KEY_SETS = {}  # a tuple of allowed keys -> its frozenset
+
+
 def _where_key(where, key):
     return "%s field %r" % (where, key)
 
 
 def _require(data, key, kinds, where, allow_none=False):
-    if key not in data:
+    value = data.get(key, _MISSING)
+    # The common case first: exactly the one type asked for (a bool is never exactly an int).
+    if type(value) is kinds:  # pylint: disable=unidiomatic-typecheck
+        return value
+    if value is _MISSING:
         raise ManifestError("%s has no %r field." % (where, key))
-    value = data[key]
     if value is None and allow_none:
         return value
     if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
@@ -258,8 +265,13 @@ def _require(data, key, kinds, where, allow_none=False):
 
 
 def _only_keys(data, allowed, where):
+    allowed_set = _KEY_SETS.get(allowed)
+    if allowed_set is None:
+        allowed_set = _KEY_SETS.setdefault(allowed, frozenset(allowed))
+    if data.keys() <= allowed_set:
+        return
     for key in data:
-        if key not in allowed:
+        if key not in allowed_set:
             raise ManifestError("%s has an unknown field %s." % (where, show(key)))
 
 
@@ -308,16 +320,22 @@ def _check_map(data, key, where, values, lists=False):
     one level of lists of those scalars (at most MAX_LIST_ITEMS items).
     """
     mapping = _require(data, key, dict, where)
-    what = _where_key(where, key)
     if len(mapping) > MAX_MAP_ENTRIES:
-        raise ManifestError("%s has more than %d entries." % (what, MAX_MAP_ENTRIES))
+        raise ManifestError("%s has more than %d entries." % (_where_key(where, key), MAX_MAP_ENTRIES))
+    what = None  # the name for messages, built for a refusal or an entry that needs a closer look
     for name, value in mapping.items():
+        # The common case: a short printable-ASCII key (no control character) and a short ASCII string.
+        if (type(name) is str and 0 < len(name) <= MAX_KEY_CHARS and name.isascii()  # pylint: disable=unidiomatic-typecheck
+                and name.isprintable() and type(value) is str and len(value) <= MAX_TEXT_CHARS  # pylint: disable=unidiomatic-typecheck
+                and value.isascii()):
+            continue
+        what = what or _where_key(where, key)
         if not isinstance(name, str) or not name:
             raise ManifestError("%s has an empty or non-string key." % what)
         if len(name) > MAX_KEY_CHARS or not name.isascii() or _CONTROL_RE.search(name):
             _check_text(name, "%s key %s" % (what, show(name)), MAX_KEY_CHARS, controls=False)
         if isinstance(value, str) and len(value) <= MAX_TEXT_CHARS and value.isascii():
-            continue  # the common case, valid as it stands (a str is a scalar); the message is built for a refusal
+            continue  # valid as it stands (a str is a scalar)
         item = "%s entry %s" % (what, show(name))
         if values == "str":
             if not isinstance(value, str):
@@ -754,7 +772,23 @@ def parse_json(raw, where, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_JSON_DEPT
 
 
 def loads(raw, where="manifest"):
-    """Parse and validate manifest bytes (or text); return the version 2 form. Only ManifestError escapes."""
+    """Parse and validate manifest bytes (or text); return the version 2 form. Only ManifestError escapes.
+
+    Fast path: the size and UTF-8 checks, then the same strict ``json.loads``
+    as ``parse_json`` (duplicate keys, NaN, overlong numbers refused) without
+    the depth scan first, then ``validate``. Its success implies the strict
+    path's: the schema nests no deeper than 4 levels (every container is
+    type-checked), well within MAX_JSON_DEPTH, and the C decoder stops deep
+    nesting with a RecursionError, caught here. On any failure the strict path
+    (``parse_json``, depth scan first, then ``validate``) runs and gives its message.
+    """
+    if isinstance(raw, (bytes, bytearray)) and len(raw) <= MAX_MANIFEST_BYTES:
+        try:
+            data = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_pairs_hook,
+                              parse_constant=_constant_hook, parse_float=_float_hook, parse_int=_int_hook)
+            return validate(data, where)
+        except (_Refused, ValueError, RecursionError, ManifestError):
+            pass  # UnicodeDecodeError is a ValueError
     return validate(parse_json(raw, where), where)
 
 

@@ -40,6 +40,7 @@ import json
 import os
 import re
 import socket
+import sys
 import tempfile
 import uuid
 
@@ -57,11 +58,17 @@ from ansible_collections.lifeboat.backup.plugins.module_utils._stores import (
     escape,
 )
 
-try:
-    import urllib3.exceptions
-    _URLLIB3_ERRORS = (urllib3.exceptions.HTTPError,)
-except ImportError:
-    _URLLIB3_ERRORS = ()
+
+def _read_errors():
+    """What reading a response body may raise: botocore's errors, urllib3's and OSError.
+
+    Used only in ``except`` clauses, which evaluate it when an exception reaches
+    them, so neither botocore nor urllib3 is imported before an s3 store is used.
+    """
+    urllib3_exceptions = sys.modules.get("urllib3.exceptions")
+    extra = (urllib3_exceptions.HTTPError,) if urllib3_exceptions is not None else ()
+    return _aws.BOTO_ERRORS + extra + (OSError,)
+
 
 MIB = 1024 * 1024
 # Parts of one payload uploaded at once, by a pool of this many threads per sink ...
@@ -242,7 +249,7 @@ class S3Reader(object):
                     data = self.body.read()
                 else:
                     data = self.body.read(size)
-            except _aws.BOTO_ERRORS + _URLLIB3_ERRORS + (OSError,) as exc:
+            except _read_errors() as exc:
                 if not self._resume(exc):
                     return b""
                 continue
@@ -964,7 +971,7 @@ class S3Store(_stores.Store):
                                               % (what, total, limit))
             try:
                 data = body.read(limit + 1)
-            except _aws.BOTO_ERRORS + _URLLIB3_ERRORS + (OSError,) as exc:
+            except _read_errors() as exc:
                 raise StoreError("Reading %s was cut off (%s); try again." % (what, escape(type(exc).__name__, 60)))
         finally:
             body.close()

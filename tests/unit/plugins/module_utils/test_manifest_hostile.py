@@ -380,3 +380,65 @@ def test_set_id_time_refuses_an_impossible_date():
         _manifest.set_id_time("20261332T250000Z-full")
     assert _manifest.set_id_time("20261201T012345Z-full") == datetime.datetime(
         2026, 12, 1, 1, 23, 45, tzinfo=datetime.timezone.utc)
+
+
+def _strict(raw):
+    """The strict order of loads() without its fast path: depth scan, parse, validate; the outcome."""
+    try:
+        return "ok", _manifest.validate(_manifest.parse_json(raw, WHERE), WHERE)
+    except ManifestError as exc:
+        return "refused", str(exc)
+
+
+def _fast(raw):
+    try:
+        return "ok", _manifest.loads(raw, WHERE)
+    except ManifestError as exc:
+        return "refused", str(exc)
+
+
+def _agree(raw):
+    assert _fast(raw) == _strict(raw)
+
+
+@FUZZ
+@given(st.sampled_from(["v2", "v1"]), st.data())
+def test_fast_loads_agrees_with_the_strict_order(version, data):
+    # loads() parses before the depth scan and falls back to the strict order on any failure: the same
+    # manifest or the same message for anything, deep, duplicated, mutated or valid.
+    document = json.loads(_manifest.dumps(good())) if version == "v2" else _v1_document()
+    for dummy in range(data.draw(st.integers(min_value=0, max_value=3))):
+        paths = list(_paths(document))
+        path = data.draw(st.sampled_from(paths))
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]) if path else st.just("replace"))
+        document = _mutate(document, path, action, data.draw(json_values))
+    try:
+        raw = json.dumps(document).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return
+    _agree(raw)
+
+
+@pytest.mark.parametrize("depth", [3, 4, 8, 9, 50, 5000])
+def test_fast_loads_gives_the_depth_message_for_deep_input(depth):
+    document = json.loads(_manifest.dumps(good()))
+    nested = "x"
+    for dummy in range(depth):
+        nested = {"k": nested} if dummy % 2 else [nested]
+    document["labels"] = {"deep": nested}
+    raw = json.dumps(document).encode("ascii") if depth < 500 else (
+        _manifest.dumps(good())[:-2] + b', "labels2": ' + b"[" * depth + b"]" * depth + b"}\n")
+    _agree(raw)
+    if depth + 2 > _manifest.MAX_JSON_DEPTH:
+        refused(raw, "nests deeper than %d levels" % _manifest.MAX_JSON_DEPTH)
+
+
+def test_fast_loads_keeps_refusing_duplicate_keys_and_odd_numbers():
+    raw = _manifest.dumps(good())
+    for bad in (raw.replace(b'"bytes": ', b'"bytes": 1, "bytes": ', 1),
+                raw.replace(b'"duration_s": 1.0', b'"duration_s": NaN', 1),
+                raw.replace(b'"duration_s": 1.0', b'"duration_s": 1.' + b"0" * 70, 1),
+                raw.replace(b'"level": 3', b'"level": 3' + b"0" * 30, 1)):
+        assert bad != raw
+        _agree(bad)
+        refused(bad)

@@ -650,6 +650,38 @@ def test_a_dir_store_never_needs_boto3(monkeypatch, tmp_path):
     assert store.set_ids("db1", "app") == [SET_ID]
 
 
+_NO_BOTO3 = """
+import json, sys
+sys.modules["boto3"] = sys.modules["botocore"] = None  # as on a host without them: import fails
+from ansible_collections.lifeboat.backup.plugins.module_utils import _aws, _store_kinds
+out = {"has": _aws.HAS_BOTO3, "errors": list(_aws.BOTO_ERRORS)}
+try:
+    _store_kinds.open_store(dict(kind="s3", bucket="lb-x"))
+except _aws.MissingLibraryError as exc:
+    out.update(msg=str(exc), library=exc.library, trace="ModuleNotFoundError" in exc.import_error)
+print(json.dumps(out))
+"""
+
+
+def test_without_boto3_installed_the_s3_kind_fails_with_missing_required_lib():
+    """The lazy import: a host without boto3 imports every kind, and an s3 store says what to install."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, "-c", _NO_BOTO3], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"has": False, "errors": [], "msg": missing_required_lib("boto3"),
+                                       "library": "boto3", "trace": True}
+
+
+def test_boto_errors_catch_botocore_failures_once_loaded():
+    import botocore.exceptions  # pylint: disable=import-outside-toplevel
+    assert _aws.HAS_BOTO3 is True
+    assert _aws.BOTO_ERRORS == (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+    assert _aws.is_client_error(client_error("NoSuchKey", 404)) and not _aws.is_client_error(OSError())
+    with pytest.raises(AttributeError):
+        _aws.NOT_A_NAME  # pylint: disable=pointless-statement
+
+
 # ------------------------------------------------------------------ options
 
 def test_connection_settings_follow_amazon_aws_names_and_environment():

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -153,3 +156,52 @@ def test_main_refuses_a_negative_max_sets(monkeypatch, tmp_path):
                          dict(store=dict(kind="dir", path=store.root), max_sets=-2))
     assert outcome.failed
     assert outcome.result["msg"] == "max_sets must be -1 (every set), 0 (none) or a positive number, not -2."
+
+
+# Runs backup_info over a dir store in a fresh interpreter, then prints which AWS libraries got imported.
+_NO_BOTO_PROBE = """
+import io, json, runpy, sys
+args_path = sys.argv[1]
+sys.argv = ["backup_info", args_path]
+out = io.StringIO()
+real_stdout, sys.stdout = sys.stdout, out
+try:
+    runpy.run_module("ansible_collections.lifeboat.backup.plugins.modules.backup_info", run_name="__main__")
+except SystemExit:
+    pass
+sys.stdout = real_stdout
+print(json.dumps({"result": json.loads(out.getvalue()),
+                  "imported": sorted(n for n in ("boto3", "botocore", "urllib3") if n in sys.modules)}))
+"""
+
+
+def test_a_dir_store_run_imports_no_aws_library(tmp_path):
+    """Importing backup_info and scanning a dir store never imports boto3, botocore or urllib3 (about 0.3 s)."""
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
+    make_set(store, "db1", "app", set_id_ago(600, now=utcnow()), duration=0)
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"store": {"kind": "dir", "path": store.root}, "rpo": "1d",
+                                                        "_ansible_tmpdir": str(tmp_path)}}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, "-c", _NO_BOTO_PROBE, str(args)], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["result"]["set_count"] == 1 and not report["result"].get("failed"), report["result"]
+    assert report["result"]["rpo_status"]["db1/app"]["status"] == "ok"
+    assert report["imported"] == []
+
+
+def test_main_lists_the_newest_100_sets_by_default(monkeypatch, tmp_path):
+    store = _store_dir.DirStore({"path": str(tmp_path / "store")})
+    now = utcnow()
+    ids = [set_id_ago(3600 * (i + 1), now=now) for i in range(101)]
+    for set_id in ids:
+        make_set(store, "db1", "app", set_id, duration=0)
+    outcome = run_module(monkeypatch, tmp_path, backup_info, dict(store=dict(kind="dir", path=store.root)))
+    assert not outcome.failed, outcome.result
+    result = outcome.result
+    assert [s["set_id"] for s in result["sets"]] == sorted(ids)[1:]
+    assert result["set_count"] == 101 and result["truncated"] is True
+    assert result["sources"]["db1/app"]["count"] == 101 and result["sources"]["db1/app"]["oldest"] == min(ids)
+    assert result["latest"]["db1/app"]["set_id"] == max(ids)
