@@ -26,7 +26,7 @@ RESULT_LIMIT = 64 * 1024
 
 
 pytestmark = pytest.mark.usefixtures("no_hang")  # tests/unit/plugins/conftest.py
-NO_HANG_SECONDS = 20  # whole module runs
+NO_HANG_SECONDS = 60  # whole module runs, over ssh too, on a loaded machine; a hang still fails
 
 
 def common(pg, store_path):
