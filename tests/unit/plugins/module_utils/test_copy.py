@@ -582,7 +582,8 @@ needs_rsync = pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync"
 
 def snapshot_set(store, src, minute):
     """An rsync snapshot set of ``src`` (the real engine) in ``store``; its manifest."""
-    clock = (lambda: datetime.datetime(2026, 11, 1, 0, minute, tzinfo=datetime.timezone.utc))
+    def clock():
+        return datetime.datetime(2026, 11, 1, 0, minute, tzinfo=datetime.timezone.utc)
     engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"))
     job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, set_type="full", now=clock)
     return job.run(engine)[0]
