@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
 import time
 
@@ -656,6 +657,7 @@ def copy_tree(src, dst, writer, manifest, tree, owners=None):
     except (LifeboatError, OSError) as exc:
         raise CopyError("its tree %s cannot be started at the destination: %s" % (name, clause(_os_clause(exc))))
     opened = []
+    done = False
     try:
         try:
             root = src.open_tree(host, source, set_id, name)
@@ -670,7 +672,7 @@ def copy_tree(src, dst, writer, manifest, tree, owners=None):
             links_raw, links_buffered, links_entry = _open_list(src, manifest, _trees.links_name(name))
             opened.append(links_buffered.close)
             links = _trees.read_links(links_buffered, "The links file of tree %s" % _stores.escape(name))
-        previous = _previous_copy(dst, host, source, set_id, tree)
+        previous = _previous_copy(dst, host, source, set_id, tree) if "hard_links" in dst.capabilities else None
         if previous is not None:
             opened.append(previous.close)
         copier = TreeCopy(manifest, tree, out, previous, owners)
@@ -684,11 +686,14 @@ def copy_tree(src, dst, writer, manifest, tree, owners=None):
         _check_list(index_raw, index, index_entry)
         if links_raw is not None:
             _check_list(links_raw, links_buffered, links_entry)
+        done = True
         return copier
     finally:
         for close in reversed(opened):
             close()
         os.close(out)
+        if not done:  # a copy never resumes: what it wrote is not kept for a later run
+            shutil.rmtree(target.path, ignore_errors=True)
 
 
 def summary(manifest):
