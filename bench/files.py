@@ -15,7 +15,9 @@ dir store, index with every file's SHA-256 included) against raw ``rsync -a``; t
 changed, the incremental snapshot against raw ``rsync -a --link-dest``. The new bytes on disk of the
 incremental snapshot (the blocks of files with one link, from ``du`` semantics: st_blocks of inodes not
 shared with the previous snapshot) are compared with the bytes changed. Page cache is dropped (sync) but
-not flushed between runs, so every run reads a warm tree. Results go to bench/results/files.json.
+not flushed between runs, so every run reads a warm tree. Each run's CPU seconds (the engine's threads and
+every child it waited for) are reported beside its wall time, and the load average around the runs: on a
+shared machine the CPU figures are the steadier ones. Results go to bench/results/files.json.
 """
 
 import argparse
@@ -65,10 +67,19 @@ def new_bytes(tree):
     return total
 
 
-def timed(fn):
+def cpu_now():
+    """CPU seconds of this process (all threads) and of its waited-for children (rsync, cat)."""
+    own = os.times()
+    return own.user + own.system + own.children_user + own.children_system
+
+
+def timed(fn, cpu=None):
+    """Wall seconds of ``fn()`` after a sync; its CPU seconds go to ``cpu`` (a list) when given."""
     subprocess.run(["sync"], check=True)
-    start = time.monotonic()
+    start, cpu0 = time.monotonic(), cpu_now()
     out = fn()
+    if cpu is not None:
+        cpu.append(cpu_now() - cpu0)
     return time.monotonic() - start, out
 
 
@@ -103,25 +114,33 @@ def main():
     def quiet(argv):
         return subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
-    t_raw1, dummy = timed(lambda: quiet([rsync, "-a", src + "/", raw1 + "/"]))
+    load = [os.getloadavg()[0]]
+    cpu = []
+    t_raw1, dummy = timed(lambda: quiet([rsync, "-a", src + "/", raw1 + "/"]), cpu)
     # rsync with the engine's own flags (hard links, xattrs, ACLs, numeric ids), without the engine around it
-    t_same1, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same1)))
-    t_eng1, first = timed(engine_run)
+    t_same1, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same1)), cpu)
+    t_eng1, first = timed(engine_run, cpu)
     count, changed = change(src, args.files, args.changed)
-    t_raw2, dummy = timed(lambda: quiet([rsync, "-a", "--link-dest=" + raw1, src + "/", raw2 + "/"]))
-    t_same2, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same2, [same1])))
-    t_eng2, second = timed(engine_run)
+    t_raw2, dummy = timed(lambda: quiet([rsync, "-a", "--link-dest=" + raw1, src + "/", raw2 + "/"]), cpu)
+    t_same2, dummy = timed(lambda: quiet(_files.rsync_argv(rsync, src, same2, [same1])), cpu)
+    t_eng2, second = timed(engine_run, cpu)
+    load.append(os.getloadavg()[0])
     tree2 = os.path.join(store.location("bench", "tree", second["set_id"]), "tree")
     added = new_bytes(tree2)
     rows = [
-        ("first snapshot", t_raw1, t_same1, t_eng1),
-        ("%d%% changed (%d files, %d bytes), incremental" % (args.changed, count, changed), t_raw2, t_same2, t_eng2),
+        ("first snapshot", t_raw1, t_same1, t_eng1) + tuple(cpu[0:3]),
+        ("%d%% changed (%d files, %d bytes), incremental" % (args.changed, count, changed), t_raw2, t_same2, t_eng2)
+        + tuple(cpu[3:6]),
     ]
-    lines = ["| what | raw `rsync -a` s | rsync, the engine's flags, s | rsync_snapshot s | ratio to raw |",
-             "|---|---|---|---|---|"]
-    for what, raw, same, eng in rows:
-        lines.append("| %s | %.2f | %.2f | %.2f | %.2f |" % (what, raw, same, eng, eng / raw if raw else 0))
+    lines = ["| what | raw `rsync -a` s | rsync, the engine's flags, s | rsync_snapshot s | ratio to raw "
+             "| CPU s: raw / engine's flags / rsync_snapshot | CPU ratio to raw |",
+             "|---|---|---|---|---|---|---|"]
+    for what, raw, same, eng, c_raw, c_same, c_eng in rows:
+        lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f / %.2f / %.2f | %.2f |" % (
+            what, raw, same, eng, eng / raw if raw else 0, c_raw, c_same, c_eng, c_eng / c_raw if c_raw else 0))
     lines.append("")
+    lines.append("Load average (1 min) at the start and the end of the timed runs: %.1f, %.1f; %d CPUs."
+                 % (load[0], load[1], os.cpu_count() or 0))
     lines.append("New bytes on disk of the incremental snapshot: %d (changed bytes %d, %.2fx); "
                  "bytes_transferred %d." % (added, changed, added / float(changed or 1),
                                             second["options"]["bytes_transferred"]))
@@ -131,7 +150,7 @@ def main():
     os.makedirs(results, exist_ok=True)
     with open(os.path.join(results, "files.json"), "w", encoding="utf-8") as handle:
         json.dump({"rows": rows, "new_bytes": added, "changed_bytes": changed, "files": args.files,
-                   "mib": args.mib}, handle, indent=1)
+                   "mib": args.mib, "load": load}, handle, indent=1)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -24,18 +24,38 @@ source's own manifest bytes committed (never re-serialised: a signature over
 them stays valid). Anything else aborts the writer, so nothing that looks like
 a set is left behind.
 
+A set with tree payloads (an rsync snapshot: a directory tree stored as it
+is, listed by an index with every file's SHA-256) needs the ``trees``
+capability at both ends. Its index and links file are copied like any file;
+the tree is then walked by descriptor beside the index (``_trees.match``) and
+rebuilt in the destination writer's tree directory: each file is streamed and
+hashed and must match the index, each link must match the links file, and
+anything else in the tree (an unlisted entry, a FIFO, a device, a link where
+the index names a file) refuses the set. A file that the destination's
+previous copy of the same source already holds under the same path, with the
+same SHA-256 in its index and the same size, mode, owner and mtime, is hard-
+linked to it instead (the rule of the rsync engine: a file that is the same
+inode keeps the SHA-256 recorded for it, and verify re-hashes it), so
+incremental-forever stays cheap at the destination too. Files that are one
+inode in the source tree stay one inode.
+
 No kind is named here: every kind of store works on either side.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import shutil
+import stat
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
+from ansible_collections.lifeboat.backup.plugins.module_utils import _trees
 
 CHUNK = _stores.CHUNK
 # A failure message names at most this many sets; the result lists them all.
@@ -175,7 +195,9 @@ class _Planner(object):
         if manifest is None:
             return _State(REFUSED, reason)
         if manifest.get("trees"):
-            return _State(REFUSED, "it holds tree payloads, which backup_copy does not copy yet")
+            reason = tree_refusal(self.src, self.dst)
+            if reason is not None:
+                return _State(REFUSED, reason)
         if self.accept is not None:
             try:
                 self.accept(manifest)
@@ -391,6 +413,8 @@ def copy_set(src, dst, planned, verify_source=True, chunk=CHUNK):
     try:
         for entry in manifest["files"]:
             copy_file(src, writer, manifest, entry, chunk)
+        for tree in manifest.get("trees") or []:
+            copy_tree(src, dst, writer, manifest, tree)
         try:
             writer.commit(raw, [entry["name"] for entry in manifest["files"]])
         except (LifeboatError, OSError) as exc:
@@ -398,6 +422,278 @@ def copy_set(src, dst, planned, verify_source=True, chunk=CHUNK):
     finally:
         writer.abort()
     return manifest["bytes"]
+
+
+# ------------------------------------------------------------------ tree payloads
+
+def tree_refusal(src, dst):
+    """Why a set with tree payloads cannot go from ``src`` to ``dst`` (a clause), or None when it can."""
+    for store, role, verb in ((dst, "destination", "hold"), (src, "source", "read")):
+        if "trees" not in store.capabilities:
+            return ("it holds a tree payload (a snapshot stored as a directory tree), which the %s, a %s store, "
+                    "cannot %s (it lacks the trees capability); copy it between dir stores" % (role, store.kind, verb))
+    return None
+
+
+class _HashingRaw(io.RawIOBase):
+    """A payload reader that hashes what is read from it and stops past the size its manifest gives."""
+
+    def __init__(self, reader, name, limit):
+        super(_HashingRaw, self).__init__()
+        self.reader = reader
+        self.name = name
+        self.limit = limit
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        count = self.reader.readinto(buffer) or 0
+        with memoryview(buffer) as view:
+            self.digest.update(view[:count])
+        self.size += count
+        if self.size > self.limit:
+            raise CopyError("its file %s at the source is larger than its manifest says (%d bytes)"
+                            % (self.name, self.limit))
+        return count
+
+    def close(self):
+        if not self.closed:
+            self.reader.close()
+        super(_HashingRaw, self).close()
+
+
+def _open_list(src, manifest, name):
+    """(hashing raw reader, buffered line reader) of a tree's index or links file at the source."""
+    entry = [f for f in manifest["files"] if f["name"] == name][0]
+    try:
+        reader = src.open_payload(manifest["host"], manifest["source"], manifest["set_id"], name)
+    except (LifeboatError, OSError) as exc:
+        raise CopyError("its file %s cannot be read at the source: %s" % (name, clause(_os_clause(exc))))
+    raw = _HashingRaw(reader, name, entry["size"])
+    return raw, io.BufferedReader(raw, CHUNK), entry
+
+
+def _check_list(raw, buffered, entry):
+    """The whole list was read while the tree was copied: it must be the bytes its manifest lists."""
+    while buffered.read(CHUNK):
+        pass
+    if raw.size != entry["size"] or raw.digest.hexdigest() != entry["sha256"]:
+        raise CopyError("its file %s at the source does not match its manifest (size or SHA-256)" % entry["name"])
+
+
+def _previous_copy(dst, host, source, set_id, tree):
+    """The destination's newest older set of this source holding tree ``tree["name"]``: a _trees.Previous, or None.
+
+    Only the newest older complete set is looked at; a manifest, tree or index there that does not read
+    means no hard links (every file is copied).
+    """
+    try:
+        older = [one for one in dst.listing(host, source).sets if one < set_id]
+    except (LifeboatError, OSError):
+        return None
+    for candidate in sorted(older, reverse=True)[:1]:
+        try:
+            manifest = dst.read_manifest(host, source, candidate)
+            trees = [t for t in manifest.get("trees") or [] if t["name"] == tree["name"]]
+            if not trees:
+                return None
+            root = dst.open_tree(host, source, candidate, tree["name"])
+        except (LifeboatError, OSError):
+            return None
+        try:
+            reader = _stores.line_reader(dst.open_payload(host, source, candidate, trees[0]["index"]))
+        except (LifeboatError, OSError):
+            os.close(root)
+            return None
+        return _trees.Previous(root, reader)
+    return None
+
+
+def _xattrs(entry):
+    """The extended attributes of a walked entry (opened without following links), or [] where there are none."""
+    if not hasattr(os, "listxattr") or entry.kind == "symlink":
+        return []
+    try:
+        fd = os.open(entry.name, _trees.DIR_FLAGS if entry.kind == "dir" else _trees.FILE_FLAGS, dir_fd=entry.dir_fd)
+    except OSError:
+        return []
+    try:
+        return [(name, os.getxattr(fd, name)) for name in os.listxattr(fd)]
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
+def _apply(fd, st, xattrs, mode, owners):
+    """Owner (as root), extended attributes, mode and times of a copied file or directory."""
+    if owners:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    for name, value in xattrs:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError:
+            pass  # a file system without that namespace: the tree's index does not cover xattrs
+    os.fchmod(fd, mode)
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+class TreeCopy(object):
+    """Rebuilds one tree of a set in the destination writer's tree directory (see the module docstring)."""
+
+    def __init__(self, manifest, tree, out_root, previous, owners):
+        self.manifest = manifest
+        self.tree = tree
+        self.out = out_root
+        self.previous = previous
+        self.owners = owners
+        self.inodes = {}
+        self.linked = 0
+        self.written = 0
+
+    def refuse(self, path, phrase):
+        raise CopyError("its tree %s holds %s, which %s" % (self.tree["name"], _stores.escape(path), phrase))
+
+    def run(self, root, entries, links):
+        dirs = []
+        for entry, listed, state in _trees.match(root, entries, links):
+            if state == "missing":
+                raise CopyError("its tree %s lacks %s, which its index or links file lists"
+                                % (self.tree["name"], _stores.escape(listed["path"])))
+            problem = _trees.entry_problem(entry, listed)
+            if problem is not None:
+                self.refuse(entry.path, _trees.describe(entry, listed, problem))
+            if entry.kind == "dir":
+                os.mkdir(entry.path, 0o700, dir_fd=self.out)
+                dirs.append((entry.path, entry.st, _xattrs(entry)))
+            elif entry.kind == "symlink":
+                os.symlink(listed["target"], entry.path, dir_fd=self.out)
+                if self.owners:
+                    os.chown(entry.path, entry.st.st_uid, entry.st.st_gid, dir_fd=self.out, follow_symlinks=False)
+                os.utime(entry.path, ns=(entry.st.st_atime_ns, entry.st.st_mtime_ns), dir_fd=self.out,
+                         follow_symlinks=False)
+            else:
+                self.file(entry, listed)
+        for path, st, xattrs in reversed(dirs):  # deepest first: filling a directory changes its mtime
+            fd = os.open(path, _trees.DIR_FLAGS, dir_fd=self.out)
+            try:
+                _apply(fd, st, xattrs, stat.S_IMODE(st.st_mode), self.owners)
+            finally:
+                os.close(fd)
+        top = os.fstat(root)
+        _apply(self.out, top, [], stat.S_IMODE(top.st_mode), self.owners)
+
+    def _link_previous(self, entry, listed):
+        """Hard-link ``entry`` to the destination's previous copy when that holds the same file; True if done."""
+        if self.previous is None:
+            return False
+        known = self.previous.listed(entry.key)
+        if known is None or known[3] != listed["sha256"] or known[2] != listed["size"]:
+            return False
+        found = self.previous.lstat(entry.path, entry.key)
+        if found is None:
+            return False
+        dir_fd, st = found
+        if (not stat.S_ISREG(st.st_mode) or st.st_size != listed["size"] or stat.S_IMODE(st.st_mode) != listed["mode"]
+                or st.st_mtime_ns != entry.st.st_mtime_ns
+                or (self.owners and (st.st_uid, st.st_gid) != (entry.st.st_uid, entry.st.st_gid))):
+            return False
+        try:
+            os.link(entry.name, entry.path, src_dir_fd=dir_fd, dst_dir_fd=self.out, follow_symlinks=False)
+        except OSError:
+            return False  # too many links, another file system: the file is copied
+        return True
+
+    def file(self, entry, listed):
+        key = (entry.st.st_dev, entry.st.st_ino)
+        first = self.inodes.get(key)
+        if first is not None and first[1] == listed["sha256"]:
+            os.link(first[0], entry.path, src_dir_fd=self.out, dst_dir_fd=self.out, follow_symlinks=False)
+            return
+        if self._link_previous(entry, listed):
+            self.linked += 1
+        else:
+            self._write(entry, listed)
+            self.written += 1
+        if entry.st.st_nlink > 1:
+            self.inodes[key] = (entry.path, listed["sha256"])
+
+    def _write(self, entry, listed):
+        try:
+            src = _trees.open_regular(entry)
+        except (OSError, ValueError):
+            self.refuse(entry.path, "is no longer a regular file that can be read")
+        try:
+            xattrs = _xattrs(entry)
+            out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=self.out)
+            try:
+                def write(block):
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(out, view):]
+                size, digest = _trees.hash_fd(src, write)
+                if size != listed["size"] or digest != listed["sha256"]:
+                    self.refuse(entry.path, "does not match the size and SHA-256 in its index")
+                _apply(out, entry.st, xattrs, listed["mode"], self.owners)
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+
+
+def copy_tree(src, dst, writer, manifest, tree, owners=None):
+    """Copy tree ``tree`` of a set into ``writer`` (see TreeCopy); every file checked against the index."""
+    host, source, set_id, name = manifest["host"], manifest["source"], manifest["set_id"], tree["name"]
+    owners = (os.geteuid() == 0) if owners is None else owners
+    names = [f["name"] for f in manifest["files"]]
+    try:
+        target = writer.tree(name)
+        os.mkdir(target.path, 0o700)
+        out = os.open(target.path, _trees.DIR_FLAGS)
+    except (LifeboatError, OSError) as exc:
+        raise CopyError("its tree %s cannot be started at the destination: %s" % (name, clause(_os_clause(exc))))
+    opened = []
+    done = False
+    try:
+        try:
+            root = src.open_tree(host, source, set_id, name)
+        except (LifeboatError, OSError) as exc:
+            raise CopyError("its tree %s cannot be opened at the source: %s" % (name, clause(_os_clause(exc))))
+        opened.append(lambda: os.close(root))
+        index_raw, index, index_entry = _open_list(src, manifest, tree["index"])
+        opened.append(index.close)
+        entries = _manifest.read_index(index, tree, "The index of tree %s" % _stores.escape(name))
+        links, links_raw, links_entry = [], None, None
+        if _trees.links_name(name) in names:
+            links_raw, links_buffered, links_entry = _open_list(src, manifest, _trees.links_name(name))
+            opened.append(links_buffered.close)
+            links = _trees.read_links(links_buffered, "The links file of tree %s" % _stores.escape(name))
+        previous = _previous_copy(dst, host, source, set_id, tree) if "hard_links" in dst.capabilities else None
+        if previous is not None:
+            opened.append(previous.close)
+        copier = TreeCopy(manifest, tree, out, previous, owners)
+        try:
+            copier.run(root, entries, links)
+        except _manifest.ManifestError as exc:
+            raise CopyError(clause(exc))
+        except OSError as exc:
+            raise CopyError("copying its tree %s failed: %s" % (name, clause(_stores.describe_os_error(
+                exc, "the tree at the destination"))))
+        _check_list(index_raw, index, index_entry)
+        if links_raw is not None:
+            _check_list(links_raw, links_buffered, links_entry)
+        done = True
+        return copier
+    finally:
+        for close in reversed(opened):
+            close()
+        os.close(out)
+        if not done:  # a copy never resumes: what it wrote is not kept for a later run
+            shutil.rmtree(target.path, ignore_errors=True)
 
 
 def summary(manifest):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -457,19 +456,20 @@ class RsyncEngine(object):
         fd = os.open(tree_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             with open(index_path, "wb") as index_out, open(links_path, "wb") as links_out:
-                known = self._known(ctx)
+                previous = self._known(ctx)
                 try:
-                    return _trees.write_lists(fd, index_out, links_out, known)
+                    return _trees.write_lists(fd, index_out, links_out, previous.same if previous else None)
                 finally:
-                    if known is not None:
-                        known.close()
+                    if previous is not None:
+                        previous.close()
         except OSError as exc:
             raise FilesError(_stores.describe_os_error(exc, "the new snapshot tree"))
         finally:
             os.close(fd)
 
     def _known(self, ctx):
-        """A lookup of the previous snapshot's SHA-256 for files that are the very same inode, or None."""
+        """The previous snapshot's tree and index (``_trees.Previous``): its SHA-256 for files that are the very
+        same inode; or None."""
         previous = self.previous
         if previous is None:
             return None
@@ -484,7 +484,7 @@ class RsyncEngine(object):
         except (OSError, _stores.StoreError):
             os.close(root)
             return None
-        return KnownDigests(root, reader, tree)
+        return _trees.Previous(root, reader)
 
     def record(self, ctx, manifest):
         lists, itemized = self.lists, self.itemized
@@ -529,85 +529,6 @@ class RsyncEngine(object):
 
     def explain(self, exc):
         return None
-
-
-class KnownDigests(object):
-    """``known(entry)`` for _trees.write_lists: the previous index's (size, sha256) when the file is the same inode.
-
-    Both the new walk and the previous index go in index order, so the previous index is read once, in step.
-    """
-
-    def __init__(self, root, reader, tree):
-        self.root = root
-        self.reader = reader
-        self.entries = self._light(reader)
-        self.current = None
-        self.done = False
-
-    @staticmethod
-    def _light(reader):
-        """The previous index's entries, checked only for shape and order: a SHA-256 taken from it is vouched for
-        by the previous manifest and checked again by verify, so the strict canonical parse is not needed here."""
-        previous = None
-        while True:
-            line = reader.readline(_manifest.INDEX_MAX_LINE_BYTES + 1)
-            if not line:
-                return
-            entry = json.loads(line)
-            if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
-                    or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str)
-                    or not _manifest.SHA256_RE.match(entry["sha256"])):
-                raise _manifest.ManifestError("The index of the previous snapshot has a malformed line.")
-            key = _trees.key_of(entry["path"])
-            if previous is not None and key <= previous:
-                raise _manifest.ManifestError("The index of the previous snapshot is out of order.")
-            previous = key
-            yield entry
-
-    def _advance(self, key):
-        while not self.done and (self.current is None or _trees.key_of(self.current["path"]) < key):
-            try:
-                self.current = next(self.entries)
-            except StopIteration:
-                self.done = True
-                self.current = None
-            except (_manifest.ManifestError, ValueError):
-                self.done = True  # an index that does not read: every file is hashed
-                self.current = None
-
-    def __call__(self, entry):
-        if entry.st.st_nlink < 2:
-            return None
-        self._advance(_trees.key_of(entry.path))
-        listed = self.current
-        if listed is None or listed["path"] != entry.path or listed["size"] != entry.st.st_size:
-            return None
-        try:
-            st = _stat_below(self.root, entry.path)
-        except OSError:
-            return None
-        if st is None or (st.st_ino, st.st_dev) != (entry.st.st_ino, entry.st.st_dev):
-            return None
-        return listed["size"], listed["sha256"]
-
-    def close(self):
-        self.reader.close()
-        os.close(self.root)
-
-
-def _stat_below(root_fd, path):
-    """lstat of ``path`` below ``root_fd``, every directory opened with O_NOFOLLOW; None if a step is not a dir."""
-    parts = path.split("/")
-    fd = root_fd
-    opened = []
-    try:
-        for part in parts[:-1]:
-            fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            opened.append(fd)
-        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-    finally:
-        for item in opened:
-            os.close(item)
 
 
 # ------------------------------------------------------------------ restore

@@ -25,9 +25,12 @@ is untrusted input, and nothing in it is ever followed or waited on.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import stat
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
@@ -41,6 +44,11 @@ LINK_KEYS = ("path", "target")
 MAX_DEPTH = 256
 # Problems listed per tree before the rest is only counted.
 MAX_PROBLEMS = 100
+# Hashing a tree's new files: threads, files open or pending at once, and the size below which a
+# file is hashed on the walking thread (a hand-off costs more than hashing it).
+HASH_WORKERS = max(1, min(4, os.cpu_count() or 1))
+HASH_WINDOW = 64
+HASH_INLINE_BYTES = 256 * 1024
 
 
 def links_name(tree_name):
@@ -72,19 +80,21 @@ def kind_of(mode):
 
 
 class Entry(object):
-    """One entry of a walk: ``path`` (relative, ``/``-separated), ``name`` in directory ``dir_fd``, its lstat."""
+    """One entry of a walk: ``path`` (relative, ``/``-separated), ``name`` in directory ``dir_fd``, its lstat,
+    and ``key``, the path's sort key (``key_of(path)``, built as the walk descends)."""
 
-    __slots__ = ("path", "name", "dir_fd", "st", "kind")
+    __slots__ = ("path", "name", "dir_fd", "st", "kind", "key")
 
-    def __init__(self, path, name, dir_fd, st):
+    def __init__(self, path, name, dir_fd, st, key=None):
         self.path = path
         self.name = name
         self.dir_fd = dir_fd
         self.st = st
         self.kind = kind_of(st.st_mode)
+        self.key = key if key is not None else key_of(path)
 
 
-def walk(dir_fd, prefix="", depth=0):
+def walk(dir_fd, prefix="", depth=0, parent_key=()):
     """Yield every entry below directory ``dir_fd`` in index order (children sorted by name as bytes, pre-order).
 
     Directories are opened with O_NOFOLLOW relative to their parent; a link is an entry, never followed.
@@ -92,14 +102,14 @@ def walk(dir_fd, prefix="", depth=0):
     """
     if depth > MAX_DEPTH:
         raise ManifestError("The tree is deeper than %d levels at %s." % (MAX_DEPTH, show(prefix)))
-    for name in sorted(os.listdir(dir_fd), key=lambda n: n.encode("utf-8", "surrogateescape")):
+    for encoded, name in sorted((n.encode("utf-8", "surrogateescape"), n) for n in os.listdir(dir_fd)):
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        entry = Entry(prefix + name, name, dir_fd, st)
+        entry = Entry(prefix + name, name, dir_fd, st, parent_key + (encoded,))
         yield entry
         if entry.kind == "dir":
             child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             try:
-                yield from walk(child, entry.path + "/", depth + 1)
+                yield from walk(child, entry.path + "/", depth + 1, entry.key)
             finally:
                 os.close(child)
 
@@ -185,12 +195,19 @@ def read_links(handle, where="links file"):
 
 # ------------------------------------------------------------------ writing the lists
 
-def index_line(path, size, mode, sha256):
+def index_line(path, size, mode, sha256, key=None):
     """An index line in its canonical form (``_manifest.format_index_line`` without parsing it back: the path
-    is checked, the other fields come from stat and hashlib)."""
-    _manifest.check_tree_path(path)
-    return (json.dumps({"mode": mode, "path": path, "sha256": sha256, "size": size}, sort_keys=True,
-                       separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+    is checked, the other fields come from stat and hashlib).
+
+    With ``key`` (a walked entry's: its names come from the directory, so none is empty, ``.`` or ``..``,
+    or holds ``/`` or NUL) only the lengths are left to check. The line is the bytes ``json.dumps`` gives
+    the object with sorted keys, no spaces and ASCII escapes, built without the dict.
+    """
+    if key is None or max(len(part) for part in key) > _manifest.INDEX_MAX_NAME_BYTES or \
+            sum(len(part) for part in key) + len(key) - 1 > _manifest.INDEX_MAX_PATH_BYTES:
+        _manifest.check_tree_path(path)
+    return ('{"mode":%d,"path":%s,"sha256":"%s","size":%d}\n'
+            % (mode, json.dumps(path, ensure_ascii=True), sha256, size)).encode("ascii")
 
 
 class Lists(object):
@@ -202,41 +219,208 @@ class Lists(object):
         self.links = 0
         self.dirs = 0
         self.entries = 0
+        self.hashed = 0
         self.specials = []
 
 
-def write_lists(root_fd, index_out, links_out, known=None):
+def _hash_and_close(fd):
+    try:
+        return hash_fd(fd)
+    finally:
+        os.close(fd)
+
+
+class _Hashers(object):
+    """Files hashed on worker threads (hashlib and os.read release the GIL), their lines written in walk order.
+
+    At most ``window`` files are open or pending at once; a small file is hashed on the calling thread.
+    """
+
+    def __init__(self, out, workers=HASH_WORKERS, window=HASH_WINDOW):
+        self.out = out
+        self.workers = workers
+        self.window = window
+        self.pool = None
+        self.pending = collections.deque()  # [path, key, mode, (size, sha256) or a future]
+
+    def add(self, path, key, mode, digest):
+        self.pending.append((path, key, mode, digest))
+
+    def add_file(self, entry, mode):
+        fd = open_regular(entry)
+        if self.workers < 2 or entry.st.st_size < HASH_INLINE_BYTES:
+            self.add(entry.path, entry.key, mode, _hash_and_close(fd))
+            return
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(self.workers)
+        try:
+            future = self.pool.submit(_hash_and_close, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.add(entry.path, entry.key, mode, future)
+
+    def flush(self, everything):
+        """Write the lines whose digest is known, in order; wait for the head when the window is full."""
+        found = []
+        while self.pending:
+            path, key, mode, digest = self.pending[0]
+            if isinstance(digest, concurrent.futures.Future):
+                if not (everything or len(self.pending) > self.window or digest.done()):
+                    break
+                digest = digest.result()
+            self.pending.popleft()
+            self.out.write(index_line(path, digest[0], mode, digest[1], key))
+            found.append(digest[0])
+        return found
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)  # a started hash closes its descriptor itself
+            self.pool = None
+
+
+def write_lists(root_fd, index_out, links_out, known=None, workers=HASH_WORKERS):
     """Walk the tree at ``root_fd`` and write its index and links file; return a Lists.
 
     ``known(entry)`` may return a (size, sha256) already established for a
     regular file (a file hard-linked to an already verified one), else None;
-    every other file is read and hashed. Entries that are neither files,
-    directories nor links are returned in ``specials`` (the caller decides).
+    every other file is read and hashed (on ``workers`` threads). Entries
+    that are neither files, directories nor links are returned in
+    ``specials`` (the caller decides).
     """
     found = Lists()
-    for entry in walk(root_fd):
-        found.entries += 1
-        if entry.kind == "dir":
-            found.dirs += 1
-        elif entry.kind == "file":
-            digest = known(entry) if known is not None else None
-            if digest is None:
-                fd = open_regular(entry)
-                try:
-                    digest = hash_fd(fd)
-                finally:
-                    os.close(fd)
-            size, sha = digest
-            index_out.write(index_line(entry.path, size, stat.S_IMODE(entry.st.st_mode), sha))
-            found.files += 1
-            found.bytes += size
-        elif entry.kind == "symlink":
-            target = os.readlink(entry.name, dir_fd=entry.dir_fd)
-            links_out.write(format_link_line(entry.path, target))
-            found.links += 1
-        else:
-            found.specials.append(entry.path)
+    hashers = _Hashers(index_out, workers)
+
+    def count(sizes):
+        found.bytes += sum(sizes)
+    try:
+        for entry in walk(root_fd):
+            found.entries += 1
+            if entry.kind == "dir":
+                found.dirs += 1
+            elif entry.kind == "file":
+                found.files += 1
+                mode = stat.S_IMODE(entry.st.st_mode)
+                digest = known(entry) if known is not None else None
+                if digest is None:
+                    found.hashed += 1
+                    hashers.add_file(entry, mode)
+                else:
+                    hashers.add(entry.path, entry.key, mode, digest)
+                count(hashers.flush(False))
+            elif entry.kind == "symlink":
+                target = os.readlink(entry.name, dir_fd=entry.dir_fd)
+                links_out.write(format_link_line(entry.path, target))
+                found.links += 1
+            else:
+                found.specials.append(entry.path)
+        count(hashers.flush(True))
+    finally:
+        hashers.close()
     return found
+
+
+# ------------------------------------------------------------------ a previous tree, read in step
+
+# A canonical index line: taken apart without the JSON decoder (anything else is not read at all).
+_INDEX_LINE_RE = re.compile(rb'\{"mode":([0-9]{1,5}),"path":("(?:[^"\\]|\\.)*"),"sha256":"([0-9a-f]{64})",'
+                            rb'"size":([0-9]{1,20})\}\n\Z')
+
+
+class Previous(object):
+    """A previous tree (``root_fd``) and its index (``reader``, a binary line reader), read in step with a
+    walk of a new tree in index order; both are owned and closed by ``close``.
+
+    The index gets a light parse (shape and order only): what it gives is used only where the very bytes
+    it describes are shared (a hard link), and verify re-hashes them. An index that does not read stops
+    the lookups (every file is then hashed or copied). Each previous directory is opened once, with
+    O_NOFOLLOW at every step.
+    """
+
+    def __init__(self, root_fd, reader):
+        self.root = root_fd
+        self.reader = reader
+        self.current = None  # (key, path, size, sha256, mode)
+        self.previous_key = None
+        self.done = False
+        self.dir_key = None
+        self.dir_fd = None
+
+    def _next(self):
+        line = self.reader.readline(_manifest.INDEX_MAX_LINE_BYTES + 1)
+        if not line:
+            return None
+        found = _INDEX_LINE_RE.match(line)
+        if found is None:
+            raise ValueError("malformed")
+        raw = found.group(2)
+        path = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("ascii")
+        key = key_of(path)
+        if self.previous_key is not None and key <= self.previous_key:
+            raise ValueError("out of order")
+        self.previous_key = key
+        return key, path, int(found.group(4)), found.group(3).decode("ascii"), int(found.group(1))
+
+    def listed(self, key):
+        """The previous index's (key, path, size, sha256, mode) for the path of ``key``, or None."""
+        while not self.done and (self.current is None or self.current[0] < key):
+            try:
+                self.current = self._next()
+            except (ValueError, OSError):
+                self.current = None
+            if self.current is None:
+                self.done = True
+        current = self.current
+        return current if current is not None and current[0] == key else None
+
+    def lstat(self, path, key):
+        """(the previous directory's descriptor, lstat) of ``path`` in the previous tree, or None."""
+        parent = key[:-1]
+        if parent != self.dir_key:
+            self._close_dir()
+            self.dir_key = parent
+            fd = self.root
+            try:
+                for part in path.split("/")[:-1]:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                    if fd != self.root:
+                        os.close(fd)
+                    fd = child
+            except OSError:
+                if fd != self.root:
+                    os.close(fd)
+                return None
+            self.dir_fd = fd
+        if self.dir_fd is None:
+            return None
+        try:
+            return self.dir_fd, os.stat(path.rpartition("/")[2], dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return None
+
+    def same(self, entry):
+        """The (size, sha256) the previous index gives a walked regular file that is the very same inode as the
+        previous tree's file of that path (a hard link to it), else None."""
+        if entry.st.st_nlink < 2:
+            return None
+        listed = self.listed(entry.key)
+        if listed is None or listed[2] != entry.st.st_size:
+            return None
+        found = self.lstat(entry.path, entry.key)
+        if found is None or (found[1].st_ino, found[1].st_dev) != (entry.st.st_ino, entry.st.st_dev):
+            return None
+        return listed[2], listed[3]
+
+    def _close_dir(self):
+        if self.dir_fd is not None and self.dir_fd != self.root:
+            os.close(self.dir_fd)
+        self.dir_fd = None
+
+    def close(self):
+        self._close_dir()
+        self.reader.close()
+        os.close(self.root)
 
 
 # ------------------------------------------------------------------ checking a tree
@@ -281,7 +465,7 @@ def match(root_fd, index_entries, link_entries, on_entry=None):
     nxt_file = _peek(index_iter)
     nxt_link = _peek(links_iter)
     for entry in walk(root_fd):
-        key = key_of(entry.path)
+        key = entry.key
         while nxt_file is not None and key_of(nxt_file["path"]) < key:
             yield None, nxt_file, "missing"
             nxt_file = _peek(index_iter)

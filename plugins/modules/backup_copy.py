@@ -30,6 +30,13 @@ description:
     under the same id is a conflict; it is reported and never overwritten.
   - The destination's lock for each source is held while that source's sets are copied, and what crashed
     runs left there is removed first.
+  - A tree payload (an rsync snapshot) is rebuilt at the destination file by file, walked without
+    following links beside its index. Each copied file is hashed as it streams and must match the SHA-256
+    of the index; each link must match the links file; an entry the lists do not name (a FIFO, a device,
+    a link where a file is listed) refuses the set. A file the destination's previous copy of the same
+    source holds under the same path, with the same SHA-256, size, mode, owner and mtime, is hard-linked
+    to it, so incremental-forever costs only the changed bytes at the destination as well. Owners (as
+    root), modes, times, extended attributes, links and hard links are kept.
 author:
   - Lifeboat maintainers (@lifeboat-backup)
 extends_documentation_fragment:
@@ -84,7 +91,9 @@ requirements: []
 notes:
   - Source sets are not locked, so backups into O(store) carry on while a copy runs; a set deleted at the
     source while it is being copied is refused.
-  - Tree payloads (manifest format 2) are not copied yet; such sets are refused with a sentence saying so.
+  - A set with a tree payload (an rsync snapshot of M(lifeboat.backup.files_backup)) is copied only
+    between stores with the trees capability (dir); another kind at either end (s3, ssh) refuses it with
+    a sentence naming the set and the kind, and the other sets are still copied.
 seealso:
   - module: lifeboat.backup.backup_info
   - module: lifeboat.backup.backup_verify

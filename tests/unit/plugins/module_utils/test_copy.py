@@ -16,16 +16,21 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
+import stat
 import tracemalloc
 
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _copy
+from ansible_collections.lifeboat.backup.plugins.module_utils import _files
+from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
 from ansible_collections.lifeboat.backup.plugins.module_utils import _stores
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import make_manifest, make_set
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.test_files import make_tree
 
 F1 = "20261101T000000Z-full"
 I1 = "20261102T000000Z-incremental"
@@ -568,3 +573,131 @@ def test_a_set_the_caller_does_not_accept_is_refused_with_its_children(src, dst)
         (I1, "its manifest is not accepted: Set %s is not signed" % I1),
         (I2, "its chain needs db1/app/%s, which cannot be copied (its manifest is not accepted: Set %s is not signed)"
          % (I1, I1))]
+
+
+# ------------------------------------------------------------------ tree payloads (rsync snapshots)
+
+needs_rsync = pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+
+
+def snapshot_set(store, src, minute):
+    """An rsync snapshot set of ``src`` (the real engine) in ``store``; its manifest."""
+    def clock():
+        return datetime.datetime(2026, 11, 1, 0, minute, tzinfo=datetime.timezone.utc)
+    engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"))
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, set_type="full", now=clock)
+    return job.run(engine)[0]
+
+
+def tree_of(store, manifest):
+    return os.path.join(store.location("h1", "tree", manifest["set_id"]), "tree")
+
+
+def describe_tree(root):
+    """Every entry below ``root``: type, mode, owner, mtime, content or target, and which entries share an inode."""
+    found, inodes = {}, {}
+    for base, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as handle:
+                    what = hashlib.sha256(handle.read()).hexdigest()
+                inodes.setdefault(st.st_ino, []).append(rel)
+            else:
+                what = None
+            found[rel] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime_ns, what)
+    return found, sorted(sorted(group) for group in inodes.values() if len(group) > 1)
+
+
+@pytest.fixture
+def trees(tmp_path):
+    """A source tree, a dir store with one snapshot of it, and an empty dir store."""
+    source = tmp_path / "tree"
+    make_tree(source)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    src_store = store_kinds.dir_store(tmp_path / "a")[0]
+    dst_store = store_kinds.dir_store(tmp_path / "b")[0]
+    return source, src_store, dst_store, snapshot_set(src_store, source, 1)
+
+
+@needs_rsync
+def test_a_snapshot_tree_is_copied_verified_and_incremental_copies_share_inodes(trees):
+    source, src, dst, first = trees
+    listed = copy(src, dst, check_mode=True)
+    assert ids(listed["copied"]) == [("h1", "tree", first["set_id"])] and not listed["refused"]
+    assert dst.hosts() == []
+    result = copy(src, dst)
+    assert ids(result["copied"]) == [("h1", "tree", first["set_id"])] and result["changed"]
+    assert_same_set(src, dst, "h1", "tree", first["set_id"])
+    assert describe_tree(tree_of(dst, first)) == describe_tree(tree_of(src, first))
+    assert describe_tree(tree_of(dst, first))[1] == [["data/f01", "data/f01.hard"]]
+
+    (source / "data/f05").write_bytes(b"changed")
+    second = snapshot_set(src, source, 2)
+    result = copy(src, dst)
+    assert ids(result["copied"]) == [("h1", "tree", second["set_id"])]
+    assert_same_set(src, dst, "h1", "tree", second["set_id"])
+    assert describe_tree(tree_of(dst, second)) == describe_tree(tree_of(src, second))
+    old, new = tree_of(dst, first), tree_of(dst, second)
+    assert os.stat(os.path.join(new, "data/f07")).st_ino == os.stat(os.path.join(old, "data/f07")).st_ino
+    assert os.stat(os.path.join(new, "data/f05")).st_ino != os.stat(os.path.join(old, "data/f05")).st_ino
+
+    again = copy(src, dst)
+    assert not again["changed"] and again["copied"] == [] and len(again["skipped"]) == 2
+
+
+@needs_rsync
+def test_a_store_without_trees_refuses_a_snapshot_in_one_sentence_and_copies_the_rest(trees, tmp_path):
+    dummy, src, dummy2, first = trees
+    make_set(src, "db1", "app", F1, files={"dump.pgc": b"flat"})
+    dst = store_kinds.memory_store(tmp_path)[0]
+    result = copy(src, dst)
+    assert ids(result["copied"]) == [("db1", "app", F1)]
+    assert ids(result["refused"]) == [("h1", "tree", first["set_id"])]
+    message = _copy.failure_message(result)
+    assert "\n" not in message and message.endswith(".")
+    assert "h1/tree/%s" % first["set_id"] in message and "a memory store" in message and "trees" in message
+    assert dst.listing("h1", "tree").sets == [] and nothing_left(dst, "h1", "tree")
+
+
+def hostile_link(tree):
+    os.unlink(os.path.join(tree, "data/f07"))
+    os.symlink("/etc/passwd", os.path.join(tree, "data/f07"))
+
+
+def hostile_fifo(tree):
+    os.mkfifo(os.path.join(tree, "data/zz.fifo"))
+
+
+def hostile_altered(tree):
+    path = os.path.join(tree, "data/f09")
+    size = os.path.getsize(path)
+    st = os.stat(path)
+    with open(path, "r+b") as handle:
+        handle.write(b"X" * size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@needs_rsync
+@pytest.mark.parametrize("verify_source", [False, True], ids=["copy-checks", "verify-first"])
+@pytest.mark.parametrize("damage, words", [
+    (hostile_link, ["data/f07", "symlink where the lists name a file", "not followed"]),
+    (hostile_fifo, ["data/zz.fifo", "FIFO", "not opened"]),
+    (hostile_altered, ["data/f09", "SHA-256"]),
+], ids=["link-out", "fifo", "altered"])
+def test_a_hostile_source_tree_is_refused_in_one_sentence(trees, damage, words, verify_source):
+    dummy, src, dst, first = trees
+    damage(tree_of(src, first))
+    result = copy(src, dst, verify_source=verify_source)
+    assert result["copied"] == [] and ids(result["refused"]) == [("h1", "tree", first["set_id"])]
+    message = _copy.failure_message(result)
+    assert "\n" not in message and message.endswith(".")
+    for word in words:
+        assert word in message, message
+    assert dst.listing("h1", "tree").sets == [] and nothing_left(dst, "h1", "tree")
+    assert os.listdir(dst.location("h1", "tree")) == []  # no set, no partial, no tree kept to resume from
