@@ -953,6 +953,9 @@ class SnapshotRestore(TreeRestore):
             raise
         finally:
             os.close(root)
+            release = getattr(store, "release_trees", None)
+            if release is not None:  # a store that fetched the tree into a local copy (ssh) removes it
+                release()
 
     def _refuse(self, member, path, phrase):
         raise FilesError("The snapshot tree of set %s holds %s, which %s; nothing was restored."

@@ -950,6 +950,17 @@ class SshStore(_stores.Store):
             self._drop_scratch()
             raise
 
+    def verify_tree(self, manifest, tree):
+        """The shared check (``_stores.Store.verify_tree``) on the fetched copy, removed once checked."""
+        try:
+            return super(SshStore, self).verify_tree(manifest, tree)
+        finally:
+            self._drop_scratch()
+
+    def release_trees(self):
+        """Remove the local copy of the tree the last ``open_tree`` fetched (its reader is done with it)."""
+        self._drop_scratch()
+
     def _drop_scratch(self):
         scratch, self._scratch = getattr(self, "_scratch", None), None
         if scratch:

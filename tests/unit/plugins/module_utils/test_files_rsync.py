@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -277,14 +278,16 @@ def killed_then_resumed(store, src, clock):
         """) % (sys.path, spec, str(src))
     proc = subprocess.Popen([sys.executable, "-c", child])
     partial = None
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
-    while datetime.datetime.now() < deadline:
-        listing = store.listing("h1", "tree")
-        if listing.partials:
-            tree = os.path.join(store.location("h1", "tree"), listing.partials[0], "tree", "big")
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=90)
+    while datetime.datetime.now() < deadline and proc.poll() is None:
+        # the store's directory as the server sees it (the ssh store's server is this machine)
+        partials = [n for n in os.listdir(source_dir(store)) if n.endswith(".partial")]
+        if partials:
+            tree = os.path.join(source_dir(store), partials[0], "tree", "big")
             if os.path.isdir(tree) and len(os.listdir(tree)) >= 3:
-                partial = listing.partials[0]
+                partial = partials[0]
                 break
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert partial is not None
