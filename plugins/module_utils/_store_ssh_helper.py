@@ -658,8 +658,7 @@ def walk_tree(dir_fd, prefix="", depth=0):
         if stat.S_ISDIR(st.st_mode):
             child = os.open(name, O_DIR, dir_fd=dir_fd)
             try:
-                for item in walk_tree(child, prefix + name + "/", depth + 1):
-                    yield item
+                yield from walk_tree(child, prefix + name + "/", depth + 1)
             finally:
                 os.close(child)
 
