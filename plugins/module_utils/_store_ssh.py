@@ -104,6 +104,8 @@ CONTROL_PREFIX = "lifeboat-ssh-"
 # --protect-args, never through a shell; these are refused all the same).
 TREE_ROOT_RE = re.compile(r"^/[^\x00-\x1f\x7f*?\[\]\\]*\Z")
 _RESUME_DIR = ".resume"
+# How deep a fetched tree may go (as _trees.MAX_DEPTH).
+TREE_MAX_DEPTH = 256
 # Stores with a live control master, closed at process exit.
 _MASTERS = weakref.WeakSet()
 
@@ -1108,7 +1110,7 @@ def _fetch_tree(call, scratch, where):
             refuse("an unreadable entry")
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or any(
                 isinstance(entry.get(k), bool) or not isinstance(entry.get(k), int)
-                for k in ("mode", "uid", "gid", "atime_ns", "mtime_ns", "nlink", "ino")):
+                for k in ("mode", "size", "uid", "gid", "atime_ns", "mtime_ns", "nlink", "ino")):
             refuse("an entry without its fields")
         return entry
 
@@ -1152,6 +1154,8 @@ def _fetch_tree(call, scratch, where):
             dir_fd = stack[-1][1]
             mode = entry["mode"]
             if stat.S_ISDIR(mode):
+                if len(stack) > TREE_MAX_DEPTH:
+                    refuse("it is deeper than %d levels at %s" % (TREE_MAX_DEPTH, escape(path)))
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
                 stack.append((path, os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                             dir_fd=dir_fd), entry))
@@ -1174,12 +1178,16 @@ def _fetch_tree(call, scratch, where):
                 fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                              dir_fd=dir_fd)
                 try:
+                    written = 0
                     while True:
                         frame = call.frame()
                         if isinstance(frame, dict) or frame[:1] not in (b"D", b"Z"):
                             refuse("the bytes of %s were cut off" % escape(path))
                         if frame[:1] == b"Z":
                             break
+                        written += len(frame) - 1
+                        if written > entry["size"]:
+                            refuse("%s is longer than its size" % escape(path))
                         view = memoryview(frame)[1:]
                         while view:
                             view = view[os.write(fd, view):]

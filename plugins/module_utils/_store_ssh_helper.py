@@ -875,12 +875,15 @@ def op_tree_send(store, req, inp, out):
                         write_frame(out, b"E" + json.dumps(entry).encode("ascii"))
                         continue
                     try:
+                        size = os.fstat(fd).st_size
+                        entry["size"] = size
                         entry["xattrs"] = xattrs_of(fd)
                         write_frame(out, b"E" + json.dumps(entry).encode("ascii"))
-                        while True:
-                            block = os.read(fd, CHUNK)
+                        while size > 0:  # a file that grows is sent to the size announced
+                            block = os.read(fd, min(CHUNK, size))
                             if not block:
                                 break
+                            size -= len(block)
                             write_frame(out, b"D" + block)
                         write_frame(out, b"Z")
                     finally:

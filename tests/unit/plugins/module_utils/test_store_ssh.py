@@ -457,3 +457,48 @@ def test_snapshot_set_placed_on_the_server_is_verified_and_restored(monkeypatch,
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("lifeboat-ssh-tree-")
                 and os.stat(os.path.join(tempfile.gettempdir(), n)).st_mtime > time.time() - 120], \
         "the scratch copy of the tree was left behind"
+
+
+class FramesFromAHostileServer(object):
+    """What a hostile backup server could send for op tree_send, frame by frame (the parser's input)."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+        self.finished = False
+
+    def frame(self):
+        item = self.frames.pop(0)
+        return item if isinstance(item, dict) else bytes(item)
+
+    def finish(self):
+        self.finished = True
+
+
+def _entry(path, mode, size=0, **extra):
+    fields = dict(path=path, mode=mode, size=size, uid=0, gid=0, atime_ns=0, mtime_ns=0, ino=1, nlink=1)
+    fields.update(extra)
+    return b"E" + _store_ssh.json.dumps(fields).encode("ascii")
+
+
+TOP = _entry("", stat.S_IFDIR | 0o755)
+HOSTILE_STREAMS = {
+    "dot-dot name": [TOP, _entry("..", stat.S_IFDIR | 0o755)],
+    "path through a missing parent": [TOP, _entry("a/b", stat.S_IFREG | 0o644)],
+    "out of order": [TOP, _entry("d", stat.S_IFDIR | 0o755), _entry("x", stat.S_IFREG | 0o644, 1), b"D1", b"Z",
+                     _entry("d/y", stat.S_IFREG | 0o644)],
+    "hard link to a file never sent": [TOP, _entry("f", stat.S_IFREG | 0o644, link_to="../../etc/passwd")],
+    "more bytes than announced": [TOP, _entry("f", stat.S_IFREG | 0o644, 1), b"Dtoo many", b"Z"],
+    "an entry without its fields": [TOP, b"E{\"path\": \"f\"}"],
+    "a top that is not a directory": [_entry("", stat.S_IFREG | 0o644)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_STREAMS))
+def test_a_hostile_tree_stream_is_refused_with_one_sentence_and_nothing_outside(tmp_path, name):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    call = FramesFromAHostileServer(HOSTILE_STREAMS[name] + [{"ok": True}])
+    with pytest.raises(_stores.StoreError, match="sent a tree that is not well formed") as info:
+        _store_ssh._fetch_tree(call, str(scratch), "ssh://backup/tree")
+    assert "\n" not in str(info.value)
+    assert sorted(os.listdir(str(tmp_path))) == ["scratch"]
