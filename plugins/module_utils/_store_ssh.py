@@ -1096,10 +1096,10 @@ def _fetch_tree(call, scratch, where):
     the server, a directory's once its entries are in.
     """
     owners = os.geteuid() == 0
-    bad = StoreError("The ssh store at %s sent a tree that is not well formed (%s); it is refused." % (where, "%s"))
 
     def refuse(why):
-        raise StoreError(str(bad) % why)
+        raise StoreError("The ssh store at %s sent a tree that is not well formed (%s); it is refused."
+                         % (where, why))
 
     def entry_of(frame):
         if isinstance(frame, dict) or frame[:1] != b"E":
