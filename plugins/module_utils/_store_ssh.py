@@ -941,7 +941,7 @@ class SshStore(_stores.Store):
         _stores.check_file_name(name)
         parts = self._source_parts(host, source) + [_stores.check_set_id(set_id), name]
         self._drop_scratch()
-        scratch = tempfile.mkdtemp(prefix="lifeboat-ssh-tree-")
+        scratch = tempfile.mkdtemp(prefix="lifeboat-tree-")
         self._scratch = scratch
         call = _Call(self, {"op": "tree_send", "parts": parts})
         try:

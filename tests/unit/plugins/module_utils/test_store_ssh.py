@@ -454,7 +454,7 @@ def test_snapshot_set_placed_on_the_server_is_verified_and_restored(monkeypatch,
     assert (target / "sub" / "a.txt").read_bytes() == b"some content\n"
     assert os.readlink(str(target / "link")) == "sub/a.txt"
     gc.collect()  # the module's store object is gone, as at the end of a module's process: so is its scratch copy
-    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("lifeboat-ssh-tree-")
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("lifeboat-tree-")
                 and os.stat(os.path.join(tempfile.gettempdir(), n)).st_mtime > time.time() - 120], \
         "the scratch copy of the tree was left behind"
 
