@@ -427,11 +427,18 @@ def copy_set(src, dst, planned, verify_source=True, chunk=CHUNK):
 # ------------------------------------------------------------------ tree payloads
 
 def tree_refusal(src, dst):
-    """Why a set with tree payloads cannot go from ``src`` to ``dst`` (a clause), or None when it can."""
-    for store, role, verb in ((dst, "destination", "hold"), (src, "source", "read")):
-        if "trees" not in store.capabilities:
-            return ("it holds a tree payload (a snapshot stored as a directory tree), which the %s, a %s store, "
-                    "cannot %s (it lacks the trees capability); copy it between dir stores" % (role, store.kind, verb))
+    """Why a set with tree payloads cannot go from ``src`` to ``dst`` (a clause), or None when it can.
+
+    The copy rebuilds the tree in place at the destination (capability ``local_trees``: a directory on this host
+    inside the set being written); the source only has to read trees (``trees``: read in place, or fetched).
+    """
+    for store, role, verb, capability in ((dst, "destination", "receive from a copy", "local_trees"),
+                                          (src, "source", "read", "trees")):
+        if capability not in store.capabilities:
+            article = "an" if store.kind[:1] in "aeios" else "a"  # an s3, an ssh, a dir, a memory
+            return ("it holds a tree payload (a snapshot stored as a directory tree), which the %s, %s %s store, "
+                    "cannot %s (it lacks the %s capability); copy it into a dir store"
+                    % (role, article, store.kind, verb, capability))
     return None
 
 
@@ -691,6 +698,7 @@ def copy_tree(src, dst, writer, manifest, tree, owners=None):
     finally:
         for close in reversed(opened):
             close()
+        src.release_trees()  # a source that fetched the tree into a local copy (ssh) removes it
         os.close(out)
         if not done:  # a copy never resumes: what it wrote is not kept for a later run
             shutil.rmtree(target.path, ignore_errors=True)

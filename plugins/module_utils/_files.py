@@ -276,10 +276,16 @@ def parse_itemized(lines):
 
 
 def rsync_argv(rsync_bin, source, dest, link_dests=(), excludes=(), includes=(), one_file_system=False,
-               bwlimit=None, checksum=False, xattrs=True, dry_run=False):
-    """The rsync command that makes ``dest`` a snapshot of ``source``, hard-linking what ``link_dests`` hold."""
+               bwlimit=None, checksum=False, xattrs=True, dry_run=False, rsh=None):
+    """The rsync command that makes ``dest`` a snapshot of ``source``, hard-linking what ``link_dests`` hold.
+
+    With ``rsh`` (a store's ssh command) ``dest`` is ``host:/path`` and the link-dests are paths on that host;
+    --protect-args hands every path to the remote rsync as data, never to the remote shell.
+    """
     argv = [rsync_bin, "--archive", "--hard-links", "--numeric-ids", "--no-devices", "--no-specials",
             "--modify-window=-1", "--out-format=%i %n%L", "--stats"]
+    if rsh:
+        argv += ["--protect-args", "--rsh=%s" % rsh]
     if xattrs and not dry_run:  # rsync's dry run with --xattrs fails on directories it would create
         argv += ["--xattrs", "--acls"]
     if one_file_system:
@@ -348,9 +354,9 @@ class RsyncEngine(object):
         self.warn = warn or (lambda message: None)
         self.handles = []
 
-    def argv(self, dest="<set>/tree", link_dests=("<previous set>/tree",), dry_run=False):
+    def argv(self, dest="<set>/tree", link_dests=("<previous set>/tree",), dry_run=False, rsh=None):
         return rsync_argv(self.rsync_bin, self.source_dir, dest, link_dests, self.excludes, self.includes,
-                          self.one_file_system, self.bwlimit, self.checksum, self.xattrs, dry_run)
+                          self.one_file_system, self.bwlimit, self.checksum, self.xattrs, dry_run, rsh)
 
     def describe(self, codec=None):
         return [self.argv()]
@@ -412,7 +418,11 @@ class RsyncEngine(object):
         workspace = _jobs.make_workspace(job.work_dir, "lifeboat-check-")
         try:
             dest = os.path.join(workspace, "dry-run")
-            rc, stderr, itemized = self.run_rsync(self.argv(dest, [handle.path] if handle else [], dry_run=True))
+            rsh = getattr(handle, "rsh", None)
+            if rsh:  # a tree on a remote store: the dry run goes there, beside the previous snapshot
+                dest = handle.check_destination
+            rc, stderr, itemized = self.run_rsync(self.argv(dest, [handle.path] if handle else [], dry_run=True,
+                                                            rsh=rsh))
         finally:
             self.release(None)
             shutil.rmtree(workspace, ignore_errors=True)
@@ -435,7 +445,7 @@ class RsyncEngine(object):
             links.append(handle.path)
         if target.resume:
             links.append(target.resume)
-        argv = self.argv(target.path, links)
+        argv = self.argv(target.path, links, rsh=getattr(target, "rsh", None))
         rc, stderr, self.itemized = self.run_rsync(argv)
         if rc == RSYNC_VANISHED:
             self.warn("Some files of %s vanished while rsync copied them; the snapshot holds the rest."
@@ -444,7 +454,15 @@ class RsyncEngine(object):
             raise FilesError(explain_rsync(rc, stderr, self.source_dir))
         index_path = os.path.join(ctx.workspace, TREE_INDEX)
         links_path = os.path.join(ctx.workspace, TREE_LINKS)
-        self.lists = self.write_lists(ctx, target.path, index_path, links_path)
+        if hasattr(target, "write_lists"):
+            # A tree on a remote store: the store walks and hashes it where it is.
+            previous = None
+            if self.previous is not None:
+                tree = [t for t in self.previous["trees"] if t["name"] == TREE_NAME][0]
+                previous = (self.previous["set_id"], TREE_NAME, tree["index"])
+            self.lists = target.write_lists(index_path, links_path, previous)
+        else:
+            self.lists = self.write_lists(ctx, target.path, index_path, links_path)
         if self.lists.specials:
             raise FilesError("The snapshot of %s holds %s, which is neither a file, a directory nor a link; rsync "
                              "was told to skip such entries." % (self.source_dir, self.lists.specials[0]))
@@ -856,6 +874,7 @@ class SnapshotRestore(TreeRestore):
             raise
         finally:
             os.close(root)
+            store.release_trees()  # a store that fetched the tree into a local copy (ssh) removes it
 
     def _refuse(self, member, path, phrase):
         raise FilesError("The snapshot tree of set %s holds %s, which %s; nothing was restored."

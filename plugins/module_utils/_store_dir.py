@@ -652,7 +652,7 @@ class DirStore(_stores.Store):
     """A store that is a directory on a local or mounted file system."""
 
     kind = "dir"
-    capabilities = frozenset(["trees", "hard_links"])
+    capabilities = frozenset(["trees", "local_trees", "hard_links"])
 
     def __init__(self, spec, runner=None):
         path = spec.get("path")

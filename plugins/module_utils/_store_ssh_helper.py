@@ -47,6 +47,11 @@ O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1024 * 1024
 MAX_FRAME = 64 * 1024 * 1024
+# Trees (rsync snapshots): the marker a writer leaves for each tree of a partial set, where an interrupted
+# run's tree is kept to resume from, and how deep a tree may go (as _trees.MAX_DEPTH).
+TREE_MARK = ".tree."
+RESUME_DIR = ".resume"
+MAX_DEPTH = 256
 
 
 class Refused(Exception):
@@ -280,8 +285,33 @@ def remove_tree(dir_fd, name, where):
         return
     if kind != "dir":
         raise Refused("unsafe", "%s is not a plain directory; it is left alone." % show(where))
-    # shutil.rmtree with dir_fd walks by descriptor and never follows a link.
-    shutil.rmtree(name, dir_fd=dir_fd)
+    try:
+        # shutil.rmtree with dir_fd walks by descriptor and never follows a link.
+        shutil.rmtree(name, dir_fd=dir_fd)
+    except PermissionError:
+        # A snapshot tree keeps its source's modes: a read-only directory (0555) cannot lose its entries
+        # until its owner may write to it again.
+        make_writable(dir_fd, name, 0)
+        shutil.rmtree(name, dir_fd=dir_fd)
+
+
+def make_writable(dir_fd, name, depth):
+    """Give the owner write and search permission on directory ``name`` and every directory below it."""
+    if depth > MAX_DEPTH:
+        return
+    try:
+        fd = os.open(name, O_DIR, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o700 != 0o700:
+            os.chmod(fd, mode | 0o700)
+        for child, kind in typed_names(fd):
+            if kind == "dir":
+                make_writable(fd, child, depth + 1)
+    finally:
+        os.close(fd)
 
 
 def fsync_fd(fd):
@@ -465,11 +495,24 @@ def op_commit(store, req, inp, out):
         except OSError as exc:
             raise store.unsafe(src, partial, where, exc)
         try:
+            trees = [check_part(name) for name in req.get("trees") or []]
+            for name in trees:
+                try:
+                    os.unlink(TREE_MARK + name, dir_fd=set_fd)
+                except FileNotFoundError:
+                    pass
             present = sorted(name for name, kind in typed_names(set_fd))
-            if present != sorted(req["names"]):
+            expected = sorted(list(req["names"]) + trees)
+            if present != expected:
                 raise Refused("store", "Refusing to commit %s: the files on the server %s differ from the manifest %s."
-                              % (show(where), present, sorted(req["names"])))
-            for name in present:
+                              % (show(where), present, expected))
+            for name in trees:
+                if entry_type(set_fd, name) != "dir":
+                    raise Refused("unsafe", "Refusing to commit %s: its tree %s is not a plain directory."
+                                  % (show(where), show(name)))
+            if trees:
+                os.sync()  # the files rsync wrote into the trees, before the manifest
+            for name in req["names"]:
                 fd, dummy = open_regular(set_fd, name, os.path.join(where, name))
                 try:
                     fsync_fd(fd)
@@ -493,6 +536,21 @@ def op_commit(store, req, inp, out):
             raise Refused("exists", "%s already exists." % show(store.path(req["parts"] + [set_id])))
         os.rename(partial, set_id, src_dir_fd=src, dst_dir_fd=src)
         fsync_fd(src)
+        if req.get("trees"):
+            # The run finished: the trees it resumed from are no longer needed.
+            try:
+                resume = os.open(RESUME_DIR, O_DIR, dir_fd=src)
+            except OSError:
+                resume = None
+            if resume is not None:
+                try:
+                    for name in req["trees"]:
+                        try:
+                            remove_tree(resume, name, store.path(req["parts"] + [RESUME_DIR, name]))
+                        except (OSError, Refused):
+                            pass
+                finally:
+                    os.close(resume)
     except OSError as exc:
         raise os_refusal(exc, where)
     finally:
@@ -509,6 +567,8 @@ def op_remove(store, req, inp, out):
     removed, problems = [], []
     try:
         for name in req["names"]:
+            if req.get("keep_trees") and name.endswith(".partial"):
+                keep_trees(fd, check_part(name))
             try:
                 remove_tree(fd, check_part(name), store.path(req["parts"] + [name]))
             except Refused as exc:
@@ -521,6 +581,328 @@ def op_remove(store, req, inp, out):
     finally:
         os.close(fd)
     reply(out, ok=True, removed=removed, problems=problems)
+
+
+def keep_trees(source_fd, partial):
+    """Move the marked trees of partial set ``partial`` to ``.resume/`` (replacing older ones), to resume from."""
+    try:
+        set_fd = os.open(partial, O_DIR, dir_fd=source_fd)
+    except OSError:
+        return
+    try:
+        entries = typed_names(set_fd)
+        marked = set(n[len(TREE_MARK):] for n, kind in entries if kind == "file" and n.startswith(TREE_MARK))
+        trees = [n for n, kind in entries if kind == "dir" and n in marked]
+        if not trees:
+            return
+        try:
+            os.mkdir(RESUME_DIR, DIR_MODE, dir_fd=source_fd)
+        except FileExistsError:
+            pass
+        resume = os.open(RESUME_DIR, O_DIR, dir_fd=source_fd)
+        try:
+            for name in trees:
+                remove_tree(resume, name, name)
+                os.rename(name, name, src_dir_fd=set_fd, dst_dir_fd=resume)
+            fsync_fd(resume)
+        finally:
+            os.close(resume)
+    except (OSError, Refused):
+        return
+    finally:
+        os.close(set_fd)
+
+
+def op_is_dir(store, req, inp, out):
+    """Whether root/parts... is a plain directory, every step reached without following a link."""
+    try:
+        fd = store.walk(req["parts"])
+    except (OSError, Refused):
+        return reply(out, ok=True, dir=False)
+    os.close(fd)
+    reply(out, ok=True, dir=True)
+
+
+def op_tree_begin(store, req, inp, out):
+    """Leave the marker of tree ``name`` in a partial set; say whether ``.resume/<name>`` is a plain directory."""
+    parts, partial, name = req["parts"], check_part(req["partial"]), check_part(req["name"])
+    fd = store.walk(parts + [partial])
+    try:
+        try:
+            os.close(os.open(TREE_MARK + name, O_CREATE, FILE_MODE, dir_fd=fd))
+        except OSError as exc:
+            raise os_refusal(exc, store.path(parts + [partial, TREE_MARK + name]))
+        fsync_fd(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.close(store.walk(parts + [RESUME_DIR, name]))
+        resume = True
+    except (OSError, Refused):
+        resume = False  # absent, or a link or file planted there: never used
+    reply(out, ok=True, resume=resume)
+
+
+def name_key(name):
+    return name.encode("utf-8", "surrogateescape")
+
+
+def walk_tree(dir_fd, prefix="", depth=0):
+    """(path, name, dir_fd, lstat) of every entry below ``dir_fd`` in index order (sorted by name as bytes,
+    pre-order); directories opened O_NOFOLLOW relative to their parent, links never followed."""
+    if depth > MAX_DEPTH:
+        raise Refused("store", "The tree is deeper than %d levels at %s." % (MAX_DEPTH, show(prefix)))
+    for name in sorted(os.listdir(dir_fd), key=name_key):
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        yield prefix + name, name, dir_fd, st
+        if stat.S_ISDIR(st.st_mode):
+            child = os.open(name, O_DIR, dir_fd=dir_fd)
+            try:
+                yield from walk_tree(child, prefix + name + "/", depth + 1)
+            finally:
+                os.close(child)
+
+
+def path_key(path):
+    return tuple(name_key(part) for part in path.split("/"))
+
+
+def canonical(entry):
+    return (json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+
+
+def hash_file(dir_fd, name, where, sink=None):
+    fd, dummy = open_regular(dir_fd, name, where)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            block = os.read(fd, CHUNK)
+            if not block:
+                return size, digest.hexdigest()
+            digest.update(block)
+            size += len(block)
+            if sink is not None:
+                sink(block)
+    finally:
+        os.close(fd)
+
+
+def lstat_below(root_fd, path):
+    parts = path.split("/")
+    fd = root_fd
+    opened = []
+    try:
+        for part in parts[:-1]:
+            fd = os.open(part, O_DIR, dir_fd=fd)
+            opened.append(fd)
+        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+    finally:
+        for item in opened:
+            os.close(item)
+
+
+class Previous(object):
+    """The previous snapshot's index, read in step with the new walk: a file that is the very same inode
+    (rsync hard-linked it) keeps its recorded SHA-256 instead of being read again."""
+
+    def __init__(self, root_fd, handle):
+        self.root_fd = root_fd
+        self.handle = handle
+        self.current = None
+        self.last = None
+        self.done = False
+
+    def _next(self):
+        line = self.handle.readline(64 * 1024)
+        if not line:
+            return None
+        entry = json.loads(line.decode("ascii"))
+        if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
+                or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str)
+                or not re.match(r"^[0-9a-f]{64}\Z", entry["sha256"])):
+            raise ValueError("malformed line")
+        key = path_key(entry["path"])
+        if self.last is not None and key <= self.last:
+            raise ValueError("out of order")
+        self.last = key
+        return entry
+
+    def known(self, path, st):
+        if st.st_nlink < 2 or self.done:
+            return None
+        key = path_key(path)
+        try:
+            while self.current is None or path_key(self.current["path"]) < key:
+                self.current = self._next()
+                if self.current is None:
+                    self.done = True
+                    return None
+        except (ValueError, UnicodeDecodeError):
+            self.done = True  # an index that does not read: every file is hashed
+            return None
+        listed = self.current
+        if listed["path"] != path or listed["size"] != st.st_size:
+            return None
+        try:
+            old = lstat_below(self.root_fd, path)
+        except OSError:
+            return None
+        if (old.st_ino, old.st_dev) != (st.st_ino, st.st_dev):
+            return None
+        return listed["size"], listed["sha256"]
+
+
+class FrameBuffer(object):
+    """Data of one kind (tag) sent in frames of about a MiB."""
+
+    def __init__(self, out, tag):
+        self.out = out
+        self.tag = tag
+        self.parts = []
+        self.size = 0
+
+    def add(self, data):
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= CHUNK:
+            self.flush()
+
+    def flush(self):
+        if self.parts:
+            write_frame(self.out, self.tag + b"".join(self.parts))
+            self.parts = []
+            self.size = 0
+
+
+def op_tree_index(store, req, inp, out):
+    """Walk a tree rsync wrote and send its index (tag ``i``) and links file (tag ``l``), then the counts.
+
+    Every regular file is hashed here, on the server, unless it is the very inode the previous snapshot's
+    index names at the same path (``previous``: the parts of that tree and of its index).
+    """
+    root = store.walk(req["parts"])
+    previous = None
+    opened = []
+    try:
+        if req.get("previous"):
+            try:
+                prev_root = store.walk(req["previous"]["tree"])
+                opened.append(prev_root)
+                index_parts = req["previous"]["index"]
+                index_dir = store.walk(index_parts[:-1])
+                try:
+                    fd, dummy = open_regular(index_dir, check_part(index_parts[-1]), store.path(index_parts))
+                finally:
+                    os.close(index_dir)
+                handle = os.fdopen(fd, "rb")
+                opened.append(handle)
+                previous = Previous(prev_root, handle)
+            except (OSError, Refused):
+                previous = None
+        index = FrameBuffer(out, b"i")
+        links = FrameBuffer(out, b"l")
+        counts = dict(files=0, bytes=0, links=0, dirs=0, entries=0, specials=[])
+        for path, name, dir_fd, st in walk_tree(root):
+            counts["entries"] += 1
+            if stat.S_ISDIR(st.st_mode):
+                counts["dirs"] += 1
+            elif stat.S_ISREG(st.st_mode):
+                digest = previous.known(path, st) if previous is not None else None
+                if digest is None:
+                    digest = hash_file(dir_fd, name, store.path(req["parts"] + [path]))
+                size, sha = digest
+                index.add(canonical({"mode": stat.S_IMODE(st.st_mode), "path": path, "sha256": sha, "size": size}))
+                counts["files"] += 1
+                counts["bytes"] += size
+            elif stat.S_ISLNK(st.st_mode):
+                links.add(canonical({"path": path, "target": os.readlink(name, dir_fd=dir_fd)}))
+                counts["links"] += 1
+            elif len(counts["specials"]) < 10:
+                counts["specials"].append(path)
+        index.flush()
+        links.flush()
+    finally:
+        for item in opened:
+            if isinstance(item, int):
+                os.close(item)
+            else:
+                item.close()
+        os.close(root)
+    reply(out, ok=True, **counts)
+
+
+def xattrs_of(fd):
+    if not hasattr(os, "listxattr"):
+        return []
+    try:
+        return [[name, os.getxattr(fd, name).decode("latin-1")] for name in os.listxattr(fd)]
+    except OSError:
+        return []
+
+
+def op_tree_send(store, req, inp, out):
+    """Send a tree entry by entry (tag ``E``: its lstat as JSON) and each regular file's bytes after it
+    (tag ``D`` frames, then ``Z``); a file already sent under another name (a hard link) is named instead."""
+    root = store.walk(req["parts"])
+    sent = {}
+    try:
+        top = os.fstat(root)
+        write_frame(out, b"E" + json.dumps(describe_entry("", top, xattrs_of(root))).encode("ascii"))
+        for path, name, dir_fd, st in walk_tree(root):
+            entry = describe_entry(path, st)
+            if stat.S_ISLNK(st.st_mode):
+                entry["target"] = os.readlink(name, dir_fd=dir_fd)
+            elif stat.S_ISDIR(st.st_mode):
+                try:
+                    fd = os.open(name, O_DIR, dir_fd=dir_fd)
+                except OSError:
+                    fd = None
+                if fd is not None:
+                    try:
+                        entry["xattrs"] = xattrs_of(fd)
+                    finally:
+                        os.close(fd)
+            elif stat.S_ISREG(st.st_mode):
+                first = sent.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+                if first is not None:
+                    entry["link_to"] = first
+                else:
+                    try:
+                        fd, dummy = open_regular(dir_fd, name, path)
+                    except (OSError, Refused) as exc:
+                        entry["unreadable"] = getattr(exc, "message", None) or str(exc)
+                        write_frame(out, b"E" + json.dumps(entry).encode("ascii"))
+                        continue
+                    try:
+                        size = os.fstat(fd).st_size
+                        entry["size"] = size
+                        entry["xattrs"] = xattrs_of(fd)
+                        write_frame(out, b"E" + json.dumps(entry).encode("ascii"))
+                        while size > 0:  # a file that grows is sent to the size announced
+                            block = os.read(fd, min(CHUNK, size))
+                            if not block:
+                                break
+                            size -= len(block)
+                            write_frame(out, b"D" + block)
+                        write_frame(out, b"Z")
+                    finally:
+                        os.close(fd)
+                    if st.st_nlink > 1:
+                        sent[(st.st_dev, st.st_ino)] = path
+                    continue
+            write_frame(out, b"E" + json.dumps(entry).encode("ascii"))
+    finally:
+        os.close(root)
+    reply(out, ok=True)
+
+
+def describe_entry(path, st, xattrs=None):
+    entry = {"path": path, "mode": st.st_mode, "size": st.st_size, "uid": st.st_uid, "gid": st.st_gid,
+             "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "nlink": st.st_nlink}
+    if xattrs is not None:
+        entry["xattrs"] = xattrs
+    return entry
 
 
 def op_delete_set(store, req, inp, out):
@@ -734,6 +1116,10 @@ OPERATIONS = {
     "delete_object": op_delete_object,
     "stat_object": op_stat_object,
     "lock": op_lock,
+    "is_dir": op_is_dir,
+    "tree_begin": op_tree_begin,
+    "tree_index": op_tree_index,
+    "tree_send": op_tree_send,
 }
 
 

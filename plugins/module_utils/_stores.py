@@ -442,6 +442,10 @@ class Store(object):
         """A directory descriptor of tree ``name`` of a set, opened without following links; the caller closes it."""
         raise StoreError("This store kind cannot read tree payloads; restore or verify them from a dir store.")
 
+    def release_trees(self):
+        """Drop what ``open_tree`` made to read trees (a kind that fetches a tree into a local copy removes it);
+        a reader calls it once done with the trees it opened. Nothing to do for a kind that reads in place."""
+
     # shared logic
     def verify_tree(self, manifest, tree):
         """Re-hash every file of a tree against its index, check every link against the links file."""

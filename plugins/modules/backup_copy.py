@@ -91,9 +91,10 @@ requirements: []
 notes:
   - Source sets are not locked, so backups into O(store) carry on while a copy runs; a set deleted at the
     source while it is being copied is refused.
-  - A set with a tree payload (an rsync snapshot of M(lifeboat.backup.files_backup)) is copied only
-    between stores with the trees capability (dir); another kind at either end (s3, ssh) refuses it with
-    a sentence naming the set and the kind, and the other sets are still copied.
+  - A set with a tree payload (an rsync snapshot of M(lifeboat.backup.files_backup)) is copied only into a
+    dir store, from a dir or ssh store (an ssh source's tree is fetched into a private local copy, removed
+    once copied); an s3 store at either end, or an ssh destination, refuses it with a sentence naming the set
+    and the kind, and the other sets are still copied.
 seealso:
   - module: lifeboat.backup.backup_info
   - module: lifeboat.backup.backup_verify

@@ -18,8 +18,8 @@ description:
     set is kept in the store's object namespace (C(tar/<set_id>.snar)) and its SHA-256 in the set's
     manifest, so a host rebuilt from scratch continues the chain, and a state altered in the store is
     refused.
-  - V(rsync_snapshot) makes each run a new browsable snapshot set of O(path) in a C(dir) store; rsync
-    writes the tree in place inside the partial set, and files unchanged since the previous snapshot are
+  - V(rsync_snapshot) makes each run a new browsable snapshot set of O(path) in a C(dir) or C(ssh) store;
+    rsync writes the tree in place inside the partial set (over the store's ssh connection for C(ssh)), and files unchanged since the previous snapshot are
     hard-linked to it (C(--link-dest)), so each snapshot costs only the changed bytes. The index of the set
     holds every file's SHA-256 (and its links file every symbolic link), so verify and restore check
     every file. The manifest records the file count, total bytes and the bytes rsync transferred.
@@ -54,7 +54,7 @@ options:
     description:
       - V(tar) for archives streamed into any store (the form for object storage).
       - V(rsync_snapshot) for browsable snapshots hard-linked to the previous one, in a store with the
-        C(trees) capability (a C(dir) store). Such a set is always a complete tree (its type is V(full)),
+        C(trees) capability (a C(dir) or C(ssh) store). Such a set is always a complete tree (its type is V(full)),
         it cannot be encrypted, and its files are stored uncompressed.
     type: str
     default: tar
@@ -122,7 +122,7 @@ options:
       - Defaults to the module's temporary directory.
     type: path
 requirements:
-  - GNU tar (O(method=tar)); rsync 3.1 or later (O(method=rsync_snapshot))
+  - GNU tar (O(method=tar)); rsync 3.1 or later (O(method=rsync_snapshot); on the backup server too for an C(ssh) store)
   - zstd (for O(compression=zstd)), gzip or pigz (for O(compression=gzip))
   - age (when O(encrypt_recipients) is set)
 seealso:
@@ -294,7 +294,7 @@ def main():
                 raise _files.FilesError("method rsync_snapshot writes a browsable tree, which cannot be encrypted; "
                                         "use method tar for encrypted sets.")
             if "trees" not in store.capabilities:
-                raise _files.FilesError("method rsync_snapshot needs a store that holds trees (a dir store); %s "
+                raise _files.FilesError("method rsync_snapshot needs a store that holds trees (a dir or ssh store); %s "
                                         "does not." % _jobs.describe_store(store))
             engine = _files.RsyncEngine(store, source_dir, _jobs.need_binary(module, "rsync", "rsync"),
                                         params["exclude"], params["include"], params["one_file_system"],

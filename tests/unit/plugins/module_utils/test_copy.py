@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 import tracemalloc
 
 import pytest
@@ -701,3 +702,45 @@ def test_a_hostile_source_tree_is_refused_in_one_sentence(trees, damage, words, 
         assert word in message, message
     assert dst.listing("h1", "tree").sets == [] and nothing_left(dst, "h1", "tree")
     assert os.listdir(dst.location("h1", "tree")) == []  # no set, no partial, no tree kept to resume from
+
+
+def scratch_dirs():
+    """This user's local copies of fetched trees (the ssh kind's scratch directories)."""
+    base = tempfile.gettempdir()
+    return sorted(name for name in os.listdir(base) if name.startswith("lifeboat-tree-")
+                  and os.lstat(os.path.join(base, name)).st_uid == os.getuid())
+
+
+@needs_rsync
+def test_snapshot_trees_copy_from_an_ssh_store_and_are_refused_towards_one(tmp_path):
+    """ssh -> dir: the tree is fetched, checked against the index and rebuilt, and the fetched copy is gone
+    afterwards; dir -> ssh: refused in one sentence (a copy cannot run rsync into the server), the rest copies."""
+    from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
+    from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import ssh_harness
+    source = tmp_path / "tree"
+    make_tree(source)
+    remote = tmp_path / "remote"
+    remote.mkdir(mode=0o700)
+    (tmp_path / "local").mkdir()
+    ssh = _store_kinds.open_store(ssh_harness.spec(remote))
+    local = store_kinds.dir_store(tmp_path / "local")[0]
+    try:
+        first = snapshot_set(ssh, source, 1)
+        scratch_before = scratch_dirs()
+        result = copy(ssh, local)
+        assert ids(result["copied"]) == [("h1", "tree", first["set_id"])] and not result["refused"]
+        assert local.verify_set(local.read_manifest("h1", "tree", first["set_id"])) == []
+        on_server = os.path.join(str(remote), "h1", "tree", first["set_id"], "tree")
+        assert describe_tree(tree_of(local, first)) == describe_tree(on_server)
+        assert scratch_dirs() == scratch_before  # the fetched copy of the tree is gone
+
+        make_set(local, "db1", "app", F1, files={"dump.pgc": b"flat"})
+        second = snapshot_set(local, source, 2)
+        back = copy(local, ssh)
+        assert ids(back["copied"]) == [("db1", "app", F1)]
+        assert ids(back["refused"]) == [("h1", "tree", second["set_id"])]
+        message = _copy.failure_message(back)
+        assert "\n" not in message and "an ssh store" in message and "local_trees" in message
+        assert ssh.listing("h1", "tree").sets == [first["set_id"]]
+    finally:
+        ssh.close()

@@ -15,16 +15,19 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import _files
 from ansible_collections.lifeboat.backup.plugins.module_utils import _jobs
 from ansible_collections.lifeboat.backup.plugins.module_utils import _manifest
+from ansible_collections.lifeboat.backup.plugins.module_utils import _store_kinds
 from ansible_collections.lifeboat.backup.plugins.module_utils import _trees
 from ansible_collections.lifeboat.backup.plugins.module_utils._common import LifeboatError
 from ansible_collections.lifeboat.backup.plugins.module_utils._manifest import ManifestError
 from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import FakeModule
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import ssh_harness
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils import store_kinds
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.test_files import make_tree, snapshot
 
@@ -57,16 +60,41 @@ def restore(store, target, set_id=None, **options):
     return result
 
 
+def source_dir(store):
+    """The source directory of the tests' sets, as a local path (the ssh store's server is this machine)."""
+    root = store.root if store.kind == "ssh" else store.location()
+    return os.path.join(root, "h1", "tree")
+
+
 def tree_dir(store, manifest):
-    return os.path.join(store.location("h1", "tree", manifest["set_id"]), _files.TREE_NAME)
+    return os.path.join(source_dir(store), manifest["set_id"], _files.TREE_NAME)
+
+
+def open_kind(kind, tmp_path):
+    if kind == "ssh":
+        root = tmp_path / "remote"
+        root.mkdir(mode=0o700)
+        return _store_kinds.open_store(ssh_harness.spec(root))
+    return store_kinds.FACTORIES["dir"](tmp_path)[0]
 
 
 @pytest.fixture
 def setup(tmp_path):
-    store = store_kinds.FACTORIES["dir"](tmp_path)[0]
+    store = open_kind("dir", tmp_path)
     src = tmp_path / "src"
     make_tree(src)
     return store, src, Clock()
+
+
+@pytest.fixture
+def ssh_setup(tmp_path):
+    """The same over SSH: an ssh store on the session's private sshd (each operation is an ssh session, so the
+    ssh cases are fewer and each runs a whole scenario)."""
+    store = open_kind("ssh", tmp_path)
+    src = tmp_path / "src"
+    make_tree(src)
+    yield store, src, Clock()
+    store.close()
 
 
 # ------------------------------------------------------------------ itemized output and stats
@@ -225,9 +253,17 @@ def test_hostile_trees_are_reported_and_refused(setup, tmp_path, name):
     assert not target.exists() or _files.visible_entries(str(target)) == []
 
 
-def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup, tmp_path):
-    store, src, clock = setup
+def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup):
+    killed_then_resumed(*setup)
+
+
+def test_over_ssh_a_killed_snapshot_stays_partial_and_the_next_run_resumes(ssh_setup):
+    killed_then_resumed(*ssh_setup)
+
+
+def killed_then_resumed(store, src, clock):
     backup(store, src, clock)
+    spec = ssh_harness.spec(store.root) if store.kind == "ssh" else {"kind": "dir", "path": store.root}
     big = src / "big"
     big.mkdir()
     for index in range(40):
@@ -236,20 +272,22 @@ def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup, tmp_pat
         import sys, shutil
         sys.path[:0] = %r
         from ansible_collections.lifeboat.backup.plugins.module_utils import _files, _jobs, _store_kinds
-        store = _store_kinds.open_store({"kind": "dir", "path": %r})
+        store = _store_kinds.open_store(%r)
         engine = _files.RsyncEngine(store, %r, shutil.which("rsync"), bwlimit="2000")
         _jobs.BackupJob(store, "h1", "tree", "files", "rsync_snapshot").run(engine)
-        """) % (sys.path, store.root, str(src))
+        """) % (sys.path, spec, str(src))
     proc = subprocess.Popen([sys.executable, "-c", child])
     partial = None
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
-    while datetime.datetime.now() < deadline:
-        listing = store.listing("h1", "tree")
-        if listing.partials:
-            tree = os.path.join(store.location("h1", "tree"), listing.partials[0], "tree", "big")
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=90)
+    while datetime.datetime.now() < deadline and proc.poll() is None:
+        # the store's directory as the server sees it (the ssh store's server is this machine)
+        partials = [n for n in os.listdir(source_dir(store)) if n.endswith(".partial")]
+        if partials:
+            tree = os.path.join(source_dir(store), partials[0], "tree", "big")
             if os.path.isdir(tree) and len(os.listdir(tree)) >= 3:
-                partial = listing.partials[0]
+                partial = partials[0]
                 break
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert partial is not None
@@ -259,7 +297,7 @@ def test_a_killed_snapshot_stays_partial_and_the_next_run_resumes(setup, tmp_pat
     copied = manifest["options"]["bytes_transferred"]
     assert copied < 40 * 256 * 1024  # what the killed run copied was linked, not copied again
     assert store.verify_set(manifest) == []
-    assert not os.path.exists(os.path.join(store.location("h1", "tree"), ".resume", "tree"))
+    assert not os.path.exists(os.path.join(source_dir(store), ".resume", "tree"))
 
 
 def test_a_file_altered_in_the_previous_snapshot_is_not_vouched_for_again(setup):
@@ -279,3 +317,87 @@ def test_a_file_altered_in_the_previous_snapshot_is_not_vouched_for_again(setup)
     # with checksum: true rsync compares content, so the altered file is copied afresh from the source
     third, dummy = backup(store, src, clock, checksum=True)
     assert store.verify_set(third) == []
+
+
+# ------------------------------------------------------------------ over SSH
+
+def new_bytes_on_disk(tree):
+    """Bytes of the files of ``tree`` that are not hard-linked to anything (what a snapshot added to the disk)."""
+    total = 0
+    for top, dummy, files in os.walk(tree):
+        for name in files:
+            st = os.lstat(os.path.join(top, name))
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                total += st.st_blocks * 512
+    return total
+
+
+def test_over_ssh_snapshots_link_unchanged_files_on_the_server_and_restore(ssh_setup, tmp_path):
+    """First snapshot, an unchanged rerun, 1% changed, a deletion, check mode, restore, a tampered tree: over SSH."""
+    store, src, clock = ssh_setup
+    gen = src / "gen"
+    gen.mkdir()
+    for index in range(200):
+        (gen / ("g%03d" % index)).write_bytes(os.urandom(32 * 1024))
+    (src / "ro").mkdir()
+    (src / "ro/kept").write_bytes(b"read-only directory\n")
+    os.chmod(str(src / "ro"), 0o555)
+    first, result = backup(store, src, clock)
+    assert result["changed"] is True and first["options"]["files"] == 254
+    assert store.verify_set(first) == []
+    # rerun over an unchanged tree: not changed, nothing copied, every file the same inode on the server
+    second, result = backup(store, src, clock)
+    assert result["changed"] is False and result["changes"] == [] and second["options"]["bytes_transferred"] == 0
+    assert second["options"]["link_dest"] == first["set_id"]
+    for name in ("data/f10", "gen/g100", "ro/kept"):
+        assert os.lstat(os.path.join(tree_dir(store, first), name)).st_ino == \
+            os.lstat(os.path.join(tree_dir(store, second), name)).st_ino
+    assert new_bytes_on_disk(tree_dir(store, second)) == 0
+    # 1% of the files changed: the new snapshot's new bytes on disk are close to the changed bytes
+    for name in ("g007", "g123"):
+        (gen / name).write_bytes(os.urandom(32 * 1024))
+    third, result = backup(store, src, clock)
+    assert result["changed"] is True and result["changes_count"] == 2
+    assert sorted(line.split(" ", 1)[1] for line in result["changes"]) == ["gen/g007", "gen/g123"]
+    changed_bytes = 2 * 32 * 1024
+    assert third["options"]["bytes_transferred"] == changed_bytes
+    assert changed_bytes <= new_bytes_on_disk(tree_dir(store, third)) <= 2 * changed_bytes
+    assert store.verify_set(third) == []
+    # a deletion is reflected
+    os.unlink(str(src / "data/f06"))
+    fourth, result = backup(store, src, clock)
+    assert result["changed"] is True
+    assert not os.path.exists(os.path.join(tree_dir(store, fourth), "data/f06"))
+    # restore over SSH: every file checked against the index as it is copied
+    target = tmp_path / "restored"
+    result = restore(store, target)
+    assert snapshot(target) == snapshot(src)
+    assert result["restored"] == 254
+    # check mode: rsync --dry-run on the server beside the previous snapshot; nothing written
+    (src / "data/f07").write_bytes(b"new content")
+    engine = _files.RsyncEngine(store, str(src), shutil.which("rsync"))
+    job = _jobs.BackupJob(store, "h1", "tree", _files.ENGINE, _files.RSYNC_METHOD, now=clock, work_dir=str(tmp_path))
+    decision = job.plan()
+    decision["job"] = job
+    check = engine.check_result(decision)
+    assert check["changed"] is True and check["would_change_count"] == 1, check
+    assert check["would_change"][0].endswith("data/f07")
+    listing = store.listing("h1", "tree")
+    assert len(listing.sets) == 4 and listing.partials == []
+    assert sorted(n for n in os.listdir(source_dir(store)) if n != ".lock") == listing.sets
+    # a tampered tree on the server is reported by verify and refused by restore
+    tree = tree_dir(store, fourth)
+    os.chmod(tree, 0o755)
+    HOSTILE["symlink out"](tree)
+    HOSTILE["altered file"](tree)
+    assert sorted((p["name"], p["problem"]) for p in store.verify_set(fourth)) == [
+        ("tree/data/f02", "sha256"), ("tree/evil", "unlisted")]
+    target = tmp_path / "refused"
+    with pytest.raises(LifeboatError):
+        restore(store, target, set_id=fourth["set_id"])
+    assert not target.exists() or _files.visible_entries(str(target)) == []
+    # deleting a snapshot set removes its tree, read-only directories included
+    store.delete_set("h1", "tree", first["set_id"])
+    assert first["set_id"] not in store.listing("h1", "tree").sets
+    assert not os.path.exists(os.path.join(source_dir(store), first["set_id"]))
+    assert not os.path.exists(os.path.join(source_dir(store), first["set_id"] + ".deleting"))

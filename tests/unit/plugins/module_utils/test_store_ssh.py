@@ -12,11 +12,13 @@ instead of hanging.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -367,51 +369,71 @@ def test_no_master_outlives_its_run(tmp_path, kill):
         assert not _masters(path) and not os.path.exists(os.path.dirname(path))
 
 
-def test_rsync_snapshot_into_ssh_is_refused_before_anything_is_written(monkeypatch, tmp_path, root):
-    """The ssh kind holds no trees yet: files_backup rsync_snapshot fails at plan time with one sentence.
+WRONG_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHN0aGlzIGlzIG5vdCB0aGUgc2VydmVyJ3Mga2V5IQ"
 
-    It must not take the lock, begin a partial set or leave a failure record on the server.
-    """
+
+@pytest.mark.parametrize("problem", ["unreachable", "unknown host key"])
+def test_rsync_snapshot_to_an_unreachable_or_unknown_server_is_one_sentence(monkeypatch, tmp_path, root, problem):
+    """files_backup rsync_snapshot into an ssh store it cannot reach, or whose host key it does not know:
+    one sentence, in check mode too, and nothing on the server."""
     from ansible_collections.lifeboat.backup.plugins.modules import files_backup
     from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module
     source = tmp_path / "data"
     source.mkdir()
     (source / "a.txt").write_bytes(b"some content\n")
     root.mkdir()
-    spec = ssh_harness.spec(root)
-    assert "trees" not in _store_kinds.open_store(spec).capabilities
+    if problem == "unreachable":
+        spec = ssh_harness.spec(root, port=1, connect_timeout=5)
+        expected = "Cannot reach the ssh store at "
+    else:
+        spec = ssh_harness.spec(root, known_hosts="[127.0.0.1]:%d %s" % (ssh_harness.server()["port"], WRONG_KEY))
+        expected = "is not in known_hosts or does not match it"
     for check_mode in (False, True):
         outcome = run_module(monkeypatch, tmp_path, files_backup,
                              dict(store=spec, host="web1", path=str(source), method="rsync_snapshot"),
                              check_mode=check_mode)
         assert outcome.failed, outcome.result
         msg = outcome.result["msg"]
-        assert "\n" not in msg and "Traceback" not in msg
-        assert "rsync_snapshot needs a store that holds trees" in msg and "ssh store" in msg and str(root) in msg, msg
+        assert "\n" not in msg and "Traceback" not in msg and expected in msg, msg
         assert "BEGIN OPENSSH PRIVATE KEY" not in msg
-        assert os.listdir(str(root)) == [], "the refused run wrote on the server"
+        assert os.listdir(str(root)) == [], "the failed run wrote on the server"
 
 
-def test_ssh_writer_refuses_a_tree_with_one_sentence(store, root):
-    root.mkdir()
+def test_a_tree_needs_a_plain_store_path(tmp_path):
+    """rsync gets the server's paths as data (--protect-args), and the store path must still be plain."""
+    root = tmp_path / "re[mo]te"
+    root.mkdir(mode=0o700)
+    store = _store_kinds.open_store(ssh_harness.spec(root))
     writer = store.begin("db1", "app", SET_ID)
     try:
-        with pytest.raises(LifeboatError, match="cannot hold tree payloads") as info:
+        with pytest.raises(LifeboatError, match="rsync snapshots cannot use") as info:
             writer.tree("tree")
         assert "\n" not in str(info.value)
     finally:
         writer.abort()
     assert store.listing("db1", "app").partials == []
+    assert store.tree_path("db1", "app", SET_ID, "tree") is None
 
 
-def test_snapshot_set_placed_on_the_server_is_reported_and_refused(monkeypatch, tmp_path, root):
-    """A snapshot set copied onto the server (the dir layout) is not read through the ssh kind, nor vouched for."""
+def test_rsync_command_hands_no_secret_and_quotes_every_item(store, root):
+    root.mkdir()
+    shell = store.rsync_shell()
+    assert "BEGIN OPENSSH" not in shell and "BatchMode=yes" in shell and "StrictHostKeyChecking=yes" in shell
+    assert "'ControlMaster=no'" in shell and "ControlPath=" in shell
+    items = shell.split(" ")
+    assert all(item.startswith("'") and item.endswith("'") for item in items)
+    store.close()
+
+
+def test_snapshot_set_placed_on_the_server_is_verified_and_restored(monkeypatch, tmp_path, root):
+    """A snapshot set of a dir store copied onto the server (the same layout) reads through the ssh kind."""
     from ansible_collections.lifeboat.backup.plugins.modules import files_backup
     from ansible_collections.lifeboat.backup.plugins.modules import files_restore
     from ansible_collections.lifeboat.backup.tests.unit.plugins.helpers import run_module
     source = tmp_path / "data"
     (source / "sub").mkdir(parents=True)
     (source / "sub" / "a.txt").write_bytes(b"some content\n")
+    os.symlink("sub/a.txt", str(source / "link"))
     local = tmp_path / "local"
     local.mkdir(mode=0o700)
     outcome = run_module(monkeypatch, tmp_path, files_backup,
@@ -423,13 +445,60 @@ def test_snapshot_set_placed_on_the_server_is_reported_and_refused(monkeypatch, 
     spec = ssh_harness.spec(root)
     store = _store_kinds.open_store(spec)
     manifest = store.read_manifest("web1", "data", set_id)
-    problems = store.verify_set(manifest)
-    assert [(p["name"], p["problem"]) for p in problems] == [("tree", "unreadable")], problems
-    assert "cannot read tree payloads" in problems[0]["detail"]
+    assert store.verify_set(manifest) == []
+    store.close()
     target = tmp_path / "target"
     outcome = run_module(monkeypatch, tmp_path, files_restore,
                          dict(store=spec, host="web1", source="data", target=str(target)))
-    assert outcome.failed, outcome.result
-    msg = outcome.result["msg"]
-    assert "\n" not in msg and "Traceback" not in msg and "cannot read tree payloads" in msg, msg
-    assert not target.exists() or os.listdir(str(target)) == []
+    assert not outcome.failed, outcome.result
+    assert (target / "sub" / "a.txt").read_bytes() == b"some content\n"
+    assert os.readlink(str(target / "link")) == "sub/a.txt"
+    gc.collect()  # the module's store object is gone, as at the end of a module's process: so is its scratch copy
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("lifeboat-tree-")
+                and os.stat(os.path.join(tempfile.gettempdir(), n)).st_mtime > time.time() - 120], \
+        "the scratch copy of the tree was left behind"
+
+
+class FramesFromAHostileServer(object):
+    """What a hostile backup server could send for op tree_send, frame by frame (the parser's input)."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+        self.finished = False
+
+    def frame(self):
+        item = self.frames.pop(0)
+        return item if isinstance(item, dict) else bytes(item)
+
+    def finish(self):
+        self.finished = True
+
+
+def _entry(path, mode, size=0, **extra):
+    fields = dict(path=path, mode=mode, size=size, uid=0, gid=0, atime_ns=0, mtime_ns=0, ino=1, nlink=1)
+    fields.update(extra)
+    return b"E" + _store_ssh.json.dumps(fields).encode("ascii")
+
+
+TOP = _entry("", stat.S_IFDIR | 0o755)
+HOSTILE_STREAMS = {
+    "dot-dot name": [TOP, _entry("..", stat.S_IFDIR | 0o755)],
+    "path through a missing parent": [TOP, _entry("a/b", stat.S_IFREG | 0o644)],
+    "out of order": [TOP, _entry("d", stat.S_IFDIR | 0o755), _entry("x", stat.S_IFREG | 0o644, 1), b"D1", b"Z",
+                     _entry("d/y", stat.S_IFREG | 0o644)],
+    "hard link to a file never sent": [TOP, _entry("f", stat.S_IFREG | 0o644, link_to="../../etc/passwd")],
+    "more bytes than announced": [TOP, _entry("f", stat.S_IFREG | 0o644, 1), b"Dtoo many", b"Z"],
+    "an entry without its fields": [TOP, b"E{\"path\": \"f\"}"],
+    "a top that is not a directory": [_entry("", stat.S_IFREG | 0o644)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_STREAMS))
+def test_a_hostile_tree_stream_is_refused_with_one_sentence_and_nothing_outside(tmp_path, name):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    call = FramesFromAHostileServer(HOSTILE_STREAMS[name] + [{"ok": True}])
+    with pytest.raises(_stores.StoreError, match="sent a tree that is not well formed") as info:
+        _store_ssh._fetch_tree(call, str(scratch), "ssh://backup/tree")
+    assert "\n" not in str(info.value)
+    assert sorted(os.listdir(str(tmp_path))) == ["scratch"]
