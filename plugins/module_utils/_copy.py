@@ -519,35 +519,6 @@ def _previous_copy(dst, host, source, set_id, tree):
     return None
 
 
-def _xattrs(entry):
-    """The extended attributes of a walked entry (opened without following links), or [] where there are none."""
-    if not hasattr(os, "listxattr") or entry.kind == "symlink":
-        return []
-    try:
-        fd = os.open(entry.name, _trees.DIR_FLAGS if entry.kind == "dir" else _trees.FILE_FLAGS, dir_fd=entry.dir_fd)
-    except OSError:
-        return []
-    try:
-        return [(name, os.getxattr(fd, name)) for name in os.listxattr(fd)]
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
-
-
-def _apply(fd, st, xattrs, mode, owners):
-    """Owner (as root), extended attributes, mode and times of a copied file or directory."""
-    if owners:
-        os.fchown(fd, st.st_uid, st.st_gid)
-    for name, value in xattrs:
-        try:
-            os.setxattr(fd, name, value)
-        except OSError:
-            pass  # a file system without that namespace: the tree's index does not cover xattrs
-    os.fchmod(fd, mode)
-    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 class TreeCopy(object):
     """Rebuilds one tree of a set in the destination writer's tree directory (see the module docstring)."""
 
@@ -575,7 +546,7 @@ class TreeCopy(object):
                 self.refuse(entry.path, _trees.describe(entry, listed, problem))
             if entry.kind == "dir":
                 os.mkdir(entry.path, 0o700, dir_fd=self.out)
-                dirs.append((entry.path, entry.st, _xattrs(entry)))
+                dirs.append((entry.path, entry.st, _trees.entry_xattrs(entry)))
             elif entry.kind == "symlink":
                 os.symlink(listed["target"], entry.path, dir_fd=self.out)
                 if self.owners:
@@ -587,11 +558,11 @@ class TreeCopy(object):
         for path, st, xattrs in reversed(dirs):  # deepest first: filling a directory changes its mtime
             fd = os.open(path, _trees.DIR_FLAGS, dir_fd=self.out)
             try:
-                _apply(fd, st, xattrs, stat.S_IMODE(st.st_mode), self.owners)
+                _trees.apply_metadata(fd, st, xattrs, stat.S_IMODE(st.st_mode), self.owners)
             finally:
                 os.close(fd)
         top = os.fstat(root)
-        _apply(self.out, top, [], stat.S_IMODE(top.st_mode), self.owners)
+        _trees.apply_metadata(self.out, top, [], stat.S_IMODE(top.st_mode), self.owners)
 
     def _link_previous(self, entry, listed):
         """Hard-link ``entry`` to the destination's previous copy when that holds the same file; True if done."""
@@ -634,7 +605,7 @@ class TreeCopy(object):
         except (OSError, ValueError):
             self.refuse(entry.path, "is no longer a regular file that can be read")
         try:
-            xattrs = _xattrs(entry)
+            xattrs = _trees.entry_xattrs(entry)
             out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=self.out)
             try:
@@ -645,7 +616,7 @@ class TreeCopy(object):
                 size, digest = _trees.hash_fd(src, write)
                 if size != listed["size"] or digest != listed["sha256"]:
                     self.refuse(entry.path, "does not match the size and SHA-256 in its index")
-                _apply(out, entry.st, xattrs, listed["mode"], self.owners)
+                _trees.apply_metadata(out, entry.st, xattrs, listed["mode"], self.owners)
             finally:
                 os.close(out)
         finally:

@@ -903,7 +903,7 @@ class SnapshotRestore(TreeRestore):
                     if entry.path not in made:
                         os.mkdir(entry.path, 0o700, dir_fd=staging)
                         made.add(entry.path)
-                    dirs.append((entry.path, entry.st, self._xattrs_of(entry)))
+                    dirs.append((entry.path, entry.st, _trees.entry_xattrs(entry)))
                 elif entry.kind == "symlink":
                     target = os.readlink(entry.name, dir_fd=entry.dir_fd)
                     info = tarfile.TarInfo(entry.path)
@@ -940,30 +940,8 @@ class SnapshotRestore(TreeRestore):
         os.mkdir(parent, 0o700, dir_fd=staging)
         made.add(parent)
 
-    def _xattrs_of(self, entry):
-        if not hasattr(os, "listxattr"):
-            return []
-        try:
-            fd = os.open(entry.name, _DIR_FLAGS if entry.kind == "dir" else _trees.FILE_FLAGS, dir_fd=entry.dir_fd)
-        except OSError:
-            return []
-        try:
-            return [(name, os.getxattr(fd, name)) for name in os.listxattr(fd)]
-        except OSError:
-            return []
-        finally:
-            os.close(fd)
-
     def _apply(self, fd, st, xattrs, mode):
-        if self.owners:
-            os.fchown(fd, st.st_uid, st.st_gid)
-        for name, value in xattrs:
-            try:
-                os.setxattr(fd, name, value)
-            except OSError:
-                self.xattrs_skipped += 1
-        os.fchmod(fd, mode if self.owners else mode & 0o777)
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.xattrs_skipped += _trees.apply_metadata(fd, st, xattrs, mode if self.owners else mode & 0o777, self.owners)
 
     def _copy_file(self, member, staging, entry, listed, inodes):
         key = (entry.st.st_dev, entry.st.st_ino)
@@ -976,7 +954,7 @@ class SnapshotRestore(TreeRestore):
         except (OSError, ValueError):
             self._refuse(member, entry.path, "is no longer a regular file that can be read")
         try:
-            xattrs = self._xattrs_of(entry)
+            xattrs = _trees.entry_xattrs(entry)
             out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=staging)
             try:

@@ -573,3 +573,36 @@ def check_tree(root_fd, tree_name, index_entries, link_entries):
     except OSError as exc:
         check.add(".", "unreadable", detail=exc.strerror or str(exc))
     return check.result()
+
+
+def entry_xattrs(entry):
+    """The extended attributes of a walked entry (opened without following links), or [] where there are none."""
+    if not hasattr(os, "listxattr") or entry.kind == "symlink":
+        return []
+    try:
+        fd = os.open(entry.name, DIR_FLAGS if entry.kind == "dir" else FILE_FLAGS, dir_fd=entry.dir_fd)
+    except OSError:
+        return []
+    try:
+        return [(name, os.getxattr(fd, name)) for name in os.listxattr(fd)]
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
+def apply_metadata(fd, st, xattrs, mode, owners):
+    """Give a rebuilt file or directory its owner (when ``owners``, as root), extended attributes, ``mode`` and the
+    times of ``st``; returns how many attributes the file system refused (a namespace it lacks: the index does not
+    cover xattrs)."""
+    if owners:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    skipped = 0
+    for name, value in xattrs:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError:
+            skipped += 1
+    os.fchmod(fd, mode)
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return skipped
