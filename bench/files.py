@@ -113,8 +113,8 @@ def pipe_to_file(argvs, path):
         upstream = None
         for index, argv in enumerate(argvs):
             last = index == len(argvs) - 1
-            proc = subprocess.Popen(argv, stdin=upstream, stdout=fd if last else subprocess.PIPE,  # pylint: disable=consider-using-with
-                                    env=env)
+            # pylint: disable-next=consider-using-with
+            proc = subprocess.Popen(argv, stdin=upstream, stdout=fd if last else subprocess.PIPE, env=env)
             if upstream is not None:
                 upstream.close()
             upstream = proc.stdout
