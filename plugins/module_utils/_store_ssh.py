@@ -1231,8 +1231,10 @@ def _remove_scratch(path):
 def _control_dir():
     """A new private (0700) directory for a control socket, on a short path (a socket path has at most 108 bytes).
 
-    Directories of this kind left empty by a killed run (their master ended by
-    itself) are removed first; ``rmdir`` never removes one still in use.
+    Its name carries this process's pid (``lifeboat-ssh-<pid>-<random>``). Directories of this kind left by a
+    run that is gone are removed first: only when their pid is no longer alive (a name without a pid, from an
+    older version, only when idle for CONTROL_DIR_MAX_AGE), and ``rmdir`` never removes one that is not empty.
+    A process that is alive keeps its directory, however long it has been idle or whatever the clock says.
     """
     base = tempfile.gettempdir()
     if len(base) > 60:
@@ -1241,11 +1243,34 @@ def _control_dir():
     for old in glob.glob(os.path.join(base, CONTROL_PREFIX + "*")):
         try:
             st = os.lstat(old)
-            if st.st_uid == os.getuid() and now - st.st_mtime > CONTROL_DIR_MAX_AGE:
-                os.rmdir(old)
+            if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode):
+                continue
+            owner = _control_dir_pid(os.path.basename(old))
+            if owner is None:
+                if now - st.st_mtime <= CONTROL_DIR_MAX_AGE:
+                    continue
+            elif _pid_alive(owner):
+                continue
+            os.rmdir(old)
         except OSError:
             continue
-    return tempfile.mkdtemp(prefix=CONTROL_PREFIX, dir=base)
+    return tempfile.mkdtemp(prefix="%s%d-" % (CONTROL_PREFIX, os.getpid()), dir=base)
+
+
+def _control_dir_pid(name):
+    """The pid in a control directory's name, or None for a name without one."""
+    match = re.match(r"^%s(\d+)-" % re.escape(CONTROL_PREFIX), name)
+    return int(match.group(1)) if match else None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, another user's
+    return True
 
 
 def _remove_control_dir(directory):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -502,3 +503,36 @@ def test_a_hostile_tree_stream_is_refused_with_one_sentence_and_nothing_outside(
         _store_ssh._fetch_tree(call, str(scratch), "ssh://backup/tree")
     assert "\n" not in str(info.value)
     assert sorted(os.listdir(str(tmp_path))) == ["scratch"]
+
+
+def test_control_directories_of_live_processes_are_kept_and_of_dead_ones_removed(monkeypatch):
+    """The sweep before a new master removes a control directory only when the run that made it is gone:
+    a live process's directory stays however old its time stamp (a clock step, a long idle run), a dead
+    one's goes, a non-empty one is never removed, and a name without a pid goes only when idle long."""
+    base = tempfile.mkdtemp(prefix="lbsw", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", base)
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        old = time.time() - 10 * _store_ssh.CONTROL_DIR_MAX_AGE
+
+        def make(name, busy=False):
+            path = os.path.join(base, name)
+            os.mkdir(path, 0o700)
+            if busy:
+                open(os.path.join(path, "m"), "w").close()
+            os.utime(path, (old, old))
+            return path
+
+        live = make("lifeboat-ssh-%d-aaaa" % os.getpid())
+        gone = make("lifeboat-ssh-%d-bbbb" % dead.pid)
+        gone_busy = make("lifeboat-ssh-%d-cccc" % dead.pid, busy=True)
+        legacy_old = make("lifeboat-ssh-dddd")
+        legacy_new = os.path.join(base, "lifeboat-ssh-eeee")
+        os.mkdir(legacy_new, 0o700)
+        fresh = _store_ssh._control_dir()
+        assert os.path.basename(fresh).startswith("lifeboat-ssh-%d-" % os.getpid())
+        assert os.path.isdir(live) and os.path.isdir(gone_busy) and os.path.isdir(legacy_new)
+        assert not os.path.exists(gone) and not os.path.exists(legacy_old)
+    finally:
+        shutil.rmtree(base)
