@@ -491,6 +491,16 @@ class Releaser(object):
                 problems.append(why[0].upper() + why[1:])
         return problems
 
+    def planned(self, manifest, ref):
+        """What ``release`` would delete for ``ref`` (check mode): our snapshot where it still is, else None
+        (a file-mode set kept none, a snapshot already gone, or one that is not ours, which release refuses)."""
+        if not self.mine(manifest) or ref not in self.kept_refs(manifest):
+            return None
+        path, why = self.locate(manifest, ref)
+        if why or path is None:
+            return None
+        return dict(kind=KIND, id=ref.get("id"), location=path)
+
     def release(self, manifest):
         released, problems = [], []
         if not self.mine(manifest):

@@ -548,9 +548,16 @@ def apply_source(store, host, source, policy, now, wait_for=(), leftover_age_s=D
         if check_mode:
             for set_id in doomed:
                 for ref in by_id[set_id].get("external") or []:
-                    if external_releasers({"external": [ref]}, releasers):
-                        report["external_released"].append({"set_id": set_id, "kind": ref["kind"], "id": ref["id"],
-                                                            "location": ref.get("location")})
+                    for releaser in external_releasers({"external": [ref]}, releasers):
+                        planned = getattr(releaser, "planned", None)
+                        try:
+                            item = planned(by_id[set_id], ref) if planned else {
+                                "kind": ref["kind"], "id": ref["id"], "location": ref.get("location")}
+                        except LifeboatError:
+                            item = None  # the real run reports it in external_kept
+                        if item:
+                            report["external_released"].append(dict(item, set_id=set_id))
+                        break
             report["deleted"] = doomed
             report["objects_pruned"] = doomed_objects
             report["leftovers_removed"] = removable if not kept_back else []

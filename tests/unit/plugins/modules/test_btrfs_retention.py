@@ -117,6 +117,9 @@ def test_a_snapshot_already_gone_counts_as_released(monkeypatch, tmp_path, volum
     send(monkeypatch, tmp_path, volume, "full")
     subprocess.run(["btrfs", "subvolume", "delete", os.path.join(volume["snapdir"], "data", old["set_id"])],
                    stdout=subprocess.PIPE, check=True)
+    check = retention(monkeypatch, tmp_path, volume, check_mode=True)
+    assert [e["set_id"] for e in check["deleted"]] == [old["set_id"]]
+    assert check["external_released"] == []  # nothing is left to release, and check mode says so
     done = retention(monkeypatch, tmp_path, volume)
     assert [e["set_id"] for e in done["deleted"]] == [old["set_id"]]
     assert done["external_kept"] == [] and done["external_released"] == []
