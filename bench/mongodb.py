@@ -20,6 +20,11 @@ bench/run.sh (``bench/run.sh mongodb``). One run:
      module   ansible localhost -m lifeboat.backup.mongodb_backup (databases [bench], zstd)
      raw      mongodump --config=F <the module's flags> --db=bench --archive | zstd -q -T0 > file
      cat      cat <the same archive, written once> | zstd -q -T0 > file  (the pipeline without a producer)
+   and with --oplog (the fake server is marked a replica set with OPLOG_ENTRIES entries written during
+   the dump) a dump of all databases, with and without the oplog:
+     module-oplog  mongodb_backup databases [] oplog true (tee hands the archive to the oplog-time reader)
+     module-all    the same with oplog false (no tee)
+     raw-oplog     mongodump --config=F <the module's flags> --oplog --archive | zstd -q -T0 > file
 3. times restores of ``small`` beside itself (nsFrom small.* -> nsTo restored.*):
      module   ansible localhost -m lifeboat.backup.mongodb_restore
      raw      zstd -dc file | mongorestore --config=F <the module's flags> --archive --nsFrom --nsTo --stopOnError
@@ -53,6 +58,8 @@ PW_ENV = "LIFEBOAT_BENCH_MONGO_PASSWORD"
 USER = "backup"
 DB = "bench"
 SMALL = "small"
+ALL = "all"
+OPLOG_ENTRIES = 100
 COLLECTIONS = 4
 TARGET_RATIO = 1.05
 TARGET_RSS_MB = 100.0
@@ -104,6 +111,7 @@ class MongoBench(object):
             have = {}
         if have.get("mb", 0) >= self.args.mb and os.path.isdir(os.path.join(self.server, "data", DB)):
             log("REUSING the fake server's database %s (%s MiB asked then)" % (DB, have["mb"]))
+            self.oplog_state()
             return True
         shutil.rmtree(self.server, ignore_errors=True)
         self.fake("init", "--user", USER, "--password-file", pw_path)
@@ -117,7 +125,14 @@ class MongoBench(object):
         self.fake("seed", "--db", SMALL, "--count", str(self.args.small_docs), "--coll", "users", "--coll", "orders")
         with open(meta, "w", encoding="utf-8") as handle:
             json.dump({"mb": self.args.mb}, handle)
+        self.oplog_state()
         return False
+
+    def oplog_state(self):
+        """With --oplog: a replica set (mongodump --oplog needs one) with entries written during the dump."""
+        if self.args.oplog:
+            entries = [{"op": "i", "ns": "%s.c0" % DB, "o": {"_id": -n}} for n in range(1, OPLOG_ENTRIES + 1)]
+            self.fake("set", "--json", json.dumps({"replica_set": "rs0", "oplog_during_dump": entries}))
 
     def conn_flags(self):
         return "--config=%s --host=127.0.0.1 --port=%d --username=%s --authenticationDatabase=admin" % (
@@ -163,6 +178,21 @@ class MongoBench(object):
         self.sync()
         run, res = self.ansible("lifeboat.backup.mongodb_backup", {"databases": [DB], "source": DB})
         self.record("backup", "module", run, duration_s=res["duration_s"], bytes=res["bytes"], cmd=res.get("cmd"))
+
+    def backup_all(self, oplog):
+        shutil.rmtree(os.path.join(self.store, HOST, ALL), ignore_errors=True)
+        self.sync()
+        run, res = self.ansible("lifeboat.backup.mongodb_backup", {"databases": [], "oplog": oplog, "source": ALL})
+        position = res.get("position") or {}
+        self.record("backup", "module-oplog" if oplog else "module-all", run, duration_s=res["duration_s"],
+                    bytes=res["bytes"], cmd=res.get("cmd"), oplog_reached_from=position.get("oplog_reached_from"),
+                    oplog_reached_t=position.get("oplog_reached_t"))
+
+    def backup_raw_oplog(self):
+        path = os.path.join(self.out, "raw-oplog.archive.zst")
+        script = "mongodump %s --oplog --archive | zstd -q -T0 > %s" % (self.conn_flags(), shlex.quote(path))
+        self.sync()
+        self.record("backup", "raw-oplog", self.bash(script), bytes=os.path.getsize(path), cmd=script)
 
     def backup_raw(self):
         path = os.path.join(self.out, "raw.archive.zst")
@@ -229,6 +259,9 @@ class MongoBench(object):
         for dummy in range(2):
             self.ping()
         variants = {"module": self.backup_module, "raw": self.backup_raw, "cat": self.backup_cat}
+        if a.oplog:
+            variants.update({"module-oplog": lambda: self.backup_all(True), "module-all": lambda: self.backup_all(False),
+                             "raw-oplog": self.backup_raw_oplog})
         last = None
         for rep, name in interleaved(variants, a.reps):
             if rep != last:
@@ -266,6 +299,8 @@ def peak_of(entry, kind):
 def rows_for(section, names, with_bytes=True):
     rows = []
     for v, label in names:
+        if v not in section:
+            continue
         e = section[v]
         row = [v, label, fmt_s(med(e["wall"])), " / ".join(fmt_s(x) for x in e["wall"]),
                fmt_s(med(col(e, "duration_s"))), fmt_s(med(col(e, "lifetime"))), fmt_s(med(col(e, "tree_cpu")))]
@@ -292,8 +327,16 @@ def render(r):
                + ["peak RSS MiB: %s" % k for k in KINDS],
                rows_for(b, [("module", "`mongodb_backup` databases [bench] (zstd)"),
                             ("raw", "`mongodump <same flags> --archive \\| zstd -q -T0 > file` (fake mongodump)"),
-                            ("cat", "`cat archive \\| zstd -q -T0 > file` (no producer)")]),
+                            ("cat", "`cat archive \\| zstd -q -T0 > file` (no producer)"),
+                            ("module-oplog", "`mongodb_backup` all databases, `oplog: true` (tee to the oplog-time "
+                                             "reader)"),
+                            ("module-all", "`mongodb_backup` all databases, `oplog: false`"),
+                            ("raw-oplog", "`mongodump <same flags> --oplog --archive \\| zstd -q -T0 > file` (fake)")]),
                ["l", "l"] + ["r"] * 11)
+    if "module-oplog" in b:
+        found = sorted(set(str(run.get("oplog_reached_from")) for run in b["module-oplog"]["runs"]))
+        L += ["", "With the oplog (%d entries written during the dump): `position.oplog_reached_from` was %s."
+              % (OPLOG_ENTRIES, ", ".join(found))]
     L += ["", "## Restore of the small database beside itself (`small.*` → `restored.*`)", ""]
     L += table(["variant", "command", "wall s", "all runs s", "module duration_s", "module process lifetime s", "CPU s (tree)"]
                + ["peak RSS MiB: %s" % k for k in KINDS],
@@ -319,6 +362,24 @@ def render(r):
         row("**%s: module net (%s s) ÷ raw (%s s)**" % (key, fmt_s(net), fmt_s(raw)), net / raw, TARGET_RATIO)
         row("%s: module duration_s (%s s) ÷ raw" % (key, fmt_s(dur)), dur / raw, TARGET_RATIO)
         row("%s: paired module net ÷ raw (%s)" % (key, " / ".join("%.3f" % x for x in pairs)), pair)
+    if "module-oplog" in b:
+        raw = med(b["raw-oplog"]["wall"])
+        for variant in ("module-oplog", "module-all"):
+            net = med(b[variant]["wall"]) - ov
+            dur = med(col(b[variant], "duration_s"))
+            pair, pairs = paired_ratios(b[variant]["runs"], b["raw-oplog"]["runs"], offset=r["rep_ping"])
+            q[variant] = {"net": net / raw, "duration": dur / raw, "paired": pair}
+            target = TARGET_RATIO if variant == "module-oplog" else None
+            row("**backup, all databases, %s: module net (%s s) ÷ raw with `--oplog` (%s s)**"
+                % (variant, fmt_s(net), fmt_s(raw)), net / raw, target)
+            row("backup, all databases, %s: module duration_s (%s s) ÷ raw with `--oplog`" % (variant, fmt_s(dur)),
+                dur / raw, target)
+            row("backup, all databases, %s: paired module net ÷ raw with `--oplog` (%s)"
+                % (variant, " / ".join("%.3f" % x for x in pairs)), pair)
+        pair, pairs = paired_ratios(b["module-oplog"]["runs"], b["module-all"]["runs"])
+        q["oplog_tap"] = pair
+        row("backup, all databases: module with the oplog ÷ without, paired whole wall (%s): the tap's cost"
+            % " / ".join("%.3f" % x for x in pairs), pair)
     cat = med(b["cat"]["wall"])
     row("backup: raw with the fake producer ÷ `cat` of the same archive (%s s): the fake's own cost" % fmt_s(cat),
         med(b["raw"]["wall"]) / cat)
@@ -340,6 +401,9 @@ def main(argv=None):
     p.add_argument("--small-docs", type=int, default=1000,
                    help="documents in each of the 2 collections of the restored database (default 1000)")
     p.add_argument("--clean", action="store_true", help="remove the fake server's data at the end")
+    p.add_argument("--oplog", action="store_true",
+                   help="also time a dump of all databases with the oplog (the module's tee tap) and without, "
+                        "against mongodump --oplog --archive | zstd")
 
     def run(args_):
         MongoBench(cli.parse(p, args_)).run()
