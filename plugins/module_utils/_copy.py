@@ -599,28 +599,13 @@ class TreeCopy(object):
         if entry.st.st_nlink > 1:
             self.inodes[key] = (entry.path, listed["sha256"])
 
+    _REFUSALS = {"unreadable": "is no longer a regular file that can be read",
+                 "mismatch": "does not match the size and SHA-256 in its index"}
+
     def _write(self, entry, listed):
-        try:
-            src = _trees.open_regular(entry)
-        except (OSError, ValueError):
-            self.refuse(entry.path, "is no longer a regular file that can be read")
-        try:
-            xattrs = _trees.entry_xattrs(entry)
-            out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=self.out)
-            try:
-                def write(block):
-                    view = memoryview(block)
-                    while view:
-                        view = view[os.write(out, view):]
-                size, digest = _trees.hash_fd(src, write)
-                if size != listed["size"] or digest != listed["sha256"]:
-                    self.refuse(entry.path, "does not match the size and SHA-256 in its index")
-                _trees.apply_metadata(out, entry.st, xattrs, listed["mode"], self.owners)
-            finally:
-                os.close(out)
-        finally:
-            os.close(src)
+        _trees.copy_listed_file(
+            entry, listed, self.out, lambda reason: self.refuse(entry.path, self._REFUSALS[reason]),
+            lambda out, xattrs: _trees.apply_metadata(out, entry.st, xattrs, listed["mode"], self.owners))
 
 
 def copy_tree(src, dst, writer, manifest, tree, owners=None):

@@ -949,27 +949,11 @@ class SnapshotRestore(TreeRestore):
         if first is not None and first[1] == listed["sha256"]:
             os.link(first[0], entry.path, src_dir_fd=staging, dst_dir_fd=staging, follow_symlinks=False)
             return
-        try:
-            src = _trees.open_regular(entry)
-        except (OSError, ValueError):
-            self._refuse(member, entry.path, "is no longer a regular file that can be read")
-        try:
-            xattrs = _trees.entry_xattrs(entry)
-            out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=staging)
-            try:
-                def write(block):
-                    view = memoryview(block)
-                    while view:
-                        view = view[os.write(out, view):]
-                size, digest = _trees.hash_fd(src, write)
-                if size != listed["size"] or digest != listed["sha256"]:
-                    self._refuse(member, entry.path, "does not match the size and SHA-256 of the index")
-                self._apply(out, entry.st, xattrs, listed["mode"])
-            finally:
-                os.close(out)
-        finally:
-            os.close(src)
+        refusals = {"unreadable": "is no longer a regular file that can be read",
+                    "mismatch": "does not match the size and SHA-256 of the index"}
+        _trees.copy_listed_file(
+            entry, listed, staging, lambda reason: self._refuse(member, entry.path, refusals[reason]),
+            lambda out, xattrs: self._apply(out, entry.st, xattrs, listed["mode"]))
         if entry.st.st_nlink > 1:
             inodes[key] = (entry.path, listed["sha256"])
 

@@ -606,3 +606,34 @@ def apply_metadata(fd, st, xattrs, mode, owners):
     os.fchmod(fd, mode)
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
     return skipped
+
+
+def copy_listed_file(entry, listed, dir_fd, refuse, finish):
+    """Copy the walked regular file ``entry`` into a new file of the same path in ``dir_fd`` (O_EXCL, never
+    through a link), hashing it as it goes against its index line ``listed``.
+
+    ``refuse(reason)`` must raise: ``"unreadable"`` when ``entry`` is no longer a regular file that can be read,
+    ``"mismatch"`` when its size or SHA-256 differs from the index; ``finish(out_fd, xattrs)`` gives the new file
+    its metadata (``xattrs``: those of ``entry``) before it is closed.
+    """
+    try:
+        src = open_regular(entry)
+    except (OSError, ValueError):
+        refuse("unreadable")
+    try:
+        xattrs = entry_xattrs(entry)
+        out = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dir_fd)
+        try:
+            def write(block):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(out, view):]
+            size, digest = hash_fd(src, write)
+            if size != listed["size"] or digest != listed["sha256"]:
+                refuse("mismatch")
+            finish(out, xattrs)
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
