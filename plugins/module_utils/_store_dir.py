@@ -124,13 +124,7 @@ class _Dir(object):
             st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        if stat.S_ISDIR(st.st_mode):
-            return "dir"
-        if stat.S_ISREG(st.st_mode):
-            return "file"
-        if stat.S_ISLNK(st.st_mode):
-            return "link"
-        return "other"
+        return _type_of(st.st_mode)
 
     def names(self):
         try:
@@ -1087,11 +1081,16 @@ def _entry_in(directory, sub, name):
         return None
     finally:
         os.close(fd)
-    if stat.S_ISDIR(st.st_mode):
+    return _type_of(st.st_mode)
+
+
+def _type_of(mode):
+    """'dir', 'file', 'link' or 'other' for an lstat mode."""
+    if stat.S_ISDIR(mode):
         return "dir"
-    if stat.S_ISREG(st.st_mode):
+    if stat.S_ISREG(mode):
         return "file"
-    if stat.S_ISLNK(st.st_mode):
+    if stat.S_ISLNK(mode):
         return "link"
     return "other"
 
