@@ -487,10 +487,11 @@ def fetch(store, settings, file_name, dest, runner=None):
                         dummy2, digest = _run_decode(stages, handle, out, runner)
                     else:
                         digest = _copy(handle, out)
-            if expected is not None and expected != _file_sha256(tmp):
+            # digest: the SHA-256 of exactly the bytes written to tmp (the decode's sink, or the plain copy)
+            if expected is not None and expected != digest:
                 raise WalError("Archived WAL file %s does not match its recorded SHA-256; it is corrupt." % file_name)
             if trust is not None:
-                trust.verify_bytes(signed_statement(host, source, file_name, _file_sha256(tmp)),
+                trust.verify_bytes(signed_statement(host, source, file_name, digest),
                                    _read_signature(store, host, source, file_name), host, SIGNATURE_NAMESPACE,
                                    "Archived WAL file %s" % file_name)
             os.rename(tmp, dest)
@@ -530,11 +531,6 @@ def _copy(handle, out):
         digest.update(block)
         out.write(block)
     return digest.hexdigest()
-
-
-def _file_sha256(path):
-    with open(path, "rb") as handle:
-        return _sha256_file(handle)
 
 
 def probe(store, settings):
